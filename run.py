@@ -1,0 +1,22 @@
+"""pglab's one entrypoint: a single run, or a sweep with ``-m``.
+
+    python run.py                                   # env=mountaincar algo=reinforce
+    python run.py env=cartpole seed=3 algo.lr=1e-3
+    python run.py -m algo=reinforce env=mountaincar,cartpole seed=0,1
+
+Returns the final evaluation return (what Hydra's optimisation sweepers maximise).
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from pglab.experiment import main as run_experiment
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_experiment(cfg)
+
+
+if __name__ == "__main__":
+    main()

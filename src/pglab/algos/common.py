@@ -1,0 +1,100 @@
+"""What every pglab algorithm shares: the training-loop contract and the return math.
+
+An algorithm is a class built as ``Algo(cfg, observation_space, action_space, device)``
+with ``learn(env, total_steps, on_update)``, ``act(obs, deterministic)`` and
+``state_dict()``. It never logs: after each update it hands an :class:`Update` to
+``on_update`` and the experiment logs, evaluates and checkpoints. ``on_update`` returns
+False to stop training early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN/inf: training stops at once, the run is failed."""
+
+
+@dataclass
+class Update:
+    """One update's outcome, handed to the experiment.
+
+    Attributes:
+        env_steps: total env steps consumed so far (the x-axis of every metric).
+        metrics: scalar metrics of this update (``loss/*``, ``train/grad_norm``, ...).
+        episode_returns: undiscounted returns of the episodes finished since the last
+            update, ``[E]``.
+        episode_lengths: their lengths, ``[E]``.
+    """
+
+    env_steps: int
+    metrics: dict[str, float]
+    episode_returns: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    episode_lengths: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+
+OnUpdate = Callable[[Update], bool]
+
+
+class Agent(Protocol):
+    """The interface the experiment drives (see the module docstring)."""
+
+    env_steps: int
+
+    def learn(self, env: Any, total_steps: int, on_update: OnUpdate) -> None: ...
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def discounted_returns(
+    rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Discounted reward-to-go with explicit values at episode ends.
+
+    ``G[t] = r[t] + gamma * (bootstrap[t] if dones[t] else G[t+1])``, computed backwards.
+    ``bootstrap[t]`` is the value of the state reached at an episode end: 0 for a
+    terminal state, V(final observation) for a time-limit cut or a rollout cut-off.
+    A step after the last row that is not an episode end is treated as ending with
+    ``bootstrap[T-1]`` (rollout cut-off).
+
+    Args:
+        rewards: ``[T, N]`` rewards.
+        dones: ``[T, N]`` bool, an episode ended at step t (terminated or truncated).
+        bootstrap: ``[T, N]`` value added (discounted) at episode ends.
+        gamma: discount factor.
+
+    Returns:
+        ``[T, N]`` returns-to-go, in the rewards' dtype.
+    """
+    T = rewards.shape[0]
+    out = torch.empty_like(rewards)
+    next_return = bootstrap[T - 1].to(rewards.dtype)
+    for t in range(T - 1, -1, -1):
+        tail = torch.where(dones[t], bootstrap[t].to(rewards.dtype), next_return)
+        next_return = rewards[t] + gamma * tail
+        out[t] = next_return
+    return out
+
+
+def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
+    """Global L2 norm of the gradients (before clipping); clips in place when ``max_norm`` is set."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return 0.0
+    if max_norm is None:
+        return float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def check_finite(name: str, value: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``value`` holds a NaN or inf."""
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"{name} became non-finite ({value.detach().flatten()[:4].tolist()})")

@@ -1,0 +1,246 @@
+"""REINFORCE (Williams 1992) with discounted reward-to-go, a choice of baseline, on N envs.
+
+One update = one complete episode from each of the N environments, all sampled with the
+current policy (N i.i.d. episodes, the textbook Monte-Carlo estimator):
+
+    grad J ≈ mean over valid steps (t, n) of  grad log π(a[t,n] | s[t,n]) · A[t,n]
+    A = G - b,   G[t] = r[t] + γ r[t+1] + ...   (reward-to-go)
+
+* All N envs are reset at the start of an update and stepped in lockstep until every
+  one has finished its episode. An env that finishes early keeps stepping (a vector env
+  steps all its members), but those steps are masked out and not counted in
+  ``env_steps``: ``env_steps`` counts the transitions the learner uses. Waiting for the
+  slowest env (rather than stopping when enough episodes are done) keeps the batch
+  unbiased — stopping early would over-represent short episodes.
+* Baselines: ``none`` (b = 0); ``mean`` (b = batch mean of the reward-to-go); ``value``
+  (b = V(s), a critic regressed on the reward-to-go with its own learning rate).
+* Time limits (``truncated``): with a critic, a truncated episode's reward-to-go is
+  completed with γ·V(final observation) — the time limit is treated as a cut of an
+  ongoing task, as in actor-critic methods (Pardo et al. 2018). Without a critic there is
+  nothing to bootstrap from: the reward-to-go ends at the cut, which is the exact
+  return of the time-limited task. A terminated episode never bootstraps.
+* Advantages are optionally standardised over the batch; an entropy bonus and separate
+  gradient-norm clipping of policy and critic (their losses differ in scale by orders of
+  magnitude) follow. One Adam optimiser, one parameter group each.
+
+Shapes: T ≤ the env's time limit, N = ``env.num_envs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch.nn import functional as F
+
+from pglab.algos.common import OnUpdate, Update, check_finite, discounted_returns, grad_norm_and_clip
+from pglab.config import Baseline, ReinforceConfig
+from pglab.nets import ValueNet, make_policy, obs_dim
+
+
+class Reinforce:
+    """REINFORCE agent; see the module docstring for the algorithm and its choices.
+
+    Args:
+        cfg: the algorithm config.
+        observation_space: a single env's observation space (Box).
+        action_space: a single env's action space (Discrete or 1-D Box).
+        device: where networks and rollouts live.
+        max_episode_steps: the env's time limit; sizes the preallocated rollout.
+    """
+
+    def __init__(
+        self,
+        cfg: ReinforceConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        if max_episode_steps is None:
+            raise ValueError("REINFORCE samples whole episodes and needs an env with a time limit")
+        self.cfg = cfg
+        self.device = device
+        self.max_episode_steps = int(max_episode_steps)
+        self.policy = make_policy(
+            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init
+        ).to(device)
+        self.value = (
+            ValueNet(obs_dim(observation_space), cfg.hidden_sizes, cfg.activation).to(device)
+            if cfg.baseline == Baseline.value
+            else None
+        )
+        groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
+        if self.value is not None:
+            groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
+        self.optimizer = torch.optim.Adam(groups, eps=1e-5)
+        self.env_steps = 0
+
+    # ------------------------------------------------------------------ acting
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for ``obs[B, obs_dim]`` (the policy's mode when ``deterministic``)."""
+        return self.policy.act(obs, deterministic)
+
+    # ------------------------------------------------------------------ data
+
+    @torch.inference_mode()
+    def collect(self, env: gym.vector.VectorEnv, buf: dict[str, torch.Tensor]) -> int:
+        """Fill ``buf`` with one complete episode per env; returns T, the longest length.
+
+        Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
+        belongs to the env's episode), ``dones[T,N]`` (its last step), ``bootstrap[T,N]``
+        (V(final obs) at a truncation when there is a critic, else 0), and
+        ``ep_returns[N]``/``ep_lengths[N]``.
+        """
+        obs, _ = env.reset()
+        n = env.num_envs
+        active = torch.ones(n, dtype=torch.bool, device=self.device)
+        buf["bootstrap"].zero_()
+        t = 0
+        while bool(active.any()):
+            if t >= self.max_episode_steps:
+                raise RuntimeError(
+                    f"an episode ran past the time limit of {self.max_episode_steps} steps; "
+                    "is the env's max_episode_steps right?"
+                )
+            action = self.policy.act(obs)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            buf["obs"][t] = obs
+            buf["actions"][t] = action
+            buf["rewards"][t] = reward
+            buf["valid"][t] = active
+            ended = active & (terminated | truncated)
+            buf["dones"][t] = ended
+            if self.value is not None:
+                cut = ended & truncated & ~terminated
+                if bool(cut.any()):
+                    buf["bootstrap"][t] = torch.where(cut, self.value(info["final_obs"]), 0.0)
+            buf["ep_returns"] = torch.where(ended, info["episode_return"], buf["ep_returns"])
+            buf["ep_lengths"] = torch.where(ended, info["episode_length"], buf["ep_lengths"])
+            active = active & ~ended
+            obs = next_obs
+            t += 1
+        return t
+
+    def _buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
+        """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
+        T, n, dev = self.max_episode_steps, env.num_envs, self.device
+        obs_shape = env.single_observation_space.shape
+        act_space = env.single_action_space
+        if isinstance(act_space, gym.spaces.Discrete):
+            actions = torch.zeros(T, n, dtype=torch.long, device=dev)
+        else:
+            actions = torch.zeros(T, n, *act_space.shape, dtype=torch.float32, device=dev)
+        return {
+            "obs": torch.zeros(T, n, *obs_shape, dtype=torch.float32, device=dev),
+            "actions": actions,
+            "rewards": torch.zeros(T, n, device=dev),
+            "valid": torch.zeros(T, n, dtype=torch.bool, device=dev),
+            "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
+            "bootstrap": torch.zeros(T, n, device=dev),
+            "ep_returns": torch.zeros(n, device=dev),
+            "ep_lengths": torch.zeros(n, dtype=torch.long, device=dev),
+        }
+
+    # ------------------------------------------------------------------ learning
+
+    def advantages(self, returns: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Advantages ``A = G - b`` for the valid steps, and V(s) when there is a critic.
+
+        Args:
+            returns: ``[B]`` reward-to-go of the batch's valid steps.
+            obs: ``[B, obs_dim]`` their observations.
+
+        Returns:
+            ``(A[B], V[B] or None)``; V carries gradients (the critic's loss uses it).
+        """
+        values = None
+        if self.cfg.baseline == Baseline.value:
+            assert self.value is not None
+            values = self.value(obs)
+            adv = returns - values.detach()
+        elif self.cfg.baseline == Baseline.mean:
+            adv = returns - returns.mean()
+        else:
+            adv = returns.clone()
+        if self.cfg.normalize_advantage and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        return adv, values
+
+    def update(self, buf: dict[str, torch.Tensor], T: int) -> dict[str, float]:
+        """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
+        cfg = self.cfg
+        returns_tn = discounted_returns(buf["rewards"][:T], buf["dones"][:T], buf["bootstrap"][:T], cfg.gamma)
+        valid = buf["valid"][:T]
+        obs = buf["obs"][:T][valid]
+        actions = buf["actions"][:T][valid]
+        returns = returns_tn[valid]
+
+        adv, values = self.advantages(returns, obs)
+        dist = self.policy.distribution(obs)
+        logp = dist.log_prob(actions)
+        entropy = dist.entropy().mean()
+        policy_loss = -(logp * adv).mean()
+        loss = policy_loss - cfg.ent_coef * entropy
+        value_loss = None
+        if values is not None:
+            value_loss = F.mse_loss(values, returns)
+            loss = loss + value_loss  # the critic has its own parameters and learning rate
+        check_finite("loss", loss)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = grad_norm_and_clip(self.policy.parameters(), cfg.max_grad_norm)
+        if self.value is not None:
+            grad_norm_and_clip(self.value.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        for p in self.policy.parameters():
+            check_finite("policy parameters", p)
+
+        metrics = {
+            "loss/policy": policy_loss.item(),
+            "loss/entropy": -entropy.item(),
+            "train/grad_norm": grad_norm,
+        }
+        if value_loss is not None:
+            metrics["loss/value"] = value_loss.item()
+        return metrics
+
+    def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+        """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
+        buf = self._buffers(env)
+        while self.env_steps < total_steps:
+            T = self.collect(env, buf)
+            metrics = self.update(buf, T)
+            self.env_steps += int(buf["valid"][:T].sum())
+            update = Update(
+                env_steps=self.env_steps,
+                metrics=metrics,
+                episode_returns=buf["ep_returns"].clone(),
+                episode_lengths=buf["ep_lengths"].clone(),
+            )
+            if not on_update(update):
+                break
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimiser and step counter (tensors and plain values only)."""
+        state: dict[str, Any] = {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "env_steps": self.env_steps,
+        }
+        if self.value is not None:
+            state["value"] = self.value.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.env_steps = int(state["env_steps"])

@@ -1,0 +1,38 @@
+"""Hydra callbacks: what happens around a multirun.
+
+At the end of a sweep :class:`SweepCallback` reads every job's ``summary.json`` in the
+sweep folder, prints and saves a compact table (algo × env: final eval return mean ± std
+over seeds, number of seeds, failed jobs), prints one line per failed job and the one
+command that syncs the offline W&B runs, and exits non-zero when any job failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from pglab.summary import collect_runs, format_sweep_table, offline_wandb_dirs
+
+
+class SweepCallback(Callback):
+    """Reports a finished multirun; see the module docstring."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = collect_runs(sweep_dir)
+        table = format_sweep_table(runs)
+        (sweep_dir / "sweep_table.md").write_text(table + "\n")
+        print(f"\nSweep results ({sweep_dir}):\n{table}")
+        failed = [r for r in runs if r.status != "completed"]
+        for r in failed:
+            print(f"FAILED {r.name}: {r.error}  [{r.run_dir}]", file=sys.stderr)
+        offline = offline_wandb_dirs(sweep_dir)
+        if offline:
+            print(f"\n{len(offline)} offline W&B run(s). Sync them with:\n  wandb sync {sweep_dir}/*/wandb/offline-run-*")
+        if failed:
+            print(f"pglab: {len(failed)} of {len(runs)} jobs failed", file=sys.stderr)
+            sys.exit(1)

@@ -1,0 +1,337 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore.
+
+Every config group has a dataclass schema. The YAML files under ``conf/`` hold the
+values and name their schema in their defaults list (``/schema_algo_reinforce@_here_``),
+so Hydra rejects an unknown key or a wrong type while composing, before any work.
+What OmegaConf cannot express — ranges, "at least one", "this env id exists" — is
+declared next to the field (``metadata``) and checked by :func:`validate`, which turns
+the composed config into these dataclasses and raises :class:`ConfigError` with a
+one-line message that names the key, the bad value and what is allowed.
+
+Runtime-only values (spaces, the torch device) are never written back into the
+config; they are passed to constructors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. ``str(err)`` is one line: key, value, what is allowed."""
+
+
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with a numeric range that :func:`validate` enforces.
+
+    ``None`` values pass (they mean "use the default" wherever a field is Optional).
+    """
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
+
+
+def non_empty(default_factory: Any) -> Any:
+    """A list field that must hold at least one element."""
+    return field(default_factory=default_factory, metadata={"non_empty": True})
+
+
+# --------------------------------------------------------------------------- choices
+
+
+class Device(Enum):
+    """Where tensors live. ``auto`` picks CUDA when torch sees a GPU, else the CPU."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+class WandbMode(Enum):
+    """``auto``: online only when an API key is configured, offline otherwise; never prompts."""
+
+    auto = "auto"
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class Baseline(Enum):
+    """What REINFORCE subtracts from the reward-to-go (see ``pglab.algos.reinforce``)."""
+
+    none = "none"
+    mean = "mean"
+    value = "value"
+
+
+class Activation(Enum):
+    tanh = "tanh"
+    relu = "relu"
+
+
+class SuccessWhen(Enum):
+    """Which episode end counts as a success for ``eval/success_rate``.
+
+    ``terminated``: reaching a terminal state is the goal (MountainCar's flag).
+    ``truncated``: surviving until the time limit is the goal (CartPole).
+    """
+
+    terminated = "terminated"
+    truncated = "truncated"
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass
+class EnvConfig:
+    """A gymnasium environment and its per-env defaults.
+
+    Attributes:
+        name: short name used in run names and tables (``mountaincar``).
+        id: gymnasium id (``MountainCar-v0``).
+        num_envs: parallel training environments (one vector env).
+        default_total_steps: training budget in env steps when ``total_steps`` is null.
+        max_episode_steps: time limit; null keeps the registered one.
+        solved_threshold: mean eval return that counts as solved (reports, early stop).
+        success_when: which episode end counts as a success.
+        kwargs: extra keyword arguments for ``gymnasium.make``.
+    """
+
+    name: str = MISSING
+    id: str = MISSING
+    num_envs: int = bounded(16, ge=1)
+    default_total_steps: int = bounded(100_000, ge=1)
+    max_episode_steps: int | None = bounded(None, ge=1)
+    solved_threshold: float | None = None
+    success_when: SuccessWhen = SuccessWhen.terminated
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AlgoConfig:
+    """What every algorithm shares.
+
+    Attributes:
+        name: short name used in run names and tables.
+        impl: dotted path of the class that implements it; the experiment builds
+            ``impl(cfg=<this config>, observation_space, action_space, device, seed)``.
+        hidden_sizes: widths of the MLP hidden layers, policy and value alike.
+        activation: hidden-layer non-linearity.
+        lr: Adam learning rate of the policy.
+        gamma: discount factor.
+        ent_coef: weight of the entropy bonus.
+        max_grad_norm: clip the global gradient norm to this (null: no clipping).
+    """
+
+    name: str = MISSING
+    impl: str = MISSING
+    hidden_sizes: list[int] = non_empty(lambda: [64, 64])
+    activation: Activation = Activation.tanh
+    lr: float = bounded(1e-3, gt=0.0)
+    gamma: float = bounded(0.99, ge=0.0, le=1.0)
+    ent_coef: float = bounded(0.0, ge=0.0)
+    max_grad_norm: float | None = bounded(0.5, gt=0.0)
+
+
+@dataclass
+class ReinforceConfig(AlgoConfig):
+    """REINFORCE (Williams 1992) with reward-to-go and a choice of baseline.
+
+    Attributes:
+        baseline: ``none``, ``mean`` (batch mean of the reward-to-go) or ``value``
+            (a learned critic V(s), trained by regression on the reward-to-go).
+        normalize_advantage: standardise advantages over the batch.
+        value_lr: Adam learning rate of the critic (``baseline=value`` only).
+        log_std_init: initial log standard deviation of a Gaussian policy.
+    """
+
+    baseline: Baseline = Baseline.value
+    normalize_advantage: bool = True
+    value_lr: float = bounded(1e-3, gt=0.0)
+    log_std_init: float = 0.0
+
+
+@dataclass
+class HardwareConfig:
+    """Where and how to compute.
+
+    Attributes:
+        device: ``cpu``, ``cuda`` (an error without a GPU) or ``auto``.
+        num_threads: torch intra-op threads; 0 keeps torch's default (all cores).
+            Small policy networks run fastest on one thread, and one thread per job
+            keeps parallel sweeps from oversubscribing the cores.
+    """
+
+    device: Device = Device.cpu
+    num_threads: int = bounded(1, ge=0)
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases settings. The plain files are always written.
+
+    Attributes:
+        backend: ``wandb`` or ``none`` (files only).
+        mode: see :class:`WandbMode`.
+        project: W&B project.
+        entity: W&B entity (team or user); null uses the account's default.
+        tags: W&B tags.
+    """
+
+    backend: str = "wandb"
+    mode: WandbMode = WandbMode.auto
+    project: str = "pglab"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalConfig:
+    """The one evaluation protocol (see ``pglab.evaluation``).
+
+    Attributes:
+        every_steps: evaluate every this many training env steps.
+        episodes: episodes per periodic evaluation.
+        final_episodes: episodes of the final evaluation.
+        num_envs: parallel evaluation environments.
+        seed_offset: evaluation envs are seeded ``seed + seed_offset``, apart from training.
+    """
+
+    every_steps: int = bounded(25_000, ge=1)
+    episodes: int = bounded(10, ge=1)
+    final_episodes: int = bounded(100, ge=1)
+    num_envs: int = bounded(10, ge=1)
+    seed_offset: int = bounded(1_000_000, ge=1)
+
+
+@dataclass
+class Config:
+    """The whole run.
+
+    Attributes:
+        seed: seeds torch, numpy, Python's ``random``, the envs and their action spaces.
+        total_steps: training budget in env steps; null uses ``env.default_total_steps``.
+        log_every_steps: write one metrics line per this many env steps (at update ends).
+        progress_every_s: seconds between plain progress lines when no bar is shown.
+    """
+
+    env: Any = MISSING
+    algo: Any = MISSING
+    hardware: HardwareConfig = MISSING
+    logger: LoggerConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = bounded(0, ge=0)
+    total_steps: int | None = bounded(None, ge=1)
+    log_every_steps: int = bounded(5_000, ge=1)
+    progress_every_s: float = bounded(10.0, gt=0.0)
+
+    @property
+    def budget(self) -> int:
+        """Training env steps of this run."""
+        return self.total_steps if self.total_steps is not None else self.env.default_total_steps
+
+
+LOGGER_BACKENDS = ("wandb", "none")
+
+
+def register_configs() -> None:
+    """Store the schemas where the YAML files find them (idempotent).
+
+    Schemas are stored as top-level configs (``schema_*``), not in a group, so they
+    never show up as choices of the user-facing groups in ``--help``.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="pglab_config", node=Config)
+    cs.store(name="schema_env_gym", node=EnvConfig)
+    cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
+    cs.store(name="schema_hardware", node=HardwareConfig)
+    cs.store(name="schema_logger", node=LoggerConfig)
+
+
+register_configs()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fmt(value: Any) -> str:
+    return value.name if isinstance(value, Enum) else repr(value) if isinstance(value, str) else str(value)
+
+
+def _range_text(meta: dict[str, Any]) -> str:
+    parts = []
+    for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if meta.get(key) is not None:
+            parts.append(f"{op} {meta[key]:g}")
+    return " and ".join(parts)
+
+
+def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
+    if meta.get("non_empty") and not value:
+        raise ConfigError(f"{path}={value}: must hold at least one element")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}={value}: must be a finite number")
+    bad = (
+        (meta.get("ge") is not None and value < meta["ge"])
+        or (meta.get("gt") is not None and value <= meta["gt"])
+        or (meta.get("le") is not None and value > meta["le"])
+        or (meta.get("lt") is not None and value >= meta["lt"])
+    )
+    if bad:
+        raise ConfigError(f"{path}={_fmt(value)} is out of range: must be {_range_text(meta)}")
+
+
+def check_ranges(obj: Any, prefix: str = "") -> None:
+    """Enforce the ``metadata`` constraints of every dataclass field, recursively."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if f.metadata:
+            _check_field(path, value, dict(f.metadata))
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, prefix=f"{path}.")
+        elif isinstance(value, list) and all(isinstance(v, int) for v in value) and f.name == "hidden_sizes":
+            for i, width in enumerate(value):
+                if width < 1:
+                    raise ConfigError(f"{path}[{i}]={width} is out of range: must be >= 1")
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """Turn a composed config into typed dataclasses and check every constraint.
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is allowed.
+    """
+    if isinstance(cfg, DictConfig):
+        try:
+            obj = OmegaConf.to_object(cfg)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or "config"
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"{key}: {msg}") from None
+    else:
+        obj = cfg
+    if not isinstance(obj, Config):
+        raise ConfigError("config: the primary config must be pglab's Config schema (conf/config.yaml)")
+    if not dataclasses.is_dataclass(obj.env) or not dataclasses.is_dataclass(obj.algo):
+        raise ConfigError("env/algo: each option must name its schema in its defaults list (see conf/algo/)")
+    check_ranges(obj)
+    if obj.logger.backend not in LOGGER_BACKENDS:
+        raise ConfigError(f"logger.backend={obj.logger.backend!r}: must be one of {', '.join(LOGGER_BACKENDS)}")
+    return obj

@@ -1,0 +1,350 @@
+"""One run: validate the config, build env, agent and logger, train, evaluate, save.
+
+:func:`main` is what ``run.py`` calls for every Hydra job. :func:`run` is the plain
+function behind it (no Hydra needed), returning the final evaluation's mean return.
+
+What a run folder holds when it ends (completed or failed):
+
+* ``metrics.jsonl`` — one line per log, ``env_steps`` first (see ``pglab.logging``);
+* ``summary.json`` — status (``completed|failed``), error and traceback if failed, final
+  evaluation, env steps, wall seconds, SPS, the resolved config;
+* ``policy.pt`` — the final agent state (completed runs);
+* ``wandb/`` — the offline W&B run, when W&B runs offline;
+* ``.hydra/`` and ``<job>.log`` — Hydra's record of the config and the log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from pglab.algos.common import NonFiniteError, Update
+from pglab.config import Config, ConfigError, Device, HardwareConfig, validate
+from pglab.envs import check_env_config, make_vec_env, max_episode_steps
+from pglab.evaluation import evaluate
+from pglab.logging import RunLogger, write_json_atomic
+
+log = logging.getLogger("pglab")
+
+TIMING_KEYS = ("time/sps", "time/wall_s")
+
+
+def resolve_device(cfg: HardwareConfig) -> torch.device:
+    """The torch device of ``hardware.device``; a one-line ConfigError if CUDA is asked for but absent."""
+    if cfg.device == Device.cuda:
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ConfigError(
+                f"hardware=cuda: no CUDA device is available (torch {torch.__version__}, {build}); "
+                "use hardware=cpu or hardware=auto"
+            )
+        return torch.device("cuda")
+    if cfg.device == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (the envs and action spaces are seeded where they are built)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_name(cfg: Config) -> str:
+    return f"{cfg.algo.name}-{cfg.env.name}-s{cfg.seed}"
+
+
+def preflight(cfg: Config) -> torch.device:
+    """Every check that can fail before work starts; returns the device."""
+    check_env_config(cfg.env)
+    try:
+        get_class(cfg.algo.impl)
+    except Exception as err:  # hydra wraps import errors in its own types
+        raise ConfigError(f"algo.impl={cfg.algo.impl!r} cannot be imported: {err}") from None
+    if max_episode_steps(cfg.env) is None:
+        raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
+    return resolve_device(cfg.hardware)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines every ``every_s`` seconds otherwise."""
+
+    def __init__(self, total: int, every_s: float, bar: bool, desc: str) -> None:
+        self.total = total
+        self.every_s = every_s
+        self.desc = desc
+        self._last = time.perf_counter()
+        self._bar = None
+        if bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True)
+
+    def update(self, env_steps: int, sps: float, recent_return: float | None, eval_return: float | None) -> None:
+        ret = "-" if recent_return is None else f"{recent_return:.1f}"
+        ev = "-" if eval_return is None else f"{eval_return:.1f}"
+        if self._bar is not None:
+            self._bar.n = min(env_steps, self.total)
+            self._bar.set_postfix_str(f"sps={sps:,.0f} return={ret} eval={ev}", refresh=False)
+            self._bar.refresh()
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.every_s or env_steps >= self.total:
+            self._last = now
+            pct = 100.0 * env_steps / self.total
+            log.info(f"{self.desc} | {env_steps:,}/{self.total:,} steps ({pct:.0f}%) | "
+                     f"sps {sps:,.0f} | return {ret} | eval {ev}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+@dataclass
+class _Window:
+    """Metrics accumulated between two log lines."""
+
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    returns: list[float] = field(default_factory=list)
+    lengths: list[float] = field(default_factory=list)
+
+    def add(self, update: Update) -> None:
+        for k, v in update.metrics.items():
+            self.sums[k] += v
+            self.counts[k] += 1
+        self.returns += update.episode_returns.tolist()
+        self.lengths += update.episode_lengths.float().tolist()
+
+    def flush(self) -> dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        if self.returns:
+            out["train/episode_return"] = float(np.mean(self.returns))
+            out["train/episode_length"] = float(np.mean(self.lengths))
+        self.sums.clear()
+        self.counts.clear()
+        self.returns.clear()
+        self.lengths.clear()
+        return out
+
+
+def run(
+    cfg: Config,
+    run_dir: Path,
+    config_dict: dict[str, Any] | None = None,
+    group: str | None = None,
+    progress_bar: bool = False,
+) -> float:
+    """Train and evaluate one agent; write the run folder; return the final eval mean return.
+
+    Raises whatever made the run fail, after ``summary.json`` says so and the W&B run
+    is finished as failed.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = config_dict if config_dict is not None else OmegaConf.to_container(
+        OmegaConf.structured(cfg), resolve=True, enum_to_str=True
+    )
+    name = run_name(cfg)
+    t_start = time.perf_counter()
+    summary: dict[str, Any] = {
+        "status": "running",
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "seed": cfg.seed,
+        "env_steps": 0,
+        "run_dir": str(run_dir),
+        "config": config_dict,
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+
+    logger: RunLogger | None = None
+    envs: list[Any] = []
+    progress: Progress | None = None
+    try:
+        device = preflight(cfg)
+        if cfg.hardware.num_threads > 0:
+            torch.set_num_threads(cfg.hardware.num_threads)
+        seed_everything(cfg.seed)
+        logger = RunLogger(run_dir, cfg.logger, config_dict, name=name, group=group or run_dir.name)
+        summary["wandb_mode"] = logger.mode
+        summary["wandb_dir"] = str(logger.wandb_dir) if logger.wandb_dir else None
+
+        env = make_vec_env(cfg.env, cfg.env.num_envs, seed=cfg.seed, device=device)
+        eval_env = make_vec_env(
+            cfg.env, min(cfg.eval.num_envs, cfg.eval.final_episodes), seed=cfg.seed + cfg.eval.seed_offset,
+            device=device,
+        )
+        envs = [env, eval_env]
+        agent = get_class(cfg.algo.impl)(
+            cfg=cfg.algo,
+            observation_space=env.single_observation_space,
+            action_space=env.single_action_space,
+            device=device,
+            max_episode_steps=max_episode_steps(cfg.env),
+        )
+        budget = cfg.budget
+        eval_seed = cfg.seed + cfg.eval.seed_offset
+        threshold = cfg.env.solved_threshold
+
+        def run_eval(episodes: int) -> dict[str, float]:
+            result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seed,
+                              cfg.env.success_when)
+            return result.metrics()
+
+        train_s = 0.0  # training wall time without evaluations: what SPS divides by
+        state = {"next_log": cfg.log_every_steps, "next_eval": cfg.eval.every_steps, "last_eval": None,
+                 "recent": None, "t_mark": time.perf_counter()}
+        window = _Window()
+        progress = Progress(budget, cfg.progress_every_s, progress_bar, name)
+
+        first = run_eval(cfg.eval.episodes)
+        logger.log(0, {**first, "time/wall_s": time.perf_counter() - t_start})
+        state["last_eval"] = first["eval/return_mean"]
+        state["t_mark"] = time.perf_counter()
+
+        def on_update(update: Update) -> bool:
+            nonlocal train_s
+            now = time.perf_counter()
+            train_s += now - state["t_mark"]
+            steps = update.env_steps
+            window.add(update)
+            sps = steps / max(train_s, 1e-9)
+            if steps >= state["next_log"] or steps >= budget:
+                row = window.flush()
+                if "train/episode_return" in row:
+                    state["recent"] = row["train/episode_return"]
+                row.update({"time/sps": sps, "time/wall_s": now - t_start})
+                while state["next_log"] <= steps:
+                    state["next_log"] += cfg.log_every_steps
+                logger.log(steps, row)
+            if steps >= state["next_eval"] and steps < budget:
+                metrics = run_eval(cfg.eval.episodes)
+                state["last_eval"] = metrics["eval/return_mean"]
+                if threshold is not None and "solved_at_env_steps" not in summary \
+                        and metrics["eval/return_mean"] >= threshold:
+                    summary["solved_at_env_steps"] = steps
+                logger.log(steps, {**metrics, "time/wall_s": time.perf_counter() - t_start})
+                while state["next_eval"] <= steps:
+                    state["next_eval"] += cfg.eval.every_steps
+            summary["env_steps"] = steps
+            progress.update(steps, sps, state["recent"], state["last_eval"])
+            state["t_mark"] = time.perf_counter()
+            return True
+
+        agent.learn(env, budget, on_update)
+
+        final = run_eval(cfg.eval.final_episodes)
+        wall = time.perf_counter() - t_start
+        logger.log(agent.env_steps, {**final, "time/wall_s": wall})
+        if threshold is not None and "solved_at_env_steps" not in summary and final["eval/return_mean"] >= threshold:
+            summary["solved_at_env_steps"] = agent.env_steps
+        save_checkpoint(run_dir / "policy.pt", agent.state_dict(), cfg, config_dict)
+        summary.update(
+            status="completed",
+            env_steps=agent.env_steps,
+            wall_s=wall,
+            train_s=train_s,
+            sps=agent.env_steps / max(train_s, 1e-9),
+            final={k.removeprefix("eval/"): v for k, v in final.items()} | {"episodes": cfg.eval.final_episodes},
+            solved_threshold=threshold,
+        )
+        write_json_atomic(run_dir / "summary.json", summary)
+        progress.close()
+        logger.finish(summary, failed=False)
+        return float(final["eval/return_mean"])
+    except BaseException as err:
+        if progress is not None:
+            progress.close()
+        summary.update(
+            status="failed",
+            error=f"{type(err).__name__}: {err}" if not isinstance(err, ConfigError) else str(err),
+            traceback=traceback.format_exc(),
+            wall_s=time.perf_counter() - t_start,
+        )
+        write_json_atomic(run_dir / "summary.json", summary)
+        if logger is not None:
+            logger.finish(summary, failed=True)
+        raise
+    finally:
+        for e in envs:
+            e.close()
+
+
+def save_checkpoint(path: Path, agent_state: dict[str, Any], cfg: Config, config_dict: dict[str, Any]) -> None:
+    """Atomically save the agent state; loadable with ``torch.load(path, weights_only=True)``."""
+    payload = {
+        "agent": agent_state,
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "seed": cfg.seed,
+        "config": config_dict,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- Hydra job
+
+
+def main(cfg: DictConfig) -> float:
+    """The Hydra task function behind ``run.py``.
+
+    A single run exits non-zero on failure: code 2 and one line for a bad config, 1 for a
+    failed run. In a multirun a failed job never stops the others: it is recorded in its
+    ``summary.json``, returns NaN, and the sweep callback reports every failure and
+    exits non-zero once all jobs have ended.
+    """
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    group = Path(hc.sweep.dir).name if multirun else run_dir.name
+    config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    try:
+        conf = validate(cfg)
+    except ConfigError as err:
+        write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": str(err), "config": config_dict})
+        if multirun:
+            log.error("pglab: config error: %s", err)
+            return math.nan
+        print(f"pglab: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    bar = sys.stderr.isatty() and not multirun
+    try:
+        return run(conf, run_dir, config_dict=config_dict, group=group, progress_bar=bar)
+    except (ConfigError, NonFiniteError) as err:
+        kind = "config error" if isinstance(err, ConfigError) else "run failed"
+        if multirun:
+            log.error("pglab: %s: %s", kind, err)
+            return math.nan
+        print(f"pglab: {kind}: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, ConfigError) else 1)
+    except Exception:
+        if multirun:
+            log.exception("pglab: job failed (recorded in %s)", run_dir / "summary.json")
+            return math.nan
+        raise

@@ -1,0 +1,148 @@
+"""Run logging: a local metrics file first, the same data to Weights & Biases second.
+
+* ``metrics.jsonl``: one JSON object per :meth:`RunLogger.log` call, ``env_steps``
+  first, flushed at once — a killed run keeps every line it logged.
+* W&B: one run per job. ``mode=auto`` is online only when an API key is configured
+  (``WANDB_API_KEY``, an identity-token file, or a ``~/.netrc`` entry for the W&B
+  host), otherwise offline into ``<run dir>/wandb``; pglab always passes the mode
+  explicitly, so wandb never prompts and never waits for a login. The run object is held
+  here and logged to directly — never the global ``wandb.log`` — and any run a crashed
+  job left open in this process is finished first, so no job's run ever receives
+  another job's data. :meth:`RunLogger.finish` marks the run failed (exit code 1) when
+  the job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pglab.config import LoggerConfig, WandbMode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+def wandb_api_key_configured() -> bool:
+    """True when wandb would find credentials without prompting."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_HOST)).hostname or "api.wandb.ai"
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        auth = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+def resolve_wandb_mode(cfg: LoggerConfig) -> str:
+    """The wandb mode this run uses: ``online``, ``offline`` or ``disabled``."""
+    if cfg.backend == "none" or cfg.mode == WandbMode.disabled:
+        return "disabled"
+    if cfg.mode == WandbMode.auto:
+        return "online" if wandb_api_key_configured() else "offline"
+    return cfg.mode.value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep the information as text
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Writes ``metrics.jsonl`` and mirrors it to a W&B run.
+
+    Args:
+        run_dir: the job's folder (Hydra's output dir).
+        cfg: the logger config.
+        config: the resolved run config (a plain dict), stored in W&B.
+        name: W&B run name, ``{algo}-{env}-s{seed}``.
+        group: W&B group: the sweep folder's name (a single run: its own name).
+    """
+
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.mode = resolve_wandb_mode(cfg)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in finish()
+        self.wandb_run: Any = None
+        if self.mode != "disabled":
+            self.wandb_run = self._init_wandb(cfg, config, name, group)
+
+    def _init_wandb(self, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str) -> Any:
+        import wandb
+
+        if wandb.run is not None:  # left open by a crashed job in this (reused) process
+            log.warning("finishing a W&B run left open by an earlier job: %s", wandb.run.name)
+            wandb.run.finish(exit_code=1)
+        run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            group=group,
+            name=name,
+            config=config,
+            tags=list(cfg.tags),
+            dir=str(self.run_dir),
+            mode=self.mode,
+            reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+        run.define_metric("env_steps")
+        run.define_metric("*", step_metric="env_steps")
+        return run
+
+    @property
+    def wandb_dir(self) -> Path | None:
+        """The W&B run's local folder (``<run dir>/wandb/offline-run-...``), if any."""
+        if self.wandb_run is None:
+            return None
+        return Path(self.wandb_run.dir).parent
+
+    def log(self, env_steps: int, metrics: dict[str, float]) -> None:
+        """Append one line to ``metrics.jsonl`` and log the same values to W&B."""
+        row = {"env_steps": int(env_steps), **{k: _jsonable(v) for k, v in metrics.items()}}
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log({"env_steps": int(env_steps), **metrics})
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """A table (e.g. sampled episodes) to W&B; files keep it out (it is not a metric)."""
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({key: wandb.Table(columns=columns, data=rows)})
+
+    def finish(self, summary: dict[str, Any], failed: bool) -> None:
+        """Close the metrics file; put the summary in W&B and finish the run (failed: exit code 1)."""
+        if not self._metrics.closed:
+            self._metrics.close()
+        if self.wandb_run is not None:
+            try:
+                flat = {k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)}
+                for k, v in (summary.get("final") or {}).items():
+                    flat[f"final/{k}"] = v
+                self.wandb_run.summary.update(flat)
+            finally:
+                self.wandb_run.finish(exit_code=1 if failed else 0)
+                self.wandb_run = None
