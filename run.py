@@ -7,16 +7,23 @@
 Returns the final evaluation return (what Hydra's optimisation sweepers maximise).
 """
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from pglab.cli import preflight
 from pglab.experiment import main as run_experiment
 
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
-@hydra.main(version_base=None, config_path="conf", config_name="config")
+
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run_experiment(cfg)
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:], CONFIG_DIR)  # every job's config checked before any job starts
     main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ def iter_records(path: Path) -> list[wandb_internal_pb2.Record]:
         if length == 0 and kind == 0:  # zero padding / preallocated tail
             pos += left
             continue
+        if pos + HEADER + length > len(data):
+            break  # a chunk still being written
         chunk = data[pos + HEADER : pos + HEADER + length]
         assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF == checksum, f"bad checksum at {pos}"
         pos += HEADER + length
@@ -59,8 +62,21 @@ def iter_records(path: Path) -> list[wandb_internal_pb2.Record]:
     return records
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    """The config, history rows and exit code stored in a ``.wandb`` file."""
+def read_run(path: Path, wait_s: float = 30.0) -> dict[str, Any]:
+    """The config, history rows and exit code stored in a ``.wandb`` file.
+
+    ``run.finish()`` returns once the run is handed to wandb's service process, which may
+    write the last records a moment later: wait (up to ``wait_s``) for the exit record.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        data = _read_run(path)
+        if data["exit_code"] is not None or time.monotonic() > deadline:
+            return data
+        time.sleep(0.1)
+
+
+def _read_run(path: Path) -> dict[str, Any]:
     config: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     exit_code = None
@@ -73,7 +89,9 @@ def read_run(path: Path) -> dict[str, Any]:
             for item in rec.config.update:
                 config[item.key] = json.loads(item.value_json)
         elif kind == "history":
-            history.append({(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in rec.history.item})
+            history.append(
+                {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in rec.history.item}
+            )
         elif kind == "exit":
             exit_code = rec.exit.exit_code
     return {"config": config, "history": history, "exit_code": exit_code}

@@ -32,7 +32,9 @@ class SweepCallback(Callback):
             print(f"FAILED {r.name}: {r.error}  [{r.run_dir}]", file=sys.stderr)
         offline = offline_wandb_dirs(sweep_dir)
         if offline:
-            print(f"\n{len(offline)} offline W&B run(s). Sync them with:\n  wandb sync {sweep_dir}/*/wandb/offline-run-*")
+            print(
+                f"\n{len(offline)} offline W&B run(s). Sync them with:\n  wandb sync {sweep_dir}/*/wandb/offline-run-*"
+            )
         if failed:
             print(f"pglab: {len(failed)} of {len(runs)} jobs failed", file=sys.stderr)
             sys.exit(1)

@@ -112,8 +112,10 @@ class Progress:
         if now - self._last >= self.every_s or env_steps >= self.total:
             self._last = now
             pct = 100.0 * env_steps / self.total
-            log.info(f"{self.desc} | {env_steps:,}/{self.total:,} steps ({pct:.0f}%) | "
-                     f"sps {sps:,.0f} | return {ret} | eval {ev}")
+            log.info(
+                f"{self.desc} | {env_steps:,}/{self.total:,} steps ({pct:.0f}%) | "
+                f"sps {sps:,.0f} | return {ret} | eval {ev}"
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -165,8 +167,10 @@ def run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_dict = config_dict if config_dict is not None else OmegaConf.to_container(
-        OmegaConf.structured(cfg), resolve=True, enum_to_str=True
+    config_dict = (
+        config_dict
+        if config_dict is not None
+        else OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     )
     name = run_name(cfg)
     t_start = time.perf_counter()
@@ -195,7 +199,9 @@ def run(
 
         env = make_vec_env(cfg.env, cfg.env.num_envs, seed=cfg.seed, device=device)
         eval_env = make_vec_env(
-            cfg.env, min(cfg.eval.num_envs, cfg.eval.final_episodes), seed=cfg.seed + cfg.eval.seed_offset,
+            cfg.env,
+            min(cfg.eval.num_envs, cfg.eval.final_episodes),
+            seed=cfg.seed + cfg.eval.seed_offset,
             device=device,
         )
         envs = [env, eval_env]
@@ -211,13 +217,19 @@ def run(
         threshold = cfg.env.solved_threshold
 
         def run_eval(episodes: int) -> dict[str, float]:
-            result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seed,
-                              cfg.env.success_when)
+            result = evaluate(
+                lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seed, cfg.env.success_when
+            )
             return result.metrics()
 
         train_s = 0.0  # training wall time without evaluations: what SPS divides by
-        state = {"next_log": cfg.log_every_steps, "next_eval": cfg.eval.every_steps, "last_eval": None,
-                 "recent": None, "t_mark": time.perf_counter()}
+        state = {
+            "next_log": cfg.log_every_steps,
+            "next_eval": cfg.eval.every_steps,
+            "last_eval": None,
+            "recent": None,
+            "t_mark": time.perf_counter(),
+        }
         window = _Window()
         progress = Progress(budget, cfg.progress_every_s, progress_bar, name)
 
@@ -244,8 +256,11 @@ def run(
             if steps >= state["next_eval"] and steps < budget:
                 metrics = run_eval(cfg.eval.episodes)
                 state["last_eval"] = metrics["eval/return_mean"]
-                if threshold is not None and "solved_at_env_steps" not in summary \
-                        and metrics["eval/return_mean"] >= threshold:
+                if (
+                    threshold is not None
+                    and "solved_at_env_steps" not in summary
+                    and metrics["eval/return_mean"] >= threshold
+                ):
                     summary["solved_at_env_steps"] = steps
                 logger.log(steps, {**metrics, "time/wall_s": time.perf_counter() - t_start})
                 while state["next_eval"] <= steps:

@@ -7,6 +7,7 @@ actions are ``long[B]``; a Gaussian policy's are ``float[B, act_dim]``. ``log_pr
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import gymnasium as gym
@@ -27,7 +28,7 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: Activation, ou
     """
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         lin = nn.Linear(a, b)
         nn.init.orthogonal_(lin.weight, gain=math.sqrt(2))
         nn.init.zeros_(lin.bias)

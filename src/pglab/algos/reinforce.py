@@ -125,7 +125,7 @@ class Reinforce:
             t += 1
         return t
 
-    def _buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
+    def buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
         """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
         T, n, dev = self.max_episode_steps, env.num_envs, self.device
         obs_shape = env.single_observation_space.shape
@@ -170,10 +170,14 @@ class Reinforce:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         return adv, values
 
+    def returns_to_go(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
+        """``[T, N]`` discounted reward-to-go of the batch in ``buf[:T]`` (garbage on invalid steps)."""
+        return discounted_returns(buf["rewards"][:T], buf["dones"][:T], buf["bootstrap"][:T], self.cfg.gamma)
+
     def update(self, buf: dict[str, torch.Tensor], T: int) -> dict[str, float]:
         """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
         cfg = self.cfg
-        returns_tn = discounted_returns(buf["rewards"][:T], buf["dones"][:T], buf["bootstrap"][:T], cfg.gamma)
+        returns_tn = self.returns_to_go(buf, T)
         valid = buf["valid"][:T]
         obs = buf["obs"][:T][valid]
         actions = buf["actions"][:T][valid]
@@ -211,7 +215,7 @@ class Reinforce:
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
-        buf = self._buffers(env)
+        buf = self.buffers(env)
         while self.env_steps < total_steps:
             T = self.collect(env, buf)
             metrics = self.update(buf, T)

@@ -1,0 +1,179 @@
+"""Command-line preflight: every job's config is checked before any job starts.
+
+``run.py`` calls :func:`preflight` with its arguments before handing them to Hydra. It
+composes the config of every job the command would run — one for a single run; the
+whole grid of a basic multirun sweep, ``hydra.sweeper.params`` included — and checks
+each one fully (types, unknown keys, unknown options, ranges, env ids, CUDA). The first
+problem is printed as one line, ``pglab: config error: <key>=<value>: <what is allowed>``,
+and the process exits with code 2 before anything is trained or written.
+
+Hydra's own messages for these cases span several lines and do not list what is
+allowed; composing with Hydra's compose API keeps Hydra the single source of truth about
+what the config is, while the message is ours. Commands preflight cannot model (help,
+``--cfg``, a non-basic sweeper, another config dir) pass straight through to Hydra.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from pglab.config import ConfigError, validate
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+MAX_PREFLIGHT_JOBS = 2000  # past this, composing every job costs more than it saves
+
+
+def _allowed_keys(err: OmegaConfBaseException) -> str:
+    obj_type = getattr(err, "object_type", None)
+    if obj_type is not None and dataclasses.is_dataclass(obj_type):
+        return ", ".join(f.name for f in dataclasses.fields(obj_type))
+    return ""
+
+
+def describe(err: BaseException, override: str | None = None) -> str:
+    """One line for a Hydra/OmegaConf composition error: key, value, what is allowed."""
+    if isinstance(err, MissingConfigException):
+        missing = err.missing_cfg_file or ""
+        group = missing.rsplit("/", 1)[0] if "/" in missing else missing
+        options = ", ".join(err.options) if err.options else "(none)"
+        name = missing.rsplit("/", 1)[-1]
+        return f"{group}={name}: unknown option; available: {options}"
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse override {err.override!r}: {err.message.splitlines()[0]}"
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None) or "config"
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        if isinstance(cause, ConfigKeyError) or "not in" in first:
+            allowed = _allowed_keys(cause)
+            hint = f"; allowed keys: {allowed}" if allowed else ""
+            return f"{key}: unknown key{hint} (add a new key with +{key}=...)"
+        if isinstance(cause, ValidationError):
+            value = ""
+            if override and "=" in override:
+                value = "=" + override.split("=", 1)[1]
+            return f"{key}{value}: {first}"
+        return f"{key}: {first}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
+def _check(cfg: DictConfig) -> None:
+    """Validate one composed job config (the ``hydra`` node removed first)."""
+    from pglab.experiment import preflight as run_preflight
+
+    job = copy.deepcopy(cfg)
+    with read_write(job), open_dict(job):
+        job.pop("hydra", None)  # as Hydra does before it hands the config to the task
+    run_preflight(validate(job))
+
+
+def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose one job; one-line ConfigError on failure."""
+    try:
+        cfg = _compose(config_name, overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        culprit = _culprit(err, overrides)
+        raise ConfigError(describe(err, culprit)) from None
+    return cfg
+
+
+def _culprit(err: BaseException, overrides: list[str]) -> str | None:
+    """The override that names the failing key, if any."""
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    key = getattr(cause, "full_key", None)
+    if key:
+        for o in overrides:
+            if o.lstrip("+~").split("=", 1)[0] == key:
+                return o
+    return None
+
+
+def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]] | None:
+    """The override list of every job the command runs; None if preflight cannot enumerate them."""
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    if not multirun:
+        return None if sweeps else [overrides]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    base = _compose_checked(config_name, fixed)
+    if OmegaConf.select(base, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        _check(base)  # at least the base config; the sweeper picks the rest
+        return None
+    params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
+    return [job for batch in batches for job in batch]
+
+
+def preflight(argv: Sequence[str], config_dir: Path, config_name: str = "config") -> None:
+    """Check every job of this command line; print one line and exit 2 on the first problem."""
+    try:
+        args, _ = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return  # let Hydra report its own usage error
+    passthrough = (
+        args.help
+        or args.hydra_help
+        or args.cfg
+        or args.info
+        or args.shell_completion
+        or args.config_path
+        or args.config_dir
+        or args.experimental_rerun
+    )
+    if passthrough:
+        return
+    overrides = list(args.overrides)
+    name = args.config_name or config_name
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
+            multirun = bool(args.multirun) or _mode_is_multirun(name, overrides)
+            jobs = job_overrides(name, overrides, multirun)
+            if jobs is None:
+                return
+            for job in jobs[:MAX_PREFLIGHT_JOBS]:
+                cfg = _compose_checked(name, job)
+                try:
+                    _check(cfg)
+                except ConfigError as err:
+                    label = " ".join(o for o in job if o not in overrides) if multirun else ""
+                    raise ConfigError(f"{err}{f'  (job: {label})' if label else ''}") from None
+    except ConfigError as err:
+        print(f"pglab: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OverrideParseException as err:
+        print(f"pglab: config error: {describe(err)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _mode_is_multirun(config_name: str, overrides: list[str]) -> bool:
+    """True when the config itself asks for a multirun (``hydra.mode: MULTIRUN``)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        cfg: Any = _compose(config_name, fixed)
+    except (HydraException, OmegaConfBaseException):
+        return False
+    return str(OmegaConf.select(cfg, "hydra.mode")) == "RunMode.MULTIRUN"

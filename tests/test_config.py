@@ -1,0 +1,123 @@
+"""Config composition and the one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONF, compose_config, make_config, run_py
+from pglab.config import Baseline, ConfigError, Device, validate
+
+GROUPS = ["env", "algo", "hardware", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda x: str(x))
+def test_every_option_of_every_group_composes(group: str, option: str) -> None:
+    if group == "hardware" and option == "cuda" and not torch.cuda.is_available():
+        cfg = validate(compose_config(f"{group}={option}"))
+        assert cfg.hardware.device == Device.cuda  # composes; running it is refused (tested below)
+        return
+    cfg = validate(compose_config(f"{group}={option}"))
+    node = getattr(cfg, group)
+    if group in ("env", "algo"):
+        assert node.name == option
+    assert cfg.seed == 0
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    cfg = validate(compose_config())
+    assert (cfg.env.id, cfg.algo.name, cfg.hardware.device.value, cfg.logger.backend) == (
+        "MountainCar-v0",
+        "reinforce",
+        "cpu",
+        "wandb",
+    )
+    assert cfg.algo.baseline == Baseline.value
+    assert cfg.budget == cfg.env.default_total_steps
+    assert make_config("total_steps=1234").budget == 1234
+
+
+def test_per_env_defaults_live_in_the_env_config() -> None:
+    mc = make_config("env=mountaincar")
+    cp = make_config("env=cartpole")
+    assert (mc.env.id, mc.env.solved_threshold) == ("MountainCar-v0", -110.0)
+    assert (cp.env.id, cp.env.solved_threshold) == ("CartPole-v1", 475.0)
+    cont = make_config("env=mountaincar_continuous")
+    assert (cont.env.id, cont.env.solved_threshold) == ("MountainCarContinuous-v0", 90.0)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algo.gamma=1.5", "algo.gamma=1.5 is out of range: must be >= 0 and <= 1"),
+        ("env.num_envs=0", "env.num_envs=0 is out of range: must be >= 1"),
+        ("total_steps=-5", "total_steps=-5 is out of range: must be >= 1"),
+        ("algo.lr=0", "algo.lr=0.0 is out of range: must be > 0"),
+        ("algo.hidden_sizes=[]", "algo.hidden_sizes=[]: must hold at least one element"),
+        ("algo.hidden_sizes=[64,0]", "algo.hidden_sizes[1]=0 is out of range: must be >= 1"),
+    ],
+)
+def test_range_errors_name_the_key_and_the_range(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(override))
+    assert str(info.value) == expected
+
+
+# Each bad command line: exit code 2, one line on stderr naming the key and what is
+# allowed, and nothing written (no outputs/ folder appears).
+BAD_INPUTS = [
+    ("algo.lrr=1", "algo.lrr: unknown key; allowed keys: name, impl, hidden_sizes"),
+    ("algo.lr=abc", "algo.lr=abc: Value 'abc' of type 'str' could not be converted to Float"),
+    ("total_steps=-5", "total_steps=-5 is out of range: must be >= 1"),
+    ("algo.gamma=1.5", "algo.gamma=1.5 is out of range: must be >= 0 and <= 1"),
+    ("env.num_envs=0", "env.num_envs=0 is out of range: must be >= 1"),
+    ("algo=foo", "algo=foo: unknown option; available: reinforce"),
+    ("hardware.device=tpu", "hardware.device=tpu: Invalid value 'tpu', expected one of [cpu, cuda, auto]"),
+    ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered gymnasium environment"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path: Path, override: str, message: str) -> None:
+    proc = run_py(override, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pglab: config error: ")
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_hardware_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run_py("hardware=cuda", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[0]]
+        and "hardware=cuda: no CUDA device is available" in proc.stderr
+    )
+    assert "use hardware=cpu or hardware=auto" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_bad_job_in_a_sweep_stops_the_sweep_before_any_job_runs(tmp_path: Path) -> None:
+    proc = run_py("-m", "env=cartpole", "seed=0,1", "algo.gamma=0.9,1.5", "logger=none", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "pglab: config error: algo.gamma=1.5 is out of range" in proc.stderr
+    assert "(job: seed=0 algo.gamma=1.5)" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_groups_and_their_options(tmp_path: Path) -> None:
+    proc = run_py("--help", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for group in GROUPS:
+        assert f"{group}: {', '.join(options(group))}" in proc.stdout
+    assert "schema" not in proc.stdout.split("== Current config")[0]  # schemas are not choices

@@ -1,0 +1,71 @@
+"""Real multiruns through run.py into temporary folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_py
+
+FAST = ("total_steps=2000", "eval.episodes=2", "eval.final_episodes=4", "eval.every_steps=1000000")
+
+
+@pytest.mark.slow
+def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_py(
+        "-m", "env=cartpole,mountaincar", "seed=0,1", "logger=wandb", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == [
+        "0_reinforce-cartpole-s0",
+        "1_reinforce-cartpole-s1",
+        "2_reinforce-mountaincar-s0",
+        "3_reinforce-mountaincar-s1",
+    ]
+    finals = {}
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed"
+        assert (job / "metrics.jsonl").stat().st_size > 0 and (job / "policy.pt").exists()
+        assert (job / ".hydra" / "config.yaml").exists()
+        # one offline W&B run per job, grouped by the sweep folder
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+        finals[job.name] = summary["final"]["return_mean"]
+        # progress goes to the job's log as plain lines in a multirun
+        assert "steps (" in (job / "run.log").read_text()
+    table = (sweep / "sweep_table.md").read_text()
+    assert "| reinforce | mountaincar | -200.0 ± 0.0 | 2 |  |" in table
+    cp = [finals["0_reinforce-cartpole-s0"], finals["1_reinforce-cartpole-s1"]]
+    import numpy as np
+
+    assert f"| reinforce | cartpole | {np.mean(cp):.1f} ± {np.std(cp):.1f} | 2 |  |" in table
+    assert table in proc.stdout + "\n"
+    assert f"wandb sync {sweep}/*/wandb/offline-run-*" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # CartPole has no goal_velocity argument: that job fails at env creation, mountaincar runs
+    proc = run_py(
+        "-m",
+        "env=cartpole,mountaincar",
+        "+env.kwargs.goal_velocity=0",
+        "logger=none",
+        *FAST,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    failed = json.loads((sweep / "0_reinforce-cartpole-s0" / "summary.json").read_text())
+    done = json.loads((sweep / "1_reinforce-mountaincar-s0" / "summary.json").read_text())
+    assert failed["status"] == "failed" and "goal_velocity" in failed["error"]
+    assert done["status"] == "completed"
+    table = (sweep / "sweep_table.md").read_text()
+    assert "| reinforce | cartpole | — (no completed run) | 0 | 1 |" in table
+    assert "FAILED reinforce-cartpole-s0: TypeError" in proc.stderr
+    assert "pglab: 1 of 2 jobs failed" in proc.stderr
