@@ -39,6 +39,7 @@ from pglab.config import Config, ConfigError, Device, HardwareConfig, validate
 from pglab.envs import check_env_config, make_vec_env, max_episode_steps
 from pglab.evaluation import evaluate
 from pglab.logging import RunLogger, write_json_atomic
+from pglab.summary import offline_wandb_dirs
 
 log = logging.getLogger("pglab")
 
@@ -350,7 +351,12 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     bar = sys.stderr.isatty() and not multirun
     try:
-        return run(conf, run_dir, config_dict=config_dict, group=group, progress_bar=bar)
+        final = run(conf, run_dir, config_dict=config_dict, group=group, progress_bar=bar)
+        if not multirun:
+            print(f"final eval return ({conf.eval.final_episodes} episodes): {final:.2f}  [{run_dir}]")
+            for path in offline_wandb_dirs(run_dir):
+                print(f"W&B run saved offline; sync it with:  wandb sync {path}")
+        return final
     except (ConfigError, NonFiniteError) as err:
         kind = "config error" if isinstance(err, ConfigError) else "run failed"
         if multirun:

@@ -1,5 +1,8 @@
 """Policy and value networks: an MLP body with a categorical or diagonal-Gaussian head.
 
+Distributions are built with ``validate_args=False``: argument checks cost more than the
+network itself at these sizes, and the inputs come from our own networks.
+
 Shapes: B is a batch of observations, ``obs[B, obs_dim]``. A categorical policy's
 actions are ``long[B]``; a Gaussian policy's are ``float[B, act_dim]``. ``log_prob`` and
 ``entropy`` always return ``[B]`` (summed over action dimensions for the Gaussian).
@@ -73,7 +76,7 @@ class CategoricalPolicy(Policy):
         self.logits = mlp(in_dim, hidden, n_actions, activation, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.logits(obs.flatten(1)))
+        return Categorical(logits=self.logits(obs.flatten(1)), validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.logits(obs.flatten(1)).argmax(dim=-1)
@@ -95,7 +98,7 @@ class GaussianPolicy(Policy):
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         mean = self.mean(obs.flatten(1))
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1)
+        return Independent(Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False), 1, validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean(obs.flatten(1))
