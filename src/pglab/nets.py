@@ -98,7 +98,8 @@ class GaussianPolicy(Policy):
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         mean = self.mean(obs.flatten(1))
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False), 1, validate_args=False)
+        normal = Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
+        return Independent(normal, 1, validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean(obs.flatten(1))
