@@ -121,3 +121,21 @@ def test_help_lists_the_groups_and_their_options(tmp_path: Path) -> None:
     for group in GROUPS:
         assert f"{group}: {', '.join(options(group))}" in proc.stdout
     assert "schema" not in proc.stdout.split("== Current config")[0]  # schemas are not choices
+
+
+def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(capsys) -> None:
+    from hydra import initialize_config_dir
+
+    from pglab.cli import job_overrides, preflight
+
+    seeds = "seed=" + ",".join(str(i) for i in range(40))
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        jobs = job_overrides("config", ["env=cartpole,mountaincar", seeds, "algo.lr=0.1,0.2"], multirun=True)
+    assert jobs is not None
+    assert len(jobs) == 2 * (1 + 39 + 1)  # env combos × (first values + each other value once)
+    assert {j[0] for j in jobs} == {"env=cartpole", "env=mountaincar"}
+    assert {o for j in jobs for o in j if o.startswith("seed=")} == {f"seed={i}" for i in range(40)}
+    with pytest.raises(SystemExit) as info:
+        preflight(["-m", "env=cartpole,mountaincar", seeds, "algo.lr=0.1,-3"], CONF)
+    assert info.value.code == 2
+    assert "algo.lr=-3.0 is out of range: must be > 0" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from pglab.config import ConfigError, validate
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-MAX_PREFLIGHT_JOBS = 2000  # past this, composing every job costs more than it saves
+EXHAUSTIVE_JOBS = 64  # larger sweeps are checked on a cover (see job_overrides)
 
 
 def _allowed_keys(err: OmegaConfBaseException) -> str:
@@ -107,7 +108,14 @@ def _culprit(err: BaseException, overrides: list[str]) -> str | None:
 
 
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]] | None:
-    """The override list of every job the command runs; None if preflight cannot enumerate them."""
+    """The override lists of the jobs to check; None if preflight cannot enumerate them.
+
+    A sweep of up to ``EXHAUSTIVE_JOBS`` jobs is checked job by job. A larger grid is
+    checked on a cover: every combination of the swept config *groups* (which decide the
+    schema), crossed with each value of each other swept key at least once (the others at
+    their first value). Value constraints are per key, so the cover finds every bad
+    value at a fraction of the cost of composing every job (~0.1 s each).
+    """
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     sweeps = [o for o in parsed if o.is_sweep_override()]
@@ -120,8 +128,34 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
         return None
     params = OmegaConf.select(base, "hydra.sweeper.params") or {}
     args = [f"{k}={v}" for k, v in params.items()] + list(overrides)
-    batches = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
-    return [job for batch in batches for job in batch]
+    per_key = [
+        batch_job for batch in BasicSweeper.split_arguments(parser.parse_overrides(args), None) for batch_job in batch
+    ]
+    if len(per_key) <= EXHAUSTIVE_JOBS:
+        return per_key
+    return _cover(parser.parse_overrides(args))
+
+
+def _cover(parsed: list[Any]) -> list[list[str]]:
+    """Group combinations × one-value-at-a-time for the other keys (see :func:`job_overrides`)."""
+    loader = GlobalHydra.instance().config_loader()
+    values: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+    groups = [k for k in values if loader.get_group_options(k.lstrip("+~").split("@")[0])]
+    others = [k for k in values if k not in groups]
+    jobs = []
+    for combo in itertools.product(*(values[g] for g in groups)):
+        first = [values[k][0] for k in others]
+        jobs.append([*combo, *first])
+        for i, key in enumerate(others):
+            for alt in values[key][1:]:
+                jobs.append([*combo, *first[:i], alt, *first[i + 1 :]])
+    return jobs
 
 
 def preflight(argv: Sequence[str], config_dir: Path, config_name: str = "config") -> None:
@@ -151,7 +185,7 @@ def preflight(argv: Sequence[str], config_dir: Path, config_name: str = "config"
             jobs = job_overrides(name, overrides, multirun)
             if jobs is None:
                 return
-            for job in jobs[:MAX_PREFLIGHT_JOBS]:
+            for job in jobs:
                 cfg = _compose_checked(name, job)
                 try:
                     _check(cfg)

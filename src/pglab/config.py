@@ -44,9 +44,9 @@ def bounded(
     return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
 
 
-def non_empty(default_factory: Any) -> Any:
-    """A list field that must hold at least one element."""
-    return field(default_factory=default_factory, metadata={"non_empty": True})
+def non_empty(default_factory: Any, each_ge: float | None = None) -> Any:
+    """A list field that must hold at least one element, each ``>= each_ge`` if given."""
+    return field(default_factory=default_factory, metadata={"non_empty": True, "each_ge": each_ge})
 
 
 # --------------------------------------------------------------------------- choices
@@ -139,7 +139,7 @@ class AlgoConfig:
 
     name: str = MISSING
     impl: str = MISSING
-    hidden_sizes: list[int] = non_empty(lambda: [64, 64])
+    hidden_sizes: list[int] = non_empty(lambda: [64, 64], each_ge=1)
     activation: Activation = Activation.tanh
     lr: float = bounded(1e-3, gt=0.0)
     gamma: float = bounded(0.99, ge=0.0, le=1.0)
@@ -283,6 +283,10 @@ def _range_text(meta: dict[str, Any]) -> str:
 def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
     if meta.get("non_empty") and not value:
         raise ConfigError(f"{path}={value}: must hold at least one element")
+    if meta.get("each_ge") is not None and isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_field(f"{path}[{i}]", item, {"ge": meta["each_ge"]})
+        return
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -306,10 +310,6 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
             _check_field(path, value, dict(f.metadata))
         if dataclasses.is_dataclass(value):
             check_ranges(value, prefix=f"{path}.")
-        elif isinstance(value, list) and all(isinstance(v, int) for v in value) and f.name == "hidden_sizes":
-            for i, width in enumerate(value):
-                if width < 1:
-                    raise ConfigError(f"{path}[{i}]={width} is out of range: must be >= 1")
 
 
 def validate(cfg: DictConfig | Config) -> Config:
