@@ -104,29 +104,47 @@ def test_without_a_critic_the_reward_to_go_ends_at_the_time_limit() -> None:
     assert G[:2, 0].tolist() == [1.5, 1.0]
 
 
-@pytest.mark.parametrize("baseline", ["none", "mean", "value"])
+# A batch of two episodes: env 0 ran 2 steps, env 1 ran 3. Row-major valid order:
+# G = [1.5, 3.0, 1.0, 4.0, 6.0].
+RETURNS = torch.tensor([[1.5, 3.0], [1.0, 4.0], [99.0, 6.0]])  # 99: after env 0's end, never used
+VALID = torch.tensor([[True, True], [True, True], [False, True]])
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean", "value", "leave_one_out"])
 def test_advantages_of_each_baseline(baseline: str) -> None:
     env = chain_env()
     agent = agent_for(env, baseline, critic_value=2.0)
-    returns = torch.tensor([1.5, 1.0, 3.0, 4.0, 6.0])
-    obs = torch.zeros(5, 1)
-    adv, values = agent.advantages(returns, obs)
+    G = torch.tensor([1.5, 3.0, 1.0, 4.0, 6.0])
+    adv, values = agent.advantages(RETURNS, VALID, torch.zeros(5, 1))
     if baseline == "none":
-        assert adv.tolist() == returns.tolist() and values is None
+        assert adv.tolist() == G.tolist() and values is None
     elif baseline == "mean":
-        assert torch.allclose(adv, returns - 3.1) and values is None
-    else:
-        assert torch.allclose(adv, returns - 2.0)
+        assert torch.allclose(adv, G - 3.1) and values is None
+    elif baseline == "value":
+        assert torch.allclose(adv, G - 2.0)
         assert values is not None and values.requires_grad
+    else:
+        # each step's baseline is the other episode's reward-to-go at the same t (0 once it ended)
+        assert adv.tolist() == [1.5 - 3.0, 3.0 - 1.5, 1.0 - 4.0, 4.0 - 1.0, 6.0 - 0.0]
+        assert values is None
+
+
+def test_leave_one_out_over_many_episodes_is_the_mean_of_the_others() -> None:
+    env = chain_env()
+    agent = agent_for(env, "leave_one_out")
+    returns = torch.tensor([[1.0, 2.0, 6.0, 7.0]])  # four one-step episodes
+    adv, _ = agent.advantages(returns, torch.ones(1, 4, dtype=torch.bool), torch.zeros(4, 1))
+    expected = [1 - 15 / 3, 2 - 14 / 3, 6 - 10 / 3, 7 - 9 / 3]
+    assert adv.tolist() == pytest.approx(expected)
 
 
 def test_advantage_normalisation_standardises_over_the_batch() -> None:
     env = chain_env()
     cfg = make_config("algo.baseline=none", "algo.normalize_advantage=true")
     agent = Reinforce(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"), 3)
-    returns = torch.tensor([1.0, 2.0, 3.0, 6.0])
-    adv, _ = agent.advantages(returns, torch.zeros(4, 1))
-    expected = (returns - 3.0) / (returns.std() + 1e-8)
+    returns = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
+    adv, _ = agent.advantages(returns, torch.ones(1, 4, dtype=torch.bool), torch.zeros(4, 1))
+    expected = (returns[0] - 3.0) / (returns.std() + 1e-8)
     assert torch.allclose(adv, expected)
     assert abs(float(adv.mean())) < 1e-6
 

@@ -75,6 +75,7 @@ class Baseline(Enum):
     none = "none"
     mean = "mean"
     value = "value"
+    leave_one_out = "leave_one_out"
 
 
 class Activation(Enum):
@@ -152,8 +153,10 @@ class ReinforceConfig(AlgoConfig):
     """REINFORCE (Williams 1992) with reward-to-go and a choice of baseline.
 
     Attributes:
-        baseline: ``none``, ``mean`` (batch mean of the reward-to-go) or ``value``
-            (a learned critic V(s), trained by regression on the reward-to-go).
+        baseline: ``none``; ``mean`` (batch mean of the reward-to-go); ``value`` (a
+            learned critic V(s), trained by regression on the reward-to-go);
+            ``leave_one_out`` (RLOO: the mean reward-to-go of the *other* episodes of
+            the batch; needs ``env.num_envs >= 2``).
         normalize_advantage: standardise advantages over the batch.
         value_lr: Adam learning rate of the critic (``baseline=value`` only).
         log_std_init: initial log standard deviation of a Gaussian policy.

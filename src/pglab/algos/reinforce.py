@@ -147,25 +147,39 @@ class Reinforce:
 
     # ------------------------------------------------------------------ learning
 
-    def advantages(self, returns: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def advantages(
+        self, returns: torch.Tensor, valid: torch.Tensor, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Advantages ``A = G - b`` for the valid steps, and V(s) when there is a critic.
 
         Args:
-            returns: ``[B]`` reward-to-go of the batch's valid steps.
-            obs: ``[B, obs_dim]`` their observations.
+            returns: ``[T, N]`` reward-to-go (column n = env n's episode).
+            valid: ``[T, N]`` which steps belong to an episode.
+            obs: ``[B, obs_dim]`` observations of the valid steps (B = ``valid.sum()``).
 
         Returns:
             ``(A[B], V[B] or None)``; V carries gradients (the critic's loss uses it).
         """
+        G = returns[valid]
         values = None
-        if self.cfg.baseline == Baseline.value:
+        baseline = self.cfg.baseline
+        if baseline == Baseline.value:
             assert self.value is not None
             values = self.value(obs)
-            adv = returns - values.detach()
-        elif self.cfg.baseline == Baseline.mean:
-            adv = returns - returns.mean()
+            adv = G - values.detach()
+        elif baseline == Baseline.mean:
+            # R - mean(all) = (N-1)/N · (R - mean(others)): the LOO direction, shrunk by (N-1)/N
+            adv = G - G.mean()
+        elif baseline == Baseline.leave_one_out:
+            # b[t, n] = mean over the other episodes m != n of G[t, m], a finished episode's
+            # reward-to-go counting as 0. It does not depend on episode n, so A stays unbiased;
+            # at t = 0 it is RLOO's mean return of the other samples.
+            n = returns.shape[1]
+            g = torch.where(valid, returns, torch.zeros_like(returns))
+            b = (g.sum(dim=1, keepdim=True) - g) / (n - 1)
+            adv = (g - b)[valid]
         else:
-            adv = returns.clone()
+            adv = G.clone()
         if self.cfg.normalize_advantage and adv.numel() > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         return adv, values
@@ -174,25 +188,34 @@ class Reinforce:
         """``[T, N]`` discounted reward-to-go of the batch in ``buf[:T]`` (garbage on invalid steps)."""
         return discounted_returns(buf["rewards"][:T], buf["dones"][:T], buf["bootstrap"][:T], self.cfg.gamma)
 
-    def update(self, buf: dict[str, torch.Tensor], T: int) -> dict[str, float]:
-        """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
+    def loss(self, buf: dict[str, torch.Tensor], T: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The scalar loss of the batch in ``buf[:T]`` and its parts (policy, entropy, value).
+
+        ``-grad(policy part)`` is the REINFORCE gradient estimate: mean over valid steps of
+        ``grad log π(a|s) · A``.
+        """
         cfg = self.cfg
-        returns_tn = self.returns_to_go(buf, T)
+        returns = self.returns_to_go(buf, T)
         valid = buf["valid"][:T]
         obs = buf["obs"][:T][valid]
         actions = buf["actions"][:T][valid]
-        returns = returns_tn[valid]
 
-        adv, values = self.advantages(returns, obs)
+        adv, values = self.advantages(returns, valid, obs)
         dist = self.policy.distribution(obs)
         logp = dist.log_prob(actions)
         entropy = dist.entropy().mean()
         policy_loss = -(logp * adv).mean()
         loss = policy_loss - cfg.ent_coef * entropy
-        value_loss = None
+        parts = {"loss/policy": policy_loss, "loss/entropy": -entropy}
         if values is not None:
-            value_loss = F.mse_loss(values, returns)
-            loss = loss + value_loss  # the critic has its own parameters and learning rate
+            parts["loss/value"] = F.mse_loss(values, returns[valid])
+            loss = loss + parts["loss/value"]  # the critic has its own parameters and learning rate
+        return loss, parts
+
+    def update(self, buf: dict[str, torch.Tensor], T: int) -> dict[str, float]:
+        """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
+        cfg = self.cfg
+        loss, parts = self.loss(buf, T)
         check_finite("loss", loss)
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -204,13 +227,8 @@ class Reinforce:
         for p in self.policy.parameters():
             check_finite("policy parameters", p)
 
-        metrics = {
-            "loss/policy": policy_loss.item(),
-            "loss/entropy": -entropy.item(),
-            "train/grad_norm": grad_norm,
-        }
-        if value_loss is not None:
-            metrics["loss/value"] = value_loss.item()
+        metrics = {k: v.item() for k, v in parts.items()}
+        metrics["train/grad_norm"] = grad_norm
         return metrics
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
