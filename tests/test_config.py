@@ -73,11 +73,15 @@ def test_range_errors_name_the_key_and_the_range(override: str, expected: str) -
 # allowed, and nothing written (no outputs/ folder appears).
 BAD_INPUTS = [
     ("algo.lrr=1", "algo.lrr: unknown key; allowed keys: name, impl, hidden_sizes"),
+    ("+algo.lrr=1", "algo.lrr: unknown key; allowed keys: name, impl, hidden_sizes"),
+    ("env=mountaincar,cartpole", "env=mountaincar,cartpole: a comma-separated list is a sweep; add -m"),
+    ("+env.kwargs.no_such_arg=1", "MountainCar-v0 cannot be made with them"),
+    ("algo.baseline=leave_one_out env.num_envs=1", "algo.baseline=leave_one_out needs env.num_envs >= 2"),
     ("algo.lr=abc", "algo.lr=abc: Value 'abc' of type 'str' could not be converted to Float"),
     ("total_steps=-5", "total_steps=-5 is out of range: must be >= 1"),
     ("algo.gamma=1.5", "algo.gamma=1.5 is out of range: must be >= 0 and <= 1"),
     ("env.num_envs=0", "env.num_envs=0 is out of range: must be >= 1"),
-    ("algo=foo", "algo=foo: unknown option; available: reinforce"),
+    ("algo=foo", "algo=foo: unknown option; available: a2c, reinforce, sb3_a2c, sb3_ppo"),
     ("hardware.device=tpu", "hardware.device=tpu: Invalid value 'tpu', expected one of [cpu, cuda, auto]"),
     ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered gymnasium environment"),
 ]
@@ -85,7 +89,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path: Path, override: str, message: str) -> None:
-    proc = run_py(override, cwd=tmp_path, timeout=120)
+    proc = run_py(*override.split(), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr

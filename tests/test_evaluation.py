@@ -34,19 +34,26 @@ def test_success_when_truncated_counts_survival() -> None:
 
 def test_evaluation_is_repeatable_and_leaves_the_training_rng_alone() -> None:
     from conftest import make_config
-    from pglab.envs import make_vec_env
+    from pglab.algos.reinforce import Reinforce
+    from pglab.envs import env_seeds, make_vec_env
 
     cfg = make_config("env=cartpole")
-    env = make_vec_env(cfg.env, 4, seed=123, device=torch.device("cpu"))
+    env = make_vec_env(cfg.env, 4, seed=123, device=torch.device("cpu"), stream="eval")
     torch.manual_seed(0)
-    net = torch.nn.Linear(4, 2)
-
-    def greedy(obs: torch.Tensor) -> torch.Tensor:
-        return net(obs).argmax(-1)
-
+    agent = Reinforce(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"), 500)
+    seeds = env_seeds(123, 4, "eval")
     state = torch.random.get_rng_state()
-    a = evaluate(greedy, env, episodes=6, seed=99, success_when=SuccessWhen.truncated)
-    b = evaluate(greedy, env, episodes=6, seed=99, success_when=SuccessWhen.truncated)
-    assert torch.equal(state, torch.random.get_rng_state())
+    a = evaluate(agent.act, env, episodes=6, seed=seeds, success_when=SuccessWhen.truncated)
+    b = evaluate(agent.act, env, episodes=6, seed=seeds, success_when=SuccessWhen.truncated)
+    assert torch.equal(state, torch.random.get_rng_state())  # the training RNG is untouched
     assert a.returns.tolist() == b.returns.tolist()
     assert len(a.returns) == 6
+
+
+def test_train_and_eval_seeds_are_distinct_and_do_not_overlap_across_run_seeds() -> None:
+    from pglab.envs import env_seeds
+
+    train0, train1 = set(env_seeds(0, 16, "train")), set(env_seeds(1, 16, "train"))
+    eval0 = set(env_seeds(0, 16, "eval"))
+    assert len(train0) == 16 and not train0 & train1 and not train0 & eval0
+    assert env_seeds(0, 16, "train") == env_seeds(0, 16, "train")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_py
+from conftest import clean_env, run_py
+from wandb_file import read_run
 
 FAST = ("total_steps=2000", "eval.episodes=2", "eval.final_episodes=4", "eval.every_steps=1000000")
 
@@ -50,22 +51,30 @@ def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Pat
 @pytest.mark.slow
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    # CartPole has no goal_velocity argument: that job fails at env creation, mountaincar runs
+    # tests/crash_env.py registers Crash-v0, which raises at run time (after every check)
+    env = clean_env()
+    env["PYTHONPATH"] = str(Path(__file__).parent)
     proc = run_py(
         "-m",
-        "env=cartpole,mountaincar",
-        "+env.kwargs.goal_velocity=0",
-        "logger=none",
+        "env=cartpole",
+        "env.id=CartPole-v1,crash_env:Crash-v0",
+        "logger=wandb",
         *FAST,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 1
-    failed = json.loads((sweep / "0_reinforce-cartpole-s0" / "summary.json").read_text())
-    done = json.loads((sweep / "1_reinforce-mountaincar-s0" / "summary.json").read_text())
-    assert failed["status"] == "failed" and "goal_velocity" in failed["error"]
+    done = json.loads((sweep / "0_reinforce-cartpole-s0" / "summary.json").read_text())
+    failed = json.loads((sweep / "1_reinforce-cartpole-s0" / "summary.json").read_text())
     assert done["status"] == "completed"
+    assert failed["status"] == "failed" and "crashed on purpose" in failed["error"]
+    assert "Traceback" in failed["traceback"]
+    # its W&B run is marked failed, the other one not
+    [crashed] = (sweep / "1_reinforce-cartpole-s0" / "wandb").glob("offline-run-*/run-*.wandb")
+    [fine] = (sweep / "0_reinforce-cartpole-s0" / "wandb").glob("offline-run-*/run-*.wandb")
+    assert read_run(crashed)["exit_code"] == 1 and read_run(fine)["exit_code"] == 0
     table = (sweep / "sweep_table.md").read_text()
-    assert "| reinforce | cartpole | — (no completed run) | 0 | 1 |" in table
-    assert "FAILED reinforce-cartpole-s0: TypeError" in proc.stderr
+    assert f"| reinforce | cartpole | {done['final']['return_mean']:.1f} ± 0.0 | 1 | 1 |" in table
+    assert "FAILED reinforce-cartpole-s0: RuntimeError: Crash-v0 crashed on purpose" in proc.stderr
     assert "pglab: 1 of 2 jobs failed" in proc.stderr

@@ -60,7 +60,7 @@ def chain_env() -> TorchVectorEnv:
         lambda: gym.wrappers.TimeLimit(Chain(term_at=None), 3),
     ]
     venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    return TorchVectorEnv(venv, device=torch.device("cpu"), seed=0)
+    return TorchVectorEnv(venv, device=torch.device("cpu"), seeds=0)
 
 
 def agent_for(env: TorchVectorEnv, baseline: str, critic_value: float = 10.0) -> Reinforce:
@@ -70,7 +70,7 @@ def agent_for(env: TorchVectorEnv, baseline: str, critic_value: float = 10.0) ->
         with torch.no_grad():
             for p in agent.value.parameters():
                 p.zero_()
-            agent.value.v[-1].bias.fill_(critic_value)
+            agent.value.head.bias.fill_(critic_value)
     return agent
 
 

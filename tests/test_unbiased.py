@@ -46,24 +46,24 @@ def make_agent(baseline: str) -> tuple[Reinforce, TorchVectorEnv]:
     venv = gym.vector.SyncVectorEnv(
         [lambda: gym.wrappers.TimeLimit(Bandit(), 1)] * N, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
     )
-    env = TorchVectorEnv(venv, device=torch.device("cpu"), seed=1)
+    env = TorchVectorEnv(venv, device=torch.device("cpu"), seeds=1)
     cfg = make_config(
         f"algo.baseline={baseline}", "algo.gamma=1.0", "algo.normalize_advantage=false", "algo.hidden_sizes=[8]"
     )
     torch.manual_seed(0)
     agent = Reinforce(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"), 1)
     with torch.no_grad():
-        agent.policy.logits[-1].bias.copy_(torch.tensor([0.6, -0.2, -0.5]))  # away from uniform
+        agent.policy.head.bias.copy_(torch.tensor([0.6, -0.2, -0.5]))  # away from uniform
         if agent.value is not None:  # a fixed critic: independent of the samples, so no bias
             for p in agent.value.parameters():
                 p.zero_()
-            agent.value.v[-1].bias.fill_(2.5)
+            agent.value.head.bias.fill_(2.5)
     return agent, env
 
 
 def exact_gradient(agent: Reinforce) -> torch.Tensor:
     params = list(agent.policy.parameters())
-    probs = agent.policy.distribution(torch.ones(1, 1)).probs[0]
+    probs = torch.softmax(agent.policy.logits(torch.ones(1, 1))[0], -1)
     J = (probs * torch.as_tensor(MU, dtype=torch.float32)).sum()
     return torch.cat([g.flatten() for g in torch.autograd.grad(J, params)])
 

@@ -61,8 +61,9 @@ def describe(err: BaseException, override: str | None = None) -> str:
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         if isinstance(cause, ConfigKeyError) or "not in" in first:
             allowed = _allowed_keys(cause)
-            hint = f"; allowed keys: {allowed}" if allowed else ""
-            return f"{key}: unknown key{hint} (add a new key with +{key}=...)"
+            if allowed:
+                return f"{key}: unknown key; allowed keys: {allowed}"
+            return f"{key}: unknown key (a free-form dict takes new keys as +{key}=...)"
         if isinstance(cause, ValidationError):
             value = ""
             if override and "=" in override:
@@ -120,7 +121,11 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
     parsed = parser.parse_overrides(overrides)
     sweeps = [o for o in parsed if o.is_sweep_override()]
     if not multirun:
-        return None if sweeps else [overrides]
+        if sweeps:
+            raise ConfigError(
+                f"{sweeps[0].input_line}: a comma-separated list is a sweep; add -m (--multirun) to run one"
+            )
+        return [overrides]
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _compose_checked(config_name, fixed)
     if OmegaConf.select(base, "hydra.sweeper._target_") != BASIC_SWEEPER:

@@ -129,7 +129,7 @@ class AlgoConfig:
     Attributes:
         name: short name used in run names and tables.
         impl: dotted path of the class that implements it; the experiment builds
-            ``impl(cfg=<this config>, observation_space, action_space, device, seed)``.
+            ``impl(cfg=, observation_space=, action_space=, device=, max_episode_steps=, env=)``.
         hidden_sizes: widths of the MLP hidden layers, policy and value alike.
         activation: hidden-layer non-linearity.
         lr: Adam learning rate of the policy.
@@ -166,6 +166,78 @@ class ReinforceConfig(AlgoConfig):
     normalize_advantage: bool = True
     value_lr: float = bounded(1e-3, gt=0.0)
     log_std_init: float = 0.0
+
+
+class OptimizerName(Enum):
+    adam = "adam"
+    rmsprop = "rmsprop"
+
+
+@dataclass
+class A2CConfig(AlgoConfig):
+    """Advantage actor-critic (Mnih et al. 2016, synchronous) with GAE.
+
+    Attributes:
+        n_steps: rollout length per env between updates (batch = n_steps × num_envs).
+        gae_lambda: GAE λ; 1 gives plain n-step returns.
+        vf_coef: weight of the value loss.
+        shared_network: policy and critic share their hidden layers.
+        optimizer: ``adam`` or ``rmsprop`` (alpha 0.99, as in A2C's paper and SB3).
+        optimizer_eps: the optimiser's epsilon.
+        anneal_lr: decay the learning rate linearly to 0 over the budget.
+        normalize_advantage: standardise advantages over each batch.
+        normalize_obs: running mean/std observation normalisation (clipped to ±clip_obs).
+        normalize_reward: scale rewards by the running std of the discounted return
+            (clipped to ±clip_reward), as SB3's VecNormalize.
+        clip_obs, clip_reward: clipping after normalisation.
+        log_std_init: initial log standard deviation of a Gaussian policy.
+    """
+
+    n_steps: int = bounded(5, ge=1)
+    gae_lambda: float = bounded(1.0, ge=0.0, le=1.0)
+    vf_coef: float = bounded(0.5, ge=0.0)
+    shared_network: bool = False
+    optimizer: OptimizerName = OptimizerName.rmsprop
+    optimizer_eps: float = bounded(1e-5, gt=0.0)
+    anneal_lr: bool = False
+    normalize_advantage: bool = False
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float = bounded(10.0, gt=0.0)
+    clip_reward: float = bounded(10.0, gt=0.0)
+    log_std_init: float = 0.0
+
+
+class SB3Algorithm(Enum):
+    A2C = "A2C"
+    PPO = "PPO"
+
+
+@dataclass
+class SB3Config(AlgoConfig):
+    """A Stable-Baselines3 baseline (see ``pglab.algos.sb3``).
+
+    Attributes:
+        algorithm: ``A2C`` or ``PPO``.
+        n_steps, gae_lambda, vf_coef: as in SB3 (``n_steps`` per env per rollout).
+        normalize: wrap the env in SB3's VecNormalize (observations; rewards too when
+            ``normalize_reward``), as the RL Baselines3 Zoo's ``normalize: true``.
+        ortho_init: SB3's orthogonal initialisation of the policy.
+        log_std_init: initial log std of a Gaussian policy.
+        kwargs: any other constructor argument of the SB3 class (``n_epochs``,
+            ``batch_size``, ``clip_range``, ``use_sde``, ``use_rms_prop``, ...), passed as is;
+            checked against the class's signature before the run starts.
+    """
+
+    algorithm: SB3Algorithm = SB3Algorithm.A2C
+    n_steps: int = bounded(5, ge=1)
+    gae_lambda: float = bounded(1.0, ge=0.0, le=1.0)
+    vf_coef: float = bounded(0.5, ge=0.0)
+    normalize: bool = False
+    normalize_reward: bool = True
+    ortho_init: bool = True
+    log_std_init: float = 0.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,14 +283,12 @@ class EvalConfig:
         episodes: episodes per periodic evaluation.
         final_episodes: episodes of the final evaluation.
         num_envs: parallel evaluation environments.
-        seed_offset: evaluation envs are seeded ``seed + seed_offset``, apart from training.
     """
 
     every_steps: int = bounded(25_000, ge=1)
     episodes: int = bounded(10, ge=1)
     final_episodes: int = bounded(100, ge=1)
     num_envs: int = bounded(10, ge=1)
-    seed_offset: int = bounded(1_000_000, ge=1)
 
 
 @dataclass
@@ -261,6 +331,8 @@ def register_configs() -> None:
     cs.store(name="pglab_config", node=Config)
     cs.store(name="schema_env_gym", node=EnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
+    cs.store(name="schema_algo_a2c", node=A2CConfig)
+    cs.store(name="schema_algo_sb3", node=SB3Config)
     cs.store(name="schema_hardware", node=HardwareConfig)
     cs.store(name="schema_logger", node=LoggerConfig)
 
@@ -304,6 +376,24 @@ def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
         raise ConfigError(f"{path}={_fmt(value)} is out of range: must be {_range_text(meta)}")
 
 
+def check_known_keys(node: Any, obj: Any, prefix: str = "") -> None:
+    """Reject keys a schema does not have, also ones added with ``+key=...``.
+
+    ``OmegaConf.to_object`` silently drops such keys; a typo must never run silently.
+    Dict-typed fields (``env.kwargs``, ``algo.kwargs``) are free-form and not checked.
+    """
+    if not dataclasses.is_dataclass(obj) or not isinstance(node, DictConfig):
+        return
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key in node:
+        if key not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(f"{prefix}{key}: unknown key; allowed keys: {allowed}")
+        child = node._get_node(key)
+        if dataclasses.is_dataclass(getattr(obj, key)):
+            check_known_keys(child, getattr(obj, key), prefix=f"{prefix}{key}.")
+
+
 def check_ranges(obj: Any, prefix: str = "") -> None:
     """Enforce the ``metadata`` constraints of every dataclass field, recursively."""
     for f in dataclasses.fields(obj):
@@ -334,6 +424,8 @@ def validate(cfg: DictConfig | Config) -> Config:
         raise ConfigError("config: the primary config must be pglab's Config schema (conf/config.yaml)")
     if not dataclasses.is_dataclass(obj.env) or not dataclasses.is_dataclass(obj.algo):
         raise ConfigError("env/algo: each option must name its schema in its defaults list (see conf/algo/)")
+    if isinstance(cfg, DictConfig):
+        check_known_keys(cfg, obj)
     check_ranges(obj)
     if obj.logger.backend not in LOGGER_BACKENDS:
         raise ConfigError(f"logger.backend={obj.logger.backend!r}: must be one of {', '.join(LOGGER_BACKENDS)}")

@@ -2,9 +2,10 @@
 
 * The deterministic policy (argmax / Gaussian mean) acts; nothing is sampled, so an
   evaluation never touches the training RNG and never changes what training does.
-* Evaluation envs are separate from the training envs and are re-seeded with the same
-  seed (``seed + eval.seed_offset``; sub-env i gets that + i) at every evaluation, so
-  every evaluation of every algorithm faces the same start states.
+* Evaluation envs are separate from the training envs, with seeds of their own
+  (``pglab.envs.env_seeds(seed, n, "eval")``), and are re-seeded identically at every
+  evaluation, so every evaluation of every algorithm with the same run seed faces the
+  same start states.
 * Exactly ``episodes`` episodes are run, spread over the envs in fixed per-env quotas
   (env i runs ``(episodes + i) // num_envs`` of them). Counting whatever finishes first
   would favour short episodes and bias the mean.
@@ -47,7 +48,7 @@ def evaluate(
     act: ActFn,
     env: gym.vector.VectorEnv,
     episodes: int,
-    seed: int,
+    seed: int | list[int],
     success_when: SuccessWhen,
 ) -> EvalResult:
     """Run exactly ``episodes`` episodes of ``act`` (a deterministic policy) on ``env``.
@@ -56,7 +57,7 @@ def evaluate(
         act: maps ``obs[N, ...]`` to actions ``[N, ...]``; called under ``torch.inference_mode``.
         env: a pglab torch vector env (see :mod:`pglab.envs`), used for nothing else.
         episodes: how many episodes in total.
-        seed: the evaluation seed; the env is reset with it first.
+        seed: the evaluation envs' seeds (or a base seed); the env is reset with them first.
         success_when: which episode end counts as a success.
     """
     n = env.num_envs

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pglab.algos.common import NonFiniteError, Update
 from pglab.config import Config, ConfigError, Device, HardwareConfig, validate
-from pglab.envs import check_env_config, make_vec_env, max_episode_steps
+from pglab.envs import check_env_config, env_seeds, make_vec_env, max_episode_steps
 from pglab.evaluation import evaluate
 from pglab.logging import RunLogger, write_json_atomic
 from pglab.summary import offline_wandb_dirs
@@ -76,9 +76,12 @@ def preflight(cfg: Config) -> torch.device:
     """Every check that can fail before work starts; returns the device."""
     check_env_config(cfg.env)
     try:
-        get_class(cfg.algo.impl)
+        algo_class = get_class(cfg.algo.impl)
     except Exception as err:  # hydra wraps import errors in its own types
         raise ConfigError(f"algo.impl={cfg.algo.impl!r} cannot be imported: {err}") from None
+    check = getattr(algo_class, "check_config", None)
+    if check is not None:
+        check(cfg)
     if max_episode_steps(cfg.env) is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
     return resolve_device(cfg.hardware)
@@ -202,8 +205,9 @@ def run(
         eval_env = make_vec_env(
             cfg.env,
             min(cfg.eval.num_envs, cfg.eval.final_episodes),
-            seed=cfg.seed + cfg.eval.seed_offset,
+            seed=cfg.seed,
             device=device,
+            stream="eval",
         )
         envs = [env, eval_env]
         agent = get_class(cfg.algo.impl)(
@@ -212,14 +216,16 @@ def run(
             action_space=env.single_action_space,
             device=device,
             max_episode_steps=max_episode_steps(cfg.env),
+            env=env,
         )
         budget = cfg.budget
-        eval_seed = cfg.seed + cfg.eval.seed_offset
+        eval_seeds = env_seeds(cfg.seed, eval_env.num_envs, "eval")
+        summary["eval_seeds"] = eval_seeds  # the same for every algorithm with this run seed
         threshold = cfg.env.solved_threshold
 
         def run_eval(episodes: int) -> dict[str, float]:
             result = evaluate(
-                lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seed, cfg.env.success_when
+                lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seeds, cfg.env.success_when
             )
             return result.metrics()
 
@@ -279,6 +285,8 @@ def run(
         if threshold is not None and "solved_at_env_steps" not in summary and final["eval/return_mean"] >= threshold:
             summary["solved_at_env_steps"] = agent.env_steps
         save_checkpoint(run_dir / "policy.pt", agent.state_dict(), cfg, config_dict)
+        if hasattr(agent, "export"):
+            agent.export(run_dir)  # the algorithm's own format too (SB3's zip)
         summary.update(
             status="completed",
             env_steps=agent.env_steps,

@@ -9,7 +9,8 @@
   here and logged to directly — never the global ``wandb.log`` — and any run a crashed
   job left open in this process is finished first, so no job's run ever receives
   another job's data. :meth:`RunLogger.finish` marks the run failed (exit code 1) when
-  the job failed.
+  the job failed. An online init that fails (no network, bad key) falls back to offline
+  after at most ``ONLINE_INIT_TIMEOUT_S`` seconds, so a job never waits on W&B.
 """
 
 from __future__ import annotations
@@ -28,26 +29,48 @@ from pglab.config import LoggerConfig, WandbMode
 log = logging.getLogger(__name__)
 
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+ONLINE_INIT_TIMEOUT_S = 20.0  # past this an online init falls back to offline
+
+
+def _wandb_hosts() -> list[str]:
+    """Hosts a ``wandb login`` may have written credentials for: the configured base URL
+    (``WANDB_BASE_URL`` or wandb's own default) and the classic ``api.wandb.ai``."""
+    urls = [os.environ.get("WANDB_BASE_URL", "")]
+    try:
+        import wandb
+
+        urls.append(str(wandb.Settings().base_url))
+    except Exception:  # an old or broken wandb: fall back to the classic host
+        pass
+    urls.append(DEFAULT_WANDB_HOST)
+    hosts = [urlsplit(u).hostname for u in urls if u]
+    return list(dict.fromkeys(h for h in hosts if h))
 
 
 def wandb_api_key_configured() -> bool:
     """True when wandb would find credentials without prompting."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlsplit(os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_HOST)).hostname or "api.wandb.ai"
     path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
     try:
-        auth = netrc.netrc(path).authenticators(host)
+        entries = netrc.netrc(path)
     except (OSError, netrc.NetrcParseError):
         return False
-    return bool(auth and auth[2])
+    return any((auth := entries.authenticators(host)) and auth[2] for host in _wandb_hosts())
 
 
 def resolve_wandb_mode(cfg: LoggerConfig) -> str:
-    """The wandb mode this run uses: ``online``, ``offline`` or ``disabled``."""
+    """The wandb mode this run uses: ``online``, ``offline`` or ``disabled``.
+
+    ``auto`` honours ``WANDB_MODE`` when it is set to one of these (how users and CI
+    switch W&B off); otherwise online only with an API key configured, else offline.
+    """
     if cfg.backend == "none" or cfg.mode == WandbMode.disabled:
         return "disabled"
     if cfg.mode == WandbMode.auto:
+        env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env_mode in ("online", "offline", "disabled"):
+            return env_mode
         return "online" if wandb_api_key_configured() else "offline"
     return cfg.mode.value
 
@@ -87,7 +110,11 @@ class RunLogger:
         self._metrics = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in finish()
         self.wandb_run: Any = None
         if self.mode != "disabled":
-            self.wandb_run = self._init_wandb(cfg, config, name, group)
+            try:
+                self.wandb_run = self._init_wandb(cfg, config, name, group)
+            except BaseException:
+                self._metrics.close()
+                raise
 
     def _init_wandb(self, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str) -> Any:
         import wandb
@@ -95,7 +122,7 @@ class RunLogger:
         if wandb.run is not None:  # left open by a crashed job in this (reused) process
             log.warning("finishing a W&B run left open by an earlier job: %s", wandb.run.name)
             wandb.run.finish(exit_code=1)
-        run = wandb.init(
+        kwargs = dict(
             project=cfg.project,
             entity=cfg.entity,
             group=group,
@@ -103,10 +130,20 @@ class RunLogger:
             config=config,
             tags=list(cfg.tags),
             dir=str(self.run_dir),
-            mode=self.mode,
             reinit="create_new",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
+        quiet = dict(console="off", silent=True, x_disable_stats=True)
+        try:
+            run = wandb.init(
+                mode=self.mode, settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S, **quiet), **kwargs
+            )
+        except Exception as err:
+            if self.mode != "online":
+                raise
+            # no network, a bad key, a server down: keep the data, never block the job
+            log.warning("W&B online init failed (%s); logging this run offline instead", str(err).splitlines()[0])
+            self.mode = "offline"
+            run = wandb.init(mode="offline", settings=wandb.Settings(**quiet), **kwargs)
         run.define_metric("env_steps")
         run.define_metric("*", step_metric="env_steps")
         return run

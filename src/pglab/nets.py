@@ -23,24 +23,24 @@ from pglab.config import Activation
 _ACTIVATIONS: dict[Activation, type[nn.Module]] = {Activation.tanh: nn.Tanh, Activation.relu: nn.ReLU}
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: Activation, out_gain: float) -> nn.Sequential:
-    """An MLP with orthogonal initialisation (gain √2 inside, ``out_gain`` at the output).
-
-    A small output gain (0.01 for policy logits/means) starts the policy near uniform /
-    near zero mean, which is what makes the first updates stable.
-    """
+def mlp_body(in_dim: int, hidden: list[int], activation: Activation) -> nn.Sequential:
+    """Hidden layers only (``obs[B, in_dim] -> features[B, hidden[-1]]``), orthogonal init with gain √2."""
     layers: list[nn.Module] = []
-    sizes = [in_dim, *hidden]
-    for a, b in itertools.pairwise(sizes):
+    for a, b in itertools.pairwise([in_dim, *hidden]):
         lin = nn.Linear(a, b)
         nn.init.orthogonal_(lin.weight, gain=math.sqrt(2))
         nn.init.zeros_(lin.bias)
         layers += [lin, _ACTIVATIONS[activation]()]
-    out = nn.Linear(sizes[-1], out_dim)
-    nn.init.orthogonal_(out.weight, gain=out_gain)
-    nn.init.zeros_(out.bias)
-    layers.append(out)
     return nn.Sequential(*layers)
+
+
+def linear_head(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
+    """An output layer with orthogonal init. A small gain (0.01 for policy logits/means)
+    starts the policy near uniform / near zero mean, which keeps the first updates stable."""
+    out = nn.Linear(in_dim, out_dim)
+    nn.init.orthogonal_(out.weight, gain=gain)
+    nn.init.zeros_(out.bias)
+    return out
 
 
 def obs_dim(space: gym.Space) -> int:
@@ -51,7 +51,10 @@ def obs_dim(space: gym.Space) -> int:
 
 
 class Policy(nn.Module):
-    """A stochastic policy π(a|s). Subclasses build the distribution; the rest is shared."""
+    """A stochastic policy π(a|s): ``body`` (hidden layers, possibly shared with a critic)
+    and a head. Subclasses build the distribution; the rest is shared."""
+
+    body: nn.Module
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """π(·|obs) for ``obs[B, obs_dim]``; ``log_prob``/``entropy`` give ``[B]``."""
@@ -71,15 +74,19 @@ class Policy(nn.Module):
 class CategoricalPolicy(Policy):
     """Softmax over ``n_actions`` logits."""
 
-    def __init__(self, in_dim: int, n_actions: int, hidden: list[int], activation: Activation) -> None:
+    def __init__(self, body: nn.Module, features: int, n_actions: int) -> None:
         super().__init__()
-        self.logits = mlp(in_dim, hidden, n_actions, activation, out_gain=0.01)
+        self.body = body
+        self.head = linear_head(features, n_actions, gain=0.01)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(obs.flatten(1)))
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.logits(obs.flatten(1)), validate_args=False)
+        return Categorical(logits=self.logits(obs), validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.logits(obs.flatten(1)).argmax(dim=-1)
+        return self.logits(obs).argmax(dim=-1)
 
 
 class GaussianPolicy(Policy):
@@ -89,31 +96,31 @@ class GaussianPolicy(Policy):
     log-probability of the sampled (unclipped) action stays exact.
     """
 
-    def __init__(
-        self, in_dim: int, act_dim: int, hidden: list[int], activation: Activation, log_std_init: float
-    ) -> None:
+    def __init__(self, body: nn.Module, features: int, act_dim: int, log_std_init: float) -> None:
         super().__init__()
-        self.mean = mlp(in_dim, hidden, act_dim, activation, out_gain=0.01)
+        self.body = body
+        self.head = linear_head(features, act_dim, gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        mean = self.mean(obs.flatten(1))
+        mean = self.mode(obs)
         normal = Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
         return Independent(normal, 1, validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mean(obs.flatten(1))
+        return self.head(self.body(obs.flatten(1)))
 
 
 class ValueNet(nn.Module):
-    """State-value critic V(s): ``obs[B, obs_dim] -> [B]``."""
+    """State-value critic V(s): ``obs[B, obs_dim] -> [B]``. Pass a policy's ``body`` to share it."""
 
-    def __init__(self, in_dim: int, hidden: list[int], activation: Activation) -> None:
+    def __init__(self, in_dim: int, hidden: list[int], activation: Activation, body: nn.Module | None = None) -> None:
         super().__init__()
-        self.v = mlp(in_dim, hidden, 1, activation, out_gain=1.0)
+        self.body = body if body is not None else mlp_body(in_dim, hidden, activation)
+        self.head = linear_head(hidden[-1], 1, gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.v(obs.flatten(1)).squeeze(-1)
+        return self.head(self.body(obs.flatten(1))).squeeze(-1)
 
 
 def make_policy(
@@ -125,8 +132,9 @@ def make_policy(
 ) -> Policy:
     """The policy that fits the action space: categorical for Discrete, Gaussian for Box."""
     in_dim = obs_dim(observation_space)
+    body = mlp_body(in_dim, hidden, activation)
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalPolicy(in_dim, int(action_space.n), hidden, activation)
+        return CategoricalPolicy(body, hidden[-1], int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianPolicy(in_dim, int(action_space.shape[0]), hidden, activation, log_std_init)
+        return GaussianPolicy(body, hidden[-1], int(action_space.shape[0]), log_std_init)
     raise ValueError(f"action space {action_space} is not supported (Discrete or 1-D Box)")

@@ -1,9 +1,12 @@
 """What every pglab algorithm shares: the training-loop contract and the return math.
 
-An algorithm is a class built as ``Algo(cfg, observation_space, action_space, device)``
-with ``learn(env, total_steps, on_update)``, ``act(obs, deterministic)`` and
-``state_dict()``. It never logs: after each update it hands an :class:`Update` to
-``on_update`` and the experiment logs, evaluates and checkpoints. ``on_update`` returns
+An algorithm is a class built as ``Algo(cfg=, observation_space=, action_space=,
+device=, max_episode_steps=, env=)`` with ``learn(env, total_steps, on_update)``,
+``act(obs, deterministic)`` and ``state_dict()``. Optional: a static
+``check_config(cfg)`` for cross-key constraints (raises ``ConfigError`` before the run
+starts) and ``export(run_dir)`` for extra artifacts in the algorithm's native format.
+An algorithm never logs: after each update it hands an :class:`Update` to ``on_update``
+and the experiment logs, evaluates and checkpoints. ``on_update`` returns
 False to stop training early.
 """
 
@@ -98,3 +101,69 @@ def check_finite(name: str, value: torch.Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``value`` holds a NaN or inf."""
     if not bool(torch.isfinite(value).all()):
         raise NonFiniteError(f"{name} became non-finite ({value.detach().flatten()[:4].tolist()})")
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimation (Schulman et al. 2016) over a rollout.
+
+    ``delta[t] = r[t] + gamma * next_values[t] * (1 - terminated[t]) - values[t]`` and
+    ``A[t] = delta[t] + gamma * lam * (1 - dones[t]) * A[t+1]``, with ``A[T] = 0``.
+    ``next_values[t]`` is V of the state step t actually reached: the final observation
+    where an episode ended (so a time-limit cut bootstraps from it), the next observation
+    otherwise, and after the last step the value of the rollout's last observation.
+    ``lam = 1`` gives the n-step return up to the rollout end minus V; ``lam = 0`` the
+    one-step TD error.
+
+    Args:
+        rewards, values, next_values: ``[T, N]``.
+        terminated: ``[T, N]`` bool, a true terminal state was reached (no bootstrap).
+        dones: ``[T, N]`` bool, terminated or truncated (the advantage chain is cut).
+        gamma, lam: discount and GAE λ.
+
+    Returns:
+        ``[T, N]`` advantages; the critic's targets are ``advantages + values``.
+    """
+    T = rewards.shape[0]
+    adv = torch.empty_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    not_term = (~terminated).to(rewards.dtype)
+    not_done = (~dones).to(rewards.dtype)
+    for t in range(T - 1, -1, -1):
+        delta = rewards[t] + gamma * next_values[t] * not_term[t] - values[t]
+        last = delta + gamma * lam * not_done[t] * last
+        adv[t] = last
+    return adv
+
+
+class RunningMeanStd(torch.nn.Module):
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update).
+
+    Kept as buffers, so they travel with ``state_dict()`` into checkpoints and are used
+    unchanged at evaluation.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), eps: float = 1e-4) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(eps, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold in a batch ``x[B, *shape]``."""
+        x = x.double()
+        b_mean, b_var, b = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b
+        self.mean += delta * b / total
+        m2 = self.var * self.count + b_var * b + delta.pow(2) * self.count * b / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)

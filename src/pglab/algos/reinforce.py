@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from pglab.algos.common import OnUpdate, Update, check_finite, discounted_returns, grad_norm_and_clip
-from pglab.config import Baseline, ReinforceConfig
+from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import ValueNet, make_policy, obs_dim
 
 
@@ -48,6 +48,7 @@ class Reinforce:
         action_space: a single env's action space (Discrete or 1-D Box).
         device: where networks and rollouts live.
         max_episode_steps: the env's time limit; sizes the preallocated rollout.
+        env: unused (the env arrives in :meth:`learn`); accepted like every algorithm.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class Reinforce:
         action_space: gym.Space,
         device: torch.device,
         max_episode_steps: int | None = None,
+        env: gym.vector.VectorEnv | None = None,
     ) -> None:
         if max_episode_steps is None:
             raise ValueError("REINFORCE samples whole episodes and needs an env with a time limit")
@@ -76,6 +78,15 @@ class Reinforce:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
         self.optimizer = torch.optim.Adam(groups, eps=1e-5)
         self.env_steps = 0
+
+    @staticmethod
+    def check_config(cfg: Any) -> None:
+        """Cross-key constraints, checked before the run starts."""
+        if cfg.algo.baseline == Baseline.leave_one_out and cfg.env.num_envs < 2:
+            raise ConfigError(
+                f"algo.baseline=leave_one_out needs env.num_envs >= 2 (got {cfg.env.num_envs}): "
+                "each episode's baseline is the mean of the other episodes of the batch"
+            )
 
     # ------------------------------------------------------------------ acting
 

@@ -20,49 +20,90 @@ The step contract every pglab vector env keeps (N = number of envs):
 
 from __future__ import annotations
 
+import importlib
+
 import gymnasium as gym
+import numpy as np
 import torch
 
 from pglab.config import ConfigError, EnvConfig
 from pglab.envs.torch_vec import TorchVectorEnv
 
-__all__ = ["TorchVectorEnv", "check_env_config", "make_vec_env"]
+__all__ = ["TorchVectorEnv", "check_env_config", "env_seeds", "make_vec_env"]
+
+
+def gym_id(env_id: str) -> str:
+    """The registered id of ``env_id``; ``"module:Name-v0"`` imports ``module`` first.
+
+    That is gymnasium's convention for envs registered by a user's own package.
+    """
+    if ":" not in env_id:
+        return env_id
+    module, name = env_id.split(":", 1)
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"env.id={env_id!r}: cannot import module {module!r}: {err}") from None
+    return name
 
 
 def check_env_config(cfg: EnvConfig) -> None:
-    """Fail early, with one line, if the env config cannot be built."""
+    """Fail early, with one line, if the env config cannot be built (unknown id, bad kwargs)."""
     try:
-        gym.spec(cfg.id)
+        gym.spec(gym_id(cfg.id))
     except gym.error.Error:
         known = sorted(k for k in gym.registry if "/" not in k)[:12]
         raise ConfigError(
             f"env.id={cfg.id!r} is not a registered gymnasium environment (e.g. {', '.join(known)}, ...)"
         ) from None
+    try:
+        gym.make(gym_id(cfg.id), **dict(cfg.kwargs)).close()
+    except Exception as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"env.kwargs={dict(cfg.kwargs)}: {cfg.id} cannot be made with them: {message}") from None
 
 
-def make_vec_env(cfg: EnvConfig, num_envs: int, seed: int, device: torch.device) -> TorchVectorEnv:
+STREAMS = {"train": 0, "eval": 1}
+
+
+def env_seeds(seed: int, n: int, stream: str) -> list[int]:
+    """Seeds of n sub-envs of run seed ``seed``: well mixed, distinct per stream.
+
+    Drawn from ``numpy.random.SeedSequence(seed, spawn_key=(stream,))`` rather than
+    ``seed + i``, so runs with neighbouring seeds share no env seeds (with ``seed + i``
+    seeds 0 and 1 would share 15 of 16 training envs), and evaluation envs never share
+    a seed with training envs.
+    """
+    seq = np.random.SeedSequence(seed, spawn_key=(STREAMS[stream],))
+    return [int(x) for x in seq.generate_state(n, dtype=np.uint32)]
+
+
+def make_vec_env(
+    cfg: EnvConfig, num_envs: int, seed: int, device: torch.device, stream: str = "train"
+) -> TorchVectorEnv:
     """Build ``num_envs`` copies of the configured env as one torch vector env.
 
-    Sub-env i is seeded ``seed + i`` on the first reset; later resets continue its RNG.
-    The action space is seeded too, so ``action_space.sample()`` is reproducible.
+    Sub-env i gets ``env_seeds(seed, num_envs, stream)[i]`` on the first reset; later
+    resets continue its RNG. The action space is seeded too.
 
     Args:
         cfg: the env config.
         num_envs: N, the batch size of every step.
-        seed: base seed.
+        seed: the run's seed.
         device: where observations, rewards and flags are put.
+        stream: ``train`` or ``eval`` (evaluation envs get seeds of their own).
     """
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     venv = gym.make_vec(
-        cfg.id,
+        gym_id(cfg.id),
         num_envs=num_envs,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **kwargs,
     )
-    env = TorchVectorEnv(venv, device=device, seed=seed)
+    env = TorchVectorEnv(venv, device=device, seeds=env_seeds(seed, num_envs, stream))
     return env
 
 
@@ -70,4 +111,4 @@ def max_episode_steps(cfg: EnvConfig) -> int | None:
     """The time limit episodes of this env are cut at (None: no limit)."""
     if cfg.max_episode_steps is not None:
         return cfg.max_episode_steps
-    return gym.spec(cfg.id).max_episode_steps
+    return gym.spec(gym_id(cfg.id)).max_episode_steps

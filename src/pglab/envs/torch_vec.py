@@ -21,18 +21,18 @@ class TorchVectorEnv(gym.vector.VectorWrapper):
     Args:
         env: a gymnasium vector env created with ``autoreset_mode=SAME_STEP``.
         device: where the tensors go.
-        seed: base seed of the first :meth:`reset` (sub-env i gets ``seed + i``) and of
-            the action space.
+        seeds: the seed of each sub-env for the first :meth:`reset` (an int s means
+            s, s+1, ... as in gymnasium); the first one also seeds the action space.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seed: int | None = None) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seeds: int | list[int] | None = None) -> None:
         super().__init__(env)
         if env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError("TorchVectorEnv needs a vector env with autoreset_mode=SAME_STEP")
         if not isinstance(env.single_observation_space, gym.spaces.Box):
             raise ValueError(f"observation space {env.single_observation_space} is not a Box")
         self.device = torch.device(device)
-        self._seed = seed
+        self._seed = seeds
         self._seeded = False
         space = env.single_action_space
         self._discrete = isinstance(space, gym.spaces.Discrete)
@@ -41,9 +41,10 @@ class TorchVectorEnv(gym.vector.VectorWrapper):
         if not self._discrete:
             self._low = np.asarray(space.low, dtype=np.float32)
             self._high = np.asarray(space.high, dtype=np.float32)
-        if seed is not None:
-            self.action_space.seed(seed)
-            self.single_action_space.seed(seed)
+        if seeds is not None:
+            first = seeds if isinstance(seeds, int) else seeds[0]
+            self.action_space.seed(first)
+            self.single_action_space.seed(first)
         n = env.num_envs
         self._ep_return = torch.zeros(n, dtype=torch.float64, device=self.device)
         self._ep_length = torch.zeros(n, dtype=torch.int64, device=self.device)
@@ -68,7 +69,10 @@ class TorchVectorEnv(gym.vector.VectorWrapper):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Step every sub-env once; see the contract in :mod:`pglab.envs`."""
         act = actions.detach().cpu().numpy()
-        act = act.astype(np.int64) if self._discrete else np.clip(act, self._low, self._high)
+        if self._discrete:
+            act = act.astype(np.int64) + int(self.env.single_action_space.start)
+        else:
+            act = np.clip(act, self._low, self._high)
         obs, reward, terminated, truncated, info = self.env.step(act)
 
         obs_t = self._obs(obs)

@@ -1,0 +1,265 @@
+"""Stable-Baselines3's A2C and PPO as pglab algorithms: same envs, protocol, metrics, files.
+
+* Environment: the very pglab vector env our own algorithms train on, seen through
+  :class:`SB3VecEnv` (an SB3 ``VecEnv`` over the torch step contract: time-limit cuts
+  reported as ``TimeLimit.truncated`` with their ``terminal_observation``, so SB3
+  bootstraps them; finished episodes reported as ``info["episode"]``). With
+  ``algo.normalize`` it is wrapped in SB3's ``VecNormalize`` (observations and rewards),
+  as the RL Baselines3 Zoo does.
+* Evaluation: the experiment's protocol calls :meth:`SB3Agent.act`, which normalises
+  observations with the frozen VecNormalize statistics and takes the policy's
+  deterministic action — the same evaluation envs and seeds as every algorithm.
+* Metrics: :class:`_UpdateCallback` hands the experiment an :class:`~pglab.algos.common.Update`
+  after every SB3 training step, with SB3's recorded losses renamed to pglab's keys
+  (``loss/policy``, ``loss/value``, ``loss/entropy``; plus ``train/approx_kl`` and
+  ``train/clip_fraction`` for PPO) and the episodes finished since the last update.
+* Files: :meth:`SB3Agent.export` also saves the model in SB3's own zip format and the
+  VecNormalize statistics (``vecnormalize.pkl``) next to pglab's checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from pglab.algos.common import OnUpdate, Update
+from pglab.config import Activation, ConfigError, SB3Config
+from pglab.envs import TorchVectorEnv
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO}
+# SB3's recorded keys -> pglab's metric names
+METRIC_NAMES = {
+    "train/policy_loss": "loss/policy",  # A2C
+    "train/policy_gradient_loss": "loss/policy",  # PPO
+    "train/value_loss": "loss/value",
+    "train/entropy_loss": "loss/entropy",
+    "train/approx_kl": "train/approx_kl",
+    "train/clip_fraction": "train/clip_fraction",
+}
+_ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
+
+
+class SB3VecEnv(VecEnv):
+    """An SB3 ``VecEnv`` over a pglab torch vector env (numpy in, numpy out)."""
+
+    def __init__(self, env: TorchVectorEnv) -> None:
+        self.env = env  # before VecEnv.__init__, which asks it for its render_mode
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        self._actions: torch.Tensor | None = None
+        self._discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
+
+    def reset(self) -> np.ndarray:
+        seeds = self._seeds if any(s is not None for s in self._seeds) else None
+        obs, _ = self.env.reset(seed=seeds)
+        self._reset_seeds()
+        return obs.cpu().numpy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        dtype = torch.long if self._discrete else torch.float32
+        self._actions = torch.as_tensor(np.asarray(actions), dtype=dtype, device=self.env.device)
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        assert self._actions is not None, "step_async first"
+        obs, reward, terminated, truncated, info = self.env.step(self._actions)
+        done = (terminated | truncated).cpu().numpy()
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if done.any():
+            final = info["final_obs"].cpu().numpy()
+            trunc = (truncated & ~terminated).cpu().numpy()
+            ret = info["episode_return"].cpu().numpy()
+            length = info["episode_length"].cpu().numpy()
+            for i in np.flatnonzero(done):
+                infos[i] = {
+                    "terminal_observation": final[i],
+                    "TimeLimit.truncated": bool(trunc[i]),
+                    "episode": {"r": float(ret[i]), "l": int(length[i])},
+                }
+        return obs.cpu().numpy(), reward.cpu().numpy(), done, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.env, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.env, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        return [getattr(self.env, method_name)(*args, **kwargs)] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+class _UpdateCallback(BaseCallback):
+    """Turns SB3's training loop into pglab ``Update`` calls (after every training step)."""
+
+    def __init__(self, on_update: OnUpdate) -> None:
+        super().__init__()
+        self.on_update = on_update
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.rollouts = 0
+        self.stop = False
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "episode" in info:
+                self.returns.append(info["episode"]["r"])
+                self.lengths.append(info["episode"]["l"])
+        return not self.stop
+
+    def _emit(self) -> None:
+        values = self.model.logger.name_to_value
+        metrics = {name: float(values[key]) for key, name in METRIC_NAMES.items() if key in values}
+        update = Update(
+            env_steps=int(self.model.num_timesteps),
+            metrics=metrics,
+            episode_returns=torch.tensor(self.returns, dtype=torch.float32),
+            episode_lengths=torch.tensor(self.lengths, dtype=torch.long),
+        )
+        self.returns, self.lengths = [], []
+        if not self.on_update(update):
+            self.stop = True
+
+    def _on_rollout_start(self) -> None:
+        # called before each rollout: from the second on, a training step has just ended
+        if self.rollouts > 0:
+            self._emit()
+        self.rollouts += 1
+
+    def _on_training_end(self) -> None:
+        self._emit()
+
+
+class SB3Agent:
+    """A Stable-Baselines3 A2C or PPO model behind pglab's algorithm interface.
+
+    Args:
+        cfg: the algorithm config (``algo.algorithm`` picks A2C or PPO; ``algo.kwargs``
+            are passed to its constructor as they are).
+        observation_space, action_space: a single env's spaces.
+        device: torch device of the SB3 policy.
+        max_episode_steps: unused.
+        env: the pglab training env; SB3 needs it to build its model.
+    """
+
+    def __init__(
+        self,
+        cfg: SB3Config,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device,
+        max_episode_steps: int | None = None,
+        env: TorchVectorEnv | None = None,
+    ) -> None:
+        if env is None:
+            raise ValueError("an SB3 agent is built around its training env; pass env=")
+        self.cfg = cfg
+        vec_env: VecEnv = SB3VecEnv(env)
+        if cfg.normalize:
+            vec_env = VecNormalize(vec_env, norm_obs=True, norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
+        self.vec_env = vec_env
+        policy_kwargs: dict[str, Any] = {
+            "net_arch": {"pi": list(cfg.hidden_sizes), "vf": list(cfg.hidden_sizes)},
+            "activation_fn": _ACTIVATIONS[cfg.activation],
+            "ortho_init": cfg.ortho_init,
+        }
+        if isinstance(action_space, gym.spaces.Box):
+            policy_kwargs["log_std_init"] = cfg.log_std_init
+        kwargs = dict(cfg.kwargs)
+        self.model = ALGORITHMS[cfg.algorithm.value](
+            "MlpPolicy",
+            vec_env,
+            learning_rate=cfg.lr,
+            n_steps=cfg.n_steps,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            ent_coef=cfg.ent_coef,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"),
+            policy_kwargs=policy_kwargs,
+            device=device,
+            verbose=0,
+            **kwargs,
+        )
+        self.env_steps = 0
+
+    @staticmethod
+    def check_config(cfg: Any) -> None:
+        """``algo.kwargs`` must be constructor arguments of the chosen SB3 class."""
+        algo = ALGORITHMS[cfg.algo.algorithm.value]
+        allowed = set(inspect.signature(algo.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
+        own = {
+            "learning_rate",
+            "n_steps",
+            "gamma",
+            "gae_lambda",
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+            "policy_kwargs",
+            "device",
+            "verbose",
+        }
+        for key in cfg.algo.kwargs:
+            if key in own:
+                raise ConfigError(f"algo.kwargs.{key}: set it as algo's own key, not in algo.kwargs")
+            if key not in allowed:
+                raise ConfigError(
+                    f"algo.kwargs.{key}: not an argument of SB3's {cfg.algo.algorithm.value}; "
+                    f"allowed: {', '.join(sorted(allowed - own))}"
+                )
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for raw ``obs[B, D]``: VecNormalize's frozen statistics, then the SB3 policy."""
+        x = obs.cpu().numpy()
+        if isinstance(self.vec_env, VecNormalize):
+            x = self.vec_env.normalize_obs(x)
+        actions, _ = self.model.policy.predict(x, deterministic=deterministic)
+        return torch.as_tensor(actions, device=obs.device)
+
+    def learn(self, env: TorchVectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+        """SB3's ``learn`` until ``total_steps``; ``on_update`` after every training step."""
+        callback = _UpdateCallback(on_update)
+        remaining = max(total_steps - self.env_steps, 0)
+        self.model.learn(remaining, callback=callback, log_interval=None, reset_num_timesteps=self.env_steps == 0)
+        self.env_steps = int(self.model.num_timesteps)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Policy weights, VecNormalize statistics (as tensors) and step counter."""
+        state: dict[str, Any] = {"policy": self.model.policy.state_dict(), "env_steps": self.env_steps}
+        if isinstance(self.vec_env, VecNormalize):
+            rms = self.vec_env.obs_rms
+            state["obs_rms"] = {
+                "mean": torch.as_tensor(rms.mean),
+                "var": torch.as_tensor(rms.var),
+                "count": torch.as_tensor(rms.count),
+            }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.policy.load_state_dict(state["policy"])
+        self.env_steps = int(state["env_steps"])
+        if isinstance(self.vec_env, VecNormalize) and "obs_rms" in state:
+            rms = self.vec_env.obs_rms
+            rms.mean = state["obs_rms"]["mean"].numpy().copy()
+            rms.var = state["obs_rms"]["var"].numpy().copy()
+            rms.count = float(state["obs_rms"]["count"])
+
+    def export(self, run_dir: Path) -> None:
+        """SB3's own formats: ``sb3_model.zip`` and, when used, ``vecnormalize.pkl``."""
+        self.model.save(Path(run_dir) / "sb3_model.zip")
+        if isinstance(self.vec_env, VecNormalize):
+            self.vec_env.save(str(Path(run_dir) / "vecnormalize.pkl"))
