@@ -223,3 +223,14 @@ def test_wandb_mode_env_var_is_honoured_under_auto(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_API_KEY", "d" * 40)
     assert resolve_wandb_mode(cfg) == "offline"
     assert resolve_wandb_mode(make_config("logger=wandb", "logger.mode=online").logger) == "online"
+
+
+def test_a_second_run_into_the_same_folder_keeps_the_first_apart(tmp_path: Path) -> None:
+    run(make_config(*SMALL, "seed=1"), tmp_path)
+    first = read_metrics(tmp_path)
+    run(make_config(*SMALL, "seed=2"), tmp_path)
+    second = read_metrics(tmp_path)
+    assert [r["env_steps"] for r in second] == sorted(r["env_steps"] for r in second)  # one curve
+    assert read_metrics(tmp_path / "earlier-1") == first
+    assert json.loads((tmp_path / "earlier-1" / "summary.json").read_text())["seed"] == 1
+    assert json.loads((tmp_path / "summary.json").read_text())["seed"] == 2

@@ -8,8 +8,9 @@ policy loss on collected batches (advantage normalisation off), averaged over M 
 Tolerance: each output-bias component of the mean estimate lies within 5 standard errors
 (SE = batch-to-batch std / √M) of the exact gradient — for a correct estimator a miss
 has probability ~6e-7 per component — and the whole gradient vector is within 10 % in
-norm. The batch-mean baseline is checked against (N-1)/N times the exact gradient: its
-advantage R - mean(all) equals (N-1)/N · (R - mean(others)), the leave-one-out advantage.
+norm. The batch-mean baseline includes each sample's own return, so it is biased; with
+one-step episodes exactly by a factor: R - mean(all) = (N-1)/N · (R - mean(others)), the
+leave-one-out advantage, so it is checked against (N-1)/N times the exact gradient.
 """
 
 from __future__ import annotations

@@ -171,6 +171,7 @@ def run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    keep_earlier_run(run_dir)
     config_dict = (
         config_dict
         if config_dict is not None
@@ -316,6 +317,26 @@ def run(
     finally:
         for e in envs:
             e.close()
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "policy.pt", "sb3_model.zip", "vecnormalize.pkl")
+
+
+def keep_earlier_run(run_dir: Path) -> Path | None:
+    """Move an earlier run's files out of the way (into ``earlier-<n>/``) before a new run
+    writes there, so two runs never mix in one ``metrics.jsonl`` and nothing is lost."""
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present:
+        return None
+    n = 1
+    while (run_dir / f"earlier-{n}").exists():
+        n += 1
+    dest = run_dir / f"earlier-{n}"
+    dest.mkdir()
+    for name in present:
+        os.replace(run_dir / name, dest / name)
+    log.warning("%s held an earlier run; its files were moved to %s", run_dir, dest)
+    return dest
 
 
 def save_checkpoint(path: Path, agent_state: dict[str, Any], cfg: Config, config_dict: dict[str, Any]) -> None:

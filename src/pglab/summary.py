@@ -1,8 +1,9 @@
 """Reading run folders back: the compact end-of-sweep table.
 
 Runs are found by their ``summary.json`` at any depth, so the table works for any
-launcher's folder layout. A job whose summary says anything but ``completed`` (failed,
-or still ``running`` because it was killed) is counted as failed, never dropped.
+launcher's folder layout (``earlier-<n>/`` folders of replaced runs are skipped). A job
+whose summary says anything but ``completed`` (failed, or still ``running`` because it
+was killed) is counted as failed, never dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def collect_runs(root: Path) -> list[RunRecord]:
     """Every run under ``root`` (any depth), sorted by algo, env, seed."""
     records = []
     for path in sorted(Path(root).rglob("summary.json")):
+        if any(part.startswith("earlier-") for part in path.relative_to(root).parts):
+            continue  # an earlier run moved aside by a rerun into the same folder
         data = _read(path)
         if data is None:
             records.append(RunRecord(path.parent, "?", "?", None, "unreadable", None, f"cannot read {path}"))

@@ -12,8 +12,10 @@ current policy (N i.i.d. episodes, the textbook Monte-Carlo estimator):
   ``env_steps``: ``env_steps`` counts the transitions the learner uses. Waiting for the
   slowest env (rather than stopping when enough episodes are done) keeps the batch
   unbiased — stopping early would over-represent short episodes.
-* Baselines: ``none`` (b = 0); ``mean`` (b = batch mean of the reward-to-go); ``value``
-  (b = V(s), a critic regressed on the reward-to-go with its own learning rate).
+* Baselines: ``none`` (b = 0); ``mean`` (b = batch mean of the reward-to-go: includes
+  the episode's own returns, so biased by O(1/N)); ``value`` (b = V(s), a critic
+  regressed on the reward-to-go with its own learning rate); ``leave_one_out`` (RLOO:
+  b = the mean reward-to-go of the *other* episodes at the same step — unbiased).
 * Time limits (``truncated``): with a critic, a truncated episode's reward-to-go is
   completed with γ·V(final observation) — the time limit is treated as a cut of an
   ongoing task, as in actor-critic methods (Pardo et al. 2018). Without a critic there is
@@ -179,7 +181,9 @@ class Reinforce:
             values = self.value(obs)
             adv = G - values.detach()
         elif baseline == Baseline.mean:
-            # R - mean(all) = (N-1)/N · (R - mean(others)): the LOO direction, shrunk by (N-1)/N
+            # The batch mean includes the episode's own returns, so this baseline is biased
+            # by O(1/N) (for one-step episodes exactly: R - mean(all) = (N-1)/N · (R - mean of
+            # the others)). leave_one_out is the unbiased version.
             adv = G - G.mean()
         elif baseline == Baseline.leave_one_out:
             # b[t, n] = mean over the other episodes m != n of G[t, m], a finished episode's
