@@ -185,6 +185,8 @@ def run(
         "env": cfg.env.name,
         "seed": cfg.seed,
         "env_steps": 0,
+        "solved_at_env_steps": None,  # first evaluation at or above env.solved_threshold
+        "solved_at_wall_s": None,
         "run_dir": str(run_dir),
         "config": config_dict,
     }
@@ -266,10 +268,11 @@ def run(
                 state["last_eval"] = metrics["eval/return_mean"]
                 if (
                     threshold is not None
-                    and "solved_at_env_steps" not in summary
+                    and summary["solved_at_env_steps"] is None
                     and metrics["eval/return_mean"] >= threshold
                 ):
                     summary["solved_at_env_steps"] = steps
+                    summary["solved_at_wall_s"] = time.perf_counter() - t_start
                 logger.log(steps, {**metrics, "time/wall_s": time.perf_counter() - t_start})
                 while state["next_eval"] <= steps:
                     state["next_eval"] += cfg.eval.every_steps
@@ -283,8 +286,9 @@ def run(
         final = run_eval(cfg.eval.final_episodes)
         wall = time.perf_counter() - t_start
         logger.log(agent.env_steps, {**final, "time/wall_s": wall})
-        if threshold is not None and "solved_at_env_steps" not in summary and final["eval/return_mean"] >= threshold:
+        if threshold is not None and summary["solved_at_env_steps"] is None and final["eval/return_mean"] >= threshold:
             summary["solved_at_env_steps"] = agent.env_steps
+            summary["solved_at_wall_s"] = wall
         save_checkpoint(run_dir / "policy.pt", agent.state_dict(), cfg, config_dict)
         if hasattr(agent, "export"):
             agent.export(run_dir)  # the algorithm's own format too (SB3's zip)
