@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import get_class
 
 from pglab.config import validate
-from pglab.envs import make_vec_env, max_episode_steps
-from pglab.experiment import seed_everything
+from pglab.envs import make_vec_env
+from pglab.experiment import build_agent, seed_everything
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -42,13 +41,7 @@ def measure(algo: str, env_name: str, num_envs: int, steps: int, seed: int) -> d
     seed_everything(seed)
     device = torch.device("cpu")
     env = make_vec_env(cfg.env, num_envs, seed=seed, device=device)
-    agent = get_class(cfg.algo.impl)(
-        cfg=cfg.algo,
-        observation_space=env.single_observation_space,
-        action_space=env.single_action_space,
-        device=device,
-        max_episode_steps=max_episode_steps(cfg.env),
-    )
+    agent = build_agent(cfg, env, device)
     agent.learn(env, 1, lambda u: True)  # warm-up: one update (allocations, first-call overheads)
     start_steps = agent.env_steps
     t0 = time.perf_counter()

@@ -66,21 +66,13 @@ def test_a_run_writes_metrics_summary_and_a_loadable_checkpoint(tmp_path: Path) 
 
 def reload_and_evaluate(cfg, ckpt) -> float:
     """Rebuild the agent from a checkpoint and run the final evaluation as the run did."""
-    from hydra.utils import get_class
-
-    from pglab.envs import env_seeds, make_vec_env, max_episode_steps
+    from pglab.envs import env_seeds, make_vec_env
     from pglab.evaluation import evaluate
+    from pglab.experiment import build_agent
 
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
     eval_env = make_vec_env(cfg.env, n, seed=cfg.seed, device=torch.device("cpu"), stream="eval")
-    agent = get_class(cfg.algo.impl)(
-        cfg=cfg.algo,
-        observation_space=eval_env.single_observation_space,
-        action_space=eval_env.single_action_space,
-        device=torch.device("cpu"),
-        max_episode_steps=max_episode_steps(cfg.env),
-        env=eval_env,
-    )
+    agent = build_agent(cfg, eval_env, torch.device("cpu"))
     agent.load_state_dict(ckpt["agent"])
     result = evaluate(
         lambda o: agent.act(o, deterministic=True),

@@ -72,6 +72,18 @@ def run_name(cfg: Config) -> str:
     return f"{cfg.algo.name}-{cfg.env.name}-s{cfg.seed}"
 
 
+def build_agent(cfg: Config, env: Any, device: torch.device) -> Any:
+    """The algorithm ``cfg.algo.impl`` names, built for ``env`` (see ``pglab.algos.common``)."""
+    return get_class(cfg.algo.impl)(
+        cfg=cfg.algo,
+        observation_space=env.single_observation_space,
+        action_space=env.single_action_space,
+        device=device,
+        max_episode_steps=max_episode_steps(cfg.env),
+        env=env,
+    )
+
+
 def preflight(cfg: Config) -> torch.device:
     """Every check that can fail before work starts; returns the device."""
     check_env_config(cfg.env)
@@ -213,14 +225,7 @@ def run(
             stream="eval",
         )
         envs = [env, eval_env]
-        agent = get_class(cfg.algo.impl)(
-            cfg=cfg.algo,
-            observation_space=env.single_observation_space,
-            action_space=env.single_action_space,
-            device=device,
-            max_episode_steps=max_episode_steps(cfg.env),
-            env=env,
-        )
+        agent = build_agent(cfg, env, device)
         budget = cfg.budget
         eval_seeds = env_seeds(cfg.seed, eval_env.num_envs, "eval")
         summary["eval_seeds"] = eval_seeds  # the same for every algorithm with this run seed
