@@ -55,7 +55,7 @@ def test_gae_with_lambda_zero_is_the_td_error() -> None:
 
 def test_collect_bootstraps_from_the_state_each_step_actually_reached() -> None:
     env = chain_env()  # env 0 terminates after 2 steps, env 1 is cut by a 3-step time limit; obs = [t]
-    cfg = make_config("algo=a2c", "algo.n_steps=4", "algo.gamma=0.5")
+    cfg = make_config("algo=a2c", "~tuned", "algo.n_steps=4", "algo.gamma=0.5")
     agent = A2C(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"))
     agent.value = lambda obs: 10.0 * obs[:, 0]  # a critic we can read: V(s) = 10 t
     buf = agent.buffers(env)

@@ -102,24 +102,29 @@ def test_reinforce_learns_cartpole(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reinforce_learns_continuous_actions(tmp_path: Path) -> None:
-    """A Gaussian policy on MountainCarContinuous. REINFORCE never reaches the flag here,
-    but the stochastic policy must learn what it can see: the action cost. Its training
-    return rises from the cost of unit-std exploration towards 0 as the std shrinks."""
+    """A Gaussian policy on MountainCarContinuous. REINFORCE rarely reaches the flag here,
+    but the stochastic policy must learn what it sees every step: the action cost. Its
+    training return rises from the cost of unit-std exploration (about -52) as the
+    learned log-std falls from its initial 0."""
     cfg = make_config(
         "env=mountaincar_continuous",
         "seed=0",
-        "total_steps=60000",
-        "eval.every_steps=100000",
+        "env.num_envs=4",
+        "algo.lr=0.03",
+        "total_steps=80000",
+        "eval.every_steps=1000000",
         "eval.final_episodes=10",
-        "log_every_steps=5000",
+        "log_every_steps=4000",
     )
     run(cfg, tmp_path)
     train = [r["train/episode_return"] for r in read_metrics(tmp_path) if "train/episode_return" in r]
-    assert train[0] < -20, train  # unit-std actions cost about 0.1·E[clip(a)²]·999 per episode
-    assert train[-1] > 0.5 * train[0], train  # at least halved
+    assert len(train) >= 15
+    first, last = sum(train[:3]) / 3, sum(train[-3:]) / 3
+    assert first < -40, train
+    assert last > first + 10, train
     ckpt = torch.load(tmp_path / "policy.pt", weights_only=True)
     log_std = ckpt["agent"]["policy"]["log_std"]
-    assert float(log_std.max()) < -0.2, log_std  # from log_std_init = 0
+    assert float(log_std.max()) < -0.3, log_std
 
 
 def test_wandb_offline_file_holds_the_config_and_the_logged_eval_returns(tmp_path: Path) -> None:
