@@ -137,12 +137,12 @@ class A2C:
         raw observation to continue from.
         """
         for t in range(self.cfg.n_steps):
-            if self.obs_rms is not None:
-                self.obs_rms.update(obs)
             nobs = self.normalize(obs)
             action = self.policy.act(nobs)
             value = self.value(nobs)
             next_obs, reward, terminated, truncated, info = env.step(action)
+            if self.obs_rms is not None:
+                self.obs_rms.update(next_obs)  # each observation once, as VecNormalize does
             done = terminated | truncated
             buf["obs"][t] = nobs
             buf["actions"][t] = action
@@ -159,8 +159,6 @@ class A2C:
                 finished.append(torch.stack([info["episode_return"][done], info["episode_length"][done].float()]))
             obs = next_obs
         last = self.cfg.n_steps - 1
-        if self.obs_rms is not None:
-            self.obs_rms.update(obs)  # the statistics V(next obs) is computed with
         buf["next_values"][last] = torch.where(
             buf["dones"][last], buf["next_values"][last], self.value(self.normalize(obs))
         )
@@ -212,11 +210,13 @@ class A2C:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
         buf = self.buffers(env)
         obs, _ = env.reset()
+        if self.obs_rms is not None:
+            with torch.inference_mode():
+                self.obs_rms.update(obs)
         batch = self.cfg.n_steps * env.num_envs
-        start = self.env_steps
         while self.env_steps < total_steps:
-            if self.cfg.anneal_lr:
-                frac = 1.0 - (self.env_steps - start) / max(total_steps - start, 1)
+            if self.cfg.anneal_lr:  # from the step counter, so a resumed run continues the decay
+                frac = 1.0 - self.env_steps / max(total_steps, 1)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.cfg.lr * frac
             finished: list[torch.Tensor] = []

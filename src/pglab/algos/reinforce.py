@@ -15,7 +15,9 @@ current policy (N i.i.d. episodes, the textbook Monte-Carlo estimator):
 * Baselines: ``none`` (b = 0); ``mean`` (b = batch mean of the reward-to-go: includes
   the episode's own returns, so biased by O(1/N)); ``value`` (b = V(s), a critic
   regressed on the reward-to-go with its own learning rate); ``leave_one_out`` (RLOO:
-  b = the mean reward-to-go of the *other* episodes at the same step — unbiased).
+  b = the mean reward-to-go of the *other* episodes at the same step — unbiased; the
+  batch standardisation of ``normalize_advantage`` rescales it with batch statistics,
+  a small bias of its own, so turn that off for an exactly unbiased estimate).
 * Time limits (``truncated``): with a critic, a truncated episode's reward-to-go is
   completed with γ·V(final observation) — the time limit is treated as a cut of an
   ongoing task, as in actor-critic methods (Pardo et al. 2018). Without a critic there is

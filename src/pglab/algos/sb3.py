@@ -12,7 +12,9 @@
 * Metrics: :class:`_UpdateCallback` hands the experiment an :class:`~pglab.algos.common.Update`
   after every SB3 training step, with SB3's recorded losses renamed to pglab's keys
   (``loss/policy``, ``loss/value``, ``loss/entropy``; plus ``train/approx_kl`` and
-  ``train/clip_fraction`` for PPO) and the episodes finished since the last update.
+  ``train/clip_fraction`` for PPO), ``train/grad_norm`` (measured at SB3's optimiser
+  steps, after its clipping; PPO: the mean over the update's steps) and the episodes
+  finished since the last update.
 * Files: :meth:`SB3Agent.export` also saves the model in SB3's own zip format and the
   VecNormalize statistics (``vecnormalize.pkl``) next to pglab's checkpoint.
 """
@@ -107,10 +109,22 @@ class _UpdateCallback(BaseCallback):
     def __init__(self, on_update: OnUpdate) -> None:
         super().__init__()
         self.on_update = on_update
+        self.grad_norms: list[float] = []
+        self._hook: Any = None
         self.returns: list[float] = []
         self.lengths: list[int] = []
         self.rollouts = 0
         self.stop = False
+
+    def _on_training_start(self) -> None:
+        # SB3 records no gradient norm: measure it at each optimiser step. The hook runs
+        # after SB3's clip_grad_norm_, so this is the norm *after* clipping.
+        def measure(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if grads:
+                self.grad_norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+        self._hook = self.model.policy.optimizer.register_step_pre_hook(measure)
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -122,6 +136,9 @@ class _UpdateCallback(BaseCallback):
     def _emit(self) -> None:
         values = self.model.logger.name_to_value
         metrics = {name: float(values[key]) for key, name in METRIC_NAMES.items() if key in values}
+        if self.grad_norms:
+            metrics["train/grad_norm"] = float(np.mean(self.grad_norms))
+            self.grad_norms = []
         update = Update(
             env_steps=int(self.model.num_timesteps),
             metrics=metrics,
@@ -139,7 +156,10 @@ class _UpdateCallback(BaseCallback):
         self.rollouts += 1
 
     def _on_training_end(self) -> None:
-        self._emit()
+        if not self.stop:  # after an early stop the last update was already handed over
+            self._emit()
+        if self._hook is not None:
+            self._hook.remove()
 
 
 class SB3Agent:
@@ -211,10 +231,11 @@ class SB3Agent:
             "policy_kwargs",
             "device",
             "verbose",
+            "seed",  # the run's own seed covers it; SB3's would re-seed the shared training envs
         }
         for key in cfg.algo.kwargs:
             if key in own:
-                raise ConfigError(f"algo.kwargs.{key}: set it as algo's own key, not in algo.kwargs")
+                raise ConfigError(f"algo.kwargs.{key}: set by pglab (algo's own keys, the run's seed), not here")
             if key not in allowed:
                 raise ConfigError(
                     f"algo.kwargs.{key}: not an argument of SB3's {cfg.algo.algorithm.value}; "
@@ -252,6 +273,7 @@ class SB3Agent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.policy.load_state_dict(state["policy"])
         self.env_steps = int(state["env_steps"])
+        self.model.num_timesteps = self.env_steps
         if isinstance(self.vec_env, VecNormalize) and "obs_rms" in state:
             rms = self.vec_env.obs_rms
             rms.mean = state["obs_rms"]["mean"].numpy().copy()
