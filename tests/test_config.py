@@ -84,6 +84,12 @@ BAD_INPUTS = [
     ("algo=foo", "algo=foo: unknown option; available: a2c, reinforce, sb3_a2c, sb3_ppo"),
     ("hardware.device=tpu", "hardware.device=tpu: Invalid value 'tpu', expected one of [cpu, cuda, auto]"),
     ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered gymnasium environment"),
+    ("env=maze env.size=8", "env.size=8: must be an odd number of tiles from 5 to 101"),
+    ("env=maze env.size=3", "env.size=3 is out of range: must be >= 5 and <= 101"),
+    ("env=maze env.layout=spiral", "env.layout=spiral: Invalid value 'spiral', expected one of [fixed, random]"),
+    ("env=dialogue env.error_rate=1.5", "env.error_rate=1.5 is out of range: must be >= 0 and <= 1"),
+    ("env=dialogue env.num_slots=0", "env.num_slots=0 is out of range: must be >= 1 and <= 8"),
+    ("env=dialogue env.num_slots=5", "env.max_turns=10: must be >= 2*num_slots+1 = 11"),
 ]
 
 

@@ -88,10 +88,12 @@ class SuccessWhen(Enum):
 
     ``terminated``: reaching a terminal state is the goal (MountainCar's flag).
     ``truncated``: surviving until the time limit is the goal (CartPole).
+    ``reported``: the env reports each episode's success (the maze's goal, a correct booking).
     """
 
     terminated = "terminated"
     truncated = "truncated"
+    reported = "reported"  # the env says so in info["success"] (pglab's native envs)
 
 
 # --------------------------------------------------------------------------- groups
@@ -120,6 +122,71 @@ class EnvConfig:
     solved_threshold: float | None = None
     success_when: SuccessWhen = SuccessWhen.terminated
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the env's constructor: a subclass's own typed fields
+        (e.g. the maze's ``size``), then the free-form ``kwargs``."""
+        base = {f.name for f in dataclasses.fields(EnvConfig)}
+        own = {
+            f.name: (v.value if isinstance(v := getattr(self, f.name), Enum) else v)
+            for f in dataclasses.fields(self)
+            if f.name not in base
+        }
+        return own | dict(self.kwargs)
+
+
+class MazeLayout(Enum):
+    fixed = "fixed"
+    random = "random"
+
+
+class MazeObservation(Enum):
+    onehot = "onehot"
+    local = "local"
+
+
+@dataclass
+class MazeEnvConfig(EnvConfig):
+    """pglab's maze (``pglab/Maze-v0``; see ``pglab.envs.maze``).
+
+    Attributes:
+        size: tiles per side, odd (walls and rooms alternate), 5..101.
+        layout: ``fixed`` (one maze from ``maze_seed``) or ``random`` (a new maze each episode).
+        maze_seed: which maze the fixed layout is.
+        observation: ``onehot`` position (fixed layout) or ``local`` egocentric view + goal direction.
+        view_radius: half-width of the local view.
+        step_cost: paid every step.
+        goal_reward: received on reaching the goal.
+        random_start: start in a random room instead of the top-left one.
+    """
+
+    size: int = bounded(11, ge=5, le=101)
+    layout: MazeLayout = MazeLayout.fixed
+    maze_seed: int = bounded(0, ge=0)
+    observation: MazeObservation = MazeObservation.onehot
+    view_radius: int = bounded(2, ge=1)
+    step_cost: float = bounded(0.01, ge=0.0)
+    goal_reward: float = bounded(1.0, gt=0.0)
+    random_start: bool = False
+
+
+@dataclass
+class DialogueEnvConfig(EnvConfig):
+    """pglab's task-oriented dialogue (``pglab/Dialogue-v0``; see ``pglab.envs.dialogue``).
+
+    Attributes:
+        num_slots: K slots the user's goal has (1..8).
+        error_rate: probability that the system mishears an informed value.
+        max_turns: turn limit, >= 2K+1; running out is a failure.
+        success_reward: for booking the user's goal.
+        failure_penalty: for a wrong booking, a bye or running out of turns.
+    """
+
+    num_slots: int = bounded(3, ge=1, le=8)
+    error_rate: float = bounded(0.2, ge=0.0, le=1.0)
+    max_turns: int = bounded(10, ge=3)
+    success_reward: float = bounded(20.0, gt=0.0)
+    failure_penalty: float = bounded(10.0, ge=0.0)
 
 
 @dataclass
@@ -283,12 +350,15 @@ class EvalConfig:
         episodes: episodes per periodic evaluation.
         final_episodes: episodes of the final evaluation.
         num_envs: parallel evaluation environments.
+        samples: episodes per evaluation written out as text (``samples.jsonl`` and a W&B
+            table), for envs that can describe their episodes (maze, dialogue); 0: none.
     """
 
     every_steps: int = bounded(25_000, ge=1)
     episodes: int = bounded(10, ge=1)
     final_episodes: int = bounded(100, ge=1)
     num_envs: int = bounded(10, ge=1)
+    samples: int = bounded(3, ge=0)
 
 
 @dataclass
@@ -330,6 +400,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="pglab_config", node=Config)
     cs.store(name="schema_env_gym", node=EnvConfig)
+    cs.store(name="schema_env_maze", node=MazeEnvConfig)
+    cs.store(name="schema_env_dialogue", node=DialogueEnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
     cs.store(name="schema_algo_a2c", node=A2CConfig)
     cs.store(name="schema_algo_sb3", node=SB3Config)

@@ -7,15 +7,22 @@
   evaluation, so every evaluation of every algorithm with the same run seed faces the
   same start states.
 * Exactly ``episodes`` episodes are run, spread over the envs in fixed per-env quotas
-  (env i runs ``(episodes + i) // num_envs`` of them). Counting whatever finishes first
+  (env i runs ``(episodes + num_envs - 1 - i) // num_envs`` of them: the first envs take
+  the remainder). Counting whatever finishes first
   would favour short episodes and bias the mean.
-* Success: an episode that ended the way the env config's ``success_when`` names.
+* Success: an episode that ended the way the env config's ``success_when`` names
+  (``reported``: as the env's ``info["success"]`` says).
+* Envs that report per-episode statistics (``info["episode_stats"]``: the maze's
+  ``optimality`` and ``optimal_return``, the dialogue's ``expert_fraction`` and
+  ``expert_return``) get their means as ``eval/<name>`` too; envs that can describe an
+  episode in text (``trace_envs``) return the first episode of the first ``samples`` envs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,20 +35,32 @@ ActFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class EvalResult:
-    """Per-episode outcomes of one evaluation, in the order the envs finished them."""
+    """Per-episode outcomes of one evaluation, in the order the envs finished them.
+
+    Attributes:
+        returns, lengths, successes: one entry per episode.
+        stats: the env's per-episode statistics, name -> one entry per episode.
+        samples: text descriptions of a few episodes: dicts with ``env``, ``return``,
+            ``length``, ``success`` and ``text``.
+    """
 
     returns: np.ndarray
     lengths: np.ndarray
     successes: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
-        """The design's metric keys: return mean/std (population std), success rate, length."""
-        return {
+        """The design's metric keys: return mean/std (population std), success rate, length,
+        and the mean of each env statistic."""
+        out = {
             f"{prefix}return_mean": float(self.returns.mean()),
             f"{prefix}return_std": float(self.returns.std()),
             f"{prefix}success_rate": float(self.successes.mean()),
             f"{prefix}episode_length": float(self.lengths.mean()),
         }
+        out.update({f"{prefix}{name}": float(values.mean()) for name, values in self.stats.items()})
+        return out
 
 
 def evaluate(
@@ -50,6 +69,7 @@ def evaluate(
     episodes: int,
     seed: int | list[int],
     success_when: SuccessWhen,
+    samples: int = 0,
 ) -> EvalResult:
     """Run exactly ``episodes`` episodes of ``act`` (a deterministic policy) on ``env``.
 
@@ -59,25 +79,62 @@ def evaluate(
         episodes: how many episodes in total.
         seed: the evaluation envs' seeds (or a base seed); the env is reset with them first.
         success_when: which episode end counts as a success.
+        samples: describe the first episode of envs 0..samples-1 in text, where the env can.
     """
     n = env.num_envs
-    quota = torch.tensor([(episodes + i) // n for i in range(n)])
+    traced = min(samples, n) if hasattr(env, "trace_envs") else 0
+    if traced:
+        env.trace_envs = traced
+    quota = torch.tensor([(episodes + n - 1 - i) // n for i in range(n)])
     done_count = torch.zeros(n, dtype=torch.long)
     returns: list[float] = []
     lengths: list[int] = []
     successes: list[bool] = []
+    stats: dict[str, list[float]] = {}
+    texts: list[dict[str, Any]] = []
     obs, _ = env.reset(seed=seed)
-    with torch.inference_mode():
-        while bool((done_count < quota).any()):
-            obs, _, terminated, truncated, info = env.step(act(obs))
-            ended = (terminated | truncated).cpu()
-            if not bool(ended.any()):
-                continue
-            counted = ended & (done_count < quota)
-            success = terminated if success_when == SuccessWhen.terminated else truncated & ~terminated
-            for i in torch.nonzero(counted).flatten().tolist():
-                returns.append(float(info["episode_return"][i]))
-                lengths.append(int(info["episode_length"][i]))
-                successes.append(bool(success[i]))
-            done_count += counted.long()
-    return EvalResult(np.asarray(returns), np.asarray(lengths), np.asarray(successes, dtype=np.float64))
+    try:
+        with torch.inference_mode():
+            while bool((done_count < quota).any()):
+                obs, _, terminated, truncated, info = env.step(act(obs))
+                ended = (terminated | truncated).cpu()
+                if not bool(ended.any()):
+                    continue
+                counted = ended & (done_count < quota)
+                if success_when == SuccessWhen.terminated:
+                    success = terminated
+                elif success_when == SuccessWhen.truncated:
+                    success = truncated & ~terminated
+                else:
+                    if "success" not in info:
+                        raise ValueError("env.success_when=reported: this env does not report success")
+                    success = info["success"]
+                success = success.cpu()
+                episode_stats = {k: v.cpu() for k, v in info.get("episode_stats", {}).items()}
+                for i in torch.nonzero(counted).flatten().tolist():
+                    returns.append(float(info["episode_return"][i]))
+                    lengths.append(int(info["episode_length"][i]))
+                    successes.append(bool(success[i]))
+                    for k, v in episode_stats.items():
+                        stats.setdefault(k, []).append(float(v[i]))
+                    if i < traced and done_count[i] == 0 and i in info.get("episode_text", {}):
+                        texts.append(
+                            {
+                                "env": i,
+                                "return": returns[-1],
+                                "length": lengths[-1],
+                                "success": successes[-1],
+                                "text": info["episode_text"][i],
+                            }
+                        )
+                done_count += counted.long()
+    finally:
+        if traced:
+            env.trace_envs = 0
+    return EvalResult(
+        np.asarray(returns),
+        np.asarray(lengths),
+        np.asarray(successes, dtype=np.float64),
+        {k: np.asarray(v) for k, v in stats.items()},
+        sorted(texts, key=lambda t: t["env"]),
+    )

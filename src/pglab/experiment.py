@@ -6,6 +6,8 @@ function behind it (no Hydra needed), returning the final evaluation's mean retu
 What a run folder holds when it ends (completed or failed):
 
 * ``metrics.jsonl`` — one line per log, ``env_steps`` first (see ``pglab.logging``);
+* ``samples.jsonl`` — a few evaluation episodes as text (maze walks, dialogues), where
+  the env can describe them;
 * ``summary.json`` — status (``completed|failed``), error and traceback if failed, final
   evaluation, env steps, wall seconds, SPS, the resolved config;
 * ``policy.pt`` — the final agent state (completed runs);
@@ -231,10 +233,16 @@ def run(
         summary["eval_seeds"] = eval_seeds  # the same for every algorithm with this run seed
         threshold = cfg.env.solved_threshold
 
-        def run_eval(episodes: int) -> dict[str, float]:
+        def run_eval(episodes: int, env_steps: int) -> dict[str, float]:
             result = evaluate(
-                lambda o: agent.act(o, deterministic=True), eval_env, episodes, eval_seeds, cfg.env.success_when
+                lambda o: agent.act(o, deterministic=True),
+                eval_env,
+                episodes,
+                eval_seeds,
+                cfg.env.success_when,
+                samples=cfg.eval.samples,
             )
+            logger.log_samples(env_steps, result.samples)
             return result.metrics()
 
         train_s = 0.0  # training wall time without evaluations: what SPS divides by
@@ -248,7 +256,7 @@ def run(
         window = _Window()
         progress = Progress(budget, cfg.progress_every_s, progress_bar, name)
 
-        first = run_eval(cfg.eval.episodes)
+        first = run_eval(cfg.eval.episodes, 0)
         logger.log(0, {**first, "time/wall_s": time.perf_counter() - t_start})
         state["last_eval"] = first["eval/return_mean"]
         state["t_mark"] = time.perf_counter()
@@ -269,7 +277,7 @@ def run(
                     state["next_log"] += cfg.log_every_steps
                 logger.log(steps, row)
             if steps >= state["next_eval"] and steps < budget:
-                metrics = run_eval(cfg.eval.episodes)
+                metrics = run_eval(cfg.eval.episodes, steps)
                 state["last_eval"] = metrics["eval/return_mean"]
                 if (
                     threshold is not None
@@ -288,7 +296,7 @@ def run(
 
         agent.learn(env, budget, on_update)
 
-        final = run_eval(cfg.eval.final_episodes)
+        final = run_eval(cfg.eval.final_episodes, agent.env_steps)
         wall = time.perf_counter() - t_start
         logger.log(agent.env_steps, {**final, "time/wall_s": wall})
         if threshold is not None and summary["solved_at_env_steps"] is None and final["eval/return_mean"] >= threshold:
@@ -328,7 +336,7 @@ def run(
             e.close()
 
 
-RUN_FILES = ("metrics.jsonl", "summary.json", "policy.pt", "sb3_model.zip", "vecnormalize.pkl")
+RUN_FILES = ("metrics.jsonl", "samples.jsonl", "summary.json", "policy.pt", "sb3_model.zip", "vecnormalize.pkl")
 
 
 def keep_earlier_run(run_dir: Path) -> Path | None:

@@ -163,12 +163,24 @@ class RunLogger:
         if self.wandb_run is not None:
             self.wandb_run.log({"env_steps": int(env_steps), **metrics})
 
-    def log_table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
-        """A table (e.g. sampled episodes) to W&B; files keep it out (it is not a metric)."""
+    def log_samples(self, env_steps: int, samples: list[dict[str, Any]]) -> None:
+        """Text descriptions of evaluation episodes (sampled dialogues, maze walks).
+
+        Appended to ``samples.jsonl`` (one line per episode, ``env_steps`` first) and
+        logged to W&B as a table ``eval/samples`` (columns: env_steps, env, return,
+        length, success, text).
+        """
+        if not samples:
+            return
+        with open(self.run_dir / "samples.jsonl", "a") as f:
+            for sample in samples:
+                f.write(json.dumps({"env_steps": int(env_steps), **sample}) + "\n")
         if self.wandb_run is not None:
             import wandb
 
-            self.wandb_run.log({key: wandb.Table(columns=columns, data=rows)})
+            columns = ["env_steps", "env", "return", "length", "success", "text"]
+            rows = [[int(env_steps)] + [s[c] for c in columns[1:]] for s in samples]
+            self.wandb_run.log({"env_steps": int(env_steps), "eval/samples": wandb.Table(columns=columns, data=rows)})
 
     def finish(self, summary: dict[str, Any], failed: bool) -> None:
         """Close the metrics file; put the summary in W&B and finish the run (failed: exit code 1)."""

@@ -1,9 +1,17 @@
 """Environments as batched torch tensors.
 
 Algorithms consume a gymnasium 1.x ``VectorEnv`` whose arrays are torch tensors on the
-configured device. :func:`make_vec_env` builds one from an env config; today every env
-is a gymnasium registration run through ``gymnasium.make_vec`` and adapted by
-:class:`~pglab.envs.torch_vec.TorchVectorEnv`.
+configured device. :func:`make_vec_env` builds one from an env config:
+
+* pglab's native envs (``pglab/Maze-v0``, ``pglab/Dialogue-v0``) are written batched in
+  torch (:mod:`pglab.envs.batched`) and registered with gymnasium with both an
+  ``entry_point`` (one numpy env, for ``gymnasium.make``, ``check_env`` and SB3) and a
+  ``vector_entry_point`` (the batched env, which ``gymnasium.make_vec`` builds directly);
+* any other gymnasium env runs through ``gymnasium.make_vec`` and is adapted by
+  :class:`~pglab.envs.torch_vec.TorchVectorEnv`.
+
+Outside pglab, ``gymnasium.make("pglab.envs:pglab/Maze-v0")`` imports this module (which
+registers the envs) and makes one.
 
 The step contract every pglab vector env keeps (N = number of envs):
 
@@ -16,6 +24,9 @@ The step contract every pglab vector env keeps (N = number of envs):
   what a critic bootstraps from.
 * ``info["episode_return"][i]`` and ``info["episode_length"][i]`` hold the undiscounted
   return and length of the episode that env i finished in this step (0 where none did).
+* Native envs add ``info["success"]`` (bool ``[N]``), ``info["episode_stats"]`` (name →
+  ``[N]``, e.g. the maze's ``optimality``), read where an episode ended, and, when
+  ``env.trace_envs > 0``, ``info["episode_text"]`` ({env index: text of its episode}).
 """
 
 from __future__ import annotations
@@ -29,7 +40,33 @@ import torch
 from pglab.config import ConfigError, EnvConfig
 from pglab.envs.torch_vec import TorchVectorEnv
 
-__all__ = ["TorchVectorEnv", "check_env_config", "env_seeds", "make_vec_env"]
+__all__ = ["TorchVectorEnv", "check_env_config", "env_seeds", "make_vec_env", "register_envs"]
+
+# id -> (single env, batched env); entry points are strings so that importing this
+# package stays cheap and free of import cycles.
+NATIVE_ENVS = {
+    "pglab/Maze-v0": ("pglab.envs.maze:MazeEnv", "pglab.envs.maze:MazeVectorEnv"),
+    "pglab/Dialogue-v0": ("pglab.envs.dialogue:DialogueEnv", "pglab.envs.dialogue:DialogueVectorEnv"),
+}
+
+
+def register_envs() -> None:
+    """Register pglab's native envs with gymnasium (idempotent; done on import)."""
+    for env_id, (single, batched) in NATIVE_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=single, vector_entry_point=batched)
+
+
+register_envs()
+
+
+def native_class(env_id: str) -> type | None:
+    """The batched class of a native pglab env id, None for any other env."""
+    entry = NATIVE_ENVS.get(env_id)
+    if entry is None:
+        return None
+    module, name = entry[1].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def gym_id(env_id: str) -> str:
@@ -56,10 +93,13 @@ def check_env_config(cfg: EnvConfig) -> None:
         raise ConfigError(
             f"env.id={cfg.id!r} is not a registered gymnasium environment (e.g. {', '.join(known)}, ...)"
         ) from None
+    kwargs = cfg.env_kwargs()
     try:
-        gym.make(gym_id(cfg.id), **dict(cfg.kwargs)).close()
+        gym.make(gym_id(cfg.id), **kwargs).close()
     except Exception as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if native_class(gym_id(cfg.id)) is not None and isinstance(err, ValueError):
+            raise ConfigError(f"env.{message}") from None  # the env names the parameter
         raise ConfigError(f"env.kwargs={dict(cfg.kwargs)}: {cfg.id} cannot be made with them: {message}") from None
 
 
@@ -80,7 +120,7 @@ def env_seeds(seed: int, n: int, stream: str) -> list[int]:
 
 def make_vec_env(
     cfg: EnvConfig, num_envs: int, seed: int, device: torch.device, stream: str = "train"
-) -> TorchVectorEnv:
+) -> gym.vector.VectorEnv:
     """Build ``num_envs`` copies of the configured env as one torch vector env.
 
     Sub-env i gets ``env_seeds(seed, num_envs, stream)[i]`` on the first reset; later
@@ -93,9 +133,19 @@ def make_vec_env(
         device: where observations, rewards and flags are put.
         stream: ``train`` or ``eval`` (evaluation envs get seeds of their own).
     """
-    kwargs = dict(cfg.kwargs)
+    kwargs = cfg.env_kwargs()
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
+    seeds = env_seeds(seed, num_envs, stream)
+    if native_class(gym_id(cfg.id)) is not None:
+        return gym.make_vec(
+            gym_id(cfg.id),
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            device=device,
+            seeds=seeds,
+            **kwargs,
+        )
     venv = gym.make_vec(
         gym_id(cfg.id),
         num_envs=num_envs,
@@ -103,12 +153,14 @@ def make_vec_env(
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **kwargs,
     )
-    env = TorchVectorEnv(venv, device=device, seeds=env_seeds(seed, num_envs, stream))
-    return env
+    return TorchVectorEnv(venv, device=device, seeds=seeds)
 
 
 def max_episode_steps(cfg: EnvConfig) -> int | None:
     """The time limit episodes of this env are cut at (None: no limit)."""
     if cfg.max_episode_steps is not None:
         return cfg.max_episode_steps
+    native = native_class(gym_id(cfg.id))
+    if native is not None:
+        return native.time_limit(**cfg.env_kwargs())
     return gym.spec(gym_id(cfg.id)).max_episode_steps

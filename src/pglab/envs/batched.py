@@ -1,0 +1,301 @@
+"""The machinery shared by pglab's native batched torch environments.
+
+A native env is written once, batched: its state is a handful of tensors with a
+leading env dimension ``N``, and one :meth:`BatchedEnv.step` call advances all ``N``
+environments with tensor operations (no Python loop over environments). A subclass
+supplies four pieces:
+
+* ``_start(idx)`` — begin a new episode in the envs ``idx`` (long ``[M]``), drawing
+  its randomness from :mod:`pglab.envs.rng` keyed by ``self.seeds[idx]`` and
+  ``self.episode[idx]``;
+* ``_advance(actions) -> (reward[N] float32, terminated[N] bool)`` — one transition of
+  every env;
+* ``_observe() -> obs[N, D] float32``;
+* ``_outcome(done) -> (success[N] bool, stats: dict[str, float tensor [N]])`` — how the
+  episodes that end now went (read only where ``done``), e.g. the maze's optimality.
+
+This base class adds what every env needs identically: per-env seeds and episode
+counters, the time limit (``truncated``; a true terminal state wins), gymnasium's
+``SAME_STEP`` autoreset with a dense ``info["final_obs"]``, per-env episode returns and
+lengths, and optional text traces of the first few envs' episodes (for W&B tables).
+
+Because every random number is a function of (env seed, episode index, ...), sub-env
+``i`` behaves exactly the same in a batch of 1 or of 4096, so :class:`SingleEnv` — the
+``gymnasium.Env`` registered as ``pglab/...`` — is simply the batched env with ``N = 1``
+and numpy at the boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pglab.envs import rng
+
+
+def _entropy_seed() -> int:
+    """A fresh seed from the OS, for resets that are not given one (as gymnasium does)."""
+    return int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+
+
+def _state_mode() -> contextlib.ExitStack:
+    """No autograd, and never inference mode: an env's state tensors outlive the call, and
+    tensors made under ``torch.inference_mode`` (as in an evaluation) could not be
+    updated in place by a later training step."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.no_grad())
+    return stack
+
+
+class BatchedEnv(gym.vector.VectorEnv):
+    """Base class of pglab's native batched envs; see the module docstring.
+
+    Args:
+        num_envs: N.
+        max_episode_steps: time limit in steps (None: the env's own default, see
+            :meth:`time_limit`; 0: no limit, for :class:`SingleEnv` under a TimeLimit wrapper).
+        device: where every tensor lives.
+        seeds: the sub-envs' seeds for the first :meth:`reset` (an int s: s, s+1, ...).
+        render_mode: ``"ansi"`` or ``"rgb_array"`` (of the subclass's ``render_modes``).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int,
+        max_episode_steps: int | None,
+        device: torch.device | str = "cpu",
+        seeds: int | list[int] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs}: must be >= 1")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: must be one of {self.metadata['render_modes']} or None")
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        self._initial_seeds = seeds
+        self._seeded = False
+        n = num_envs
+        self.seeds = torch.zeros(n, dtype=torch.int64, device=self.device)
+        self.episode = torch.zeros(n, dtype=torch.int64, device=self.device)  # episodes begun since seeding
+        self.t = torch.zeros(n, dtype=torch.int64, device=self.device)  # steps into the current episode
+        self._ep_return = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.trace_envs = 0  # record text traces of envs 0..trace_envs-1 (see trace_*)
+        self._traces: list[list[str]] = []
+
+    def _init_spaces(self, observation: gym.spaces.Box, action: gym.spaces.Space) -> None:
+        """Set the single and batched spaces (call from the subclass's ``__init__``)."""
+        self.single_observation_space = observation
+        self.single_action_space = action
+        self.observation_space = gym.vector.utils.batch_space(observation, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(action, self.num_envs)
+
+    # ----------------------------------------------------------------- subclass hooks
+
+    def _start(self, idx: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _observe(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def trace_begin(self, i: int) -> str:
+        """Text opening the trace of env i's new episode ('' = none)."""
+        return ""
+
+    def trace_step(self, i: int, action: int) -> str:
+        """Text of env i's step just taken with ``action`` (state already advanced)."""
+        return ""
+
+    def trace_end(self, i: int, success: bool, episode_return: float) -> str:
+        """Text closing env i's episode trace."""
+        return ""
+
+    def render_env(self, i: int) -> Any:
+        """The render of sub-env i in ``self.render_mode``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- the contract
+
+    def _limit(self) -> int:
+        limit = self.max_episode_steps
+        return 0 if limit is None else int(limit)
+
+    def seed_envs(self, seed: int | list[int] | None) -> None:
+        """Set the sub-envs' seeds and restart their episode counters."""
+        if seed is None:
+            seed = _entropy_seed()
+        if isinstance(seed, int | np.integer):
+            values = [rng.fold_seed(int(seed) + i) for i in range(self.num_envs)]
+        else:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"reset(seed=...): {len(seed)} seeds for {self.num_envs} envs")
+            values = [rng.fold_seed(int(s)) for s in seed]
+        self.seeds.copy_(torch.tensor(values, dtype=torch.int64))
+        self.episode.fill_(-1)  # _begin increments to 0
+        first = values[0]
+        self.action_space.seed(first)
+        self.single_action_space.seed(first)
+
+    def _begin(self, idx: torch.Tensor) -> None:
+        self.episode[idx] += 1
+        self.t[idx] = 0
+        self._ep_return[idx] = 0.0
+        self._start(idx)
+        if self.trace_envs:
+            for i in idx.tolist():
+                if i < self.trace_envs:
+                    self._traces[i] = [self.trace_begin(i)]
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Start a new episode in every env. The first call uses the construction seeds
+        unless given seeds; a later call without seeds continues each env's episode count."""
+        with _state_mode():
+            return self._reset(seed)
+
+    def _reset(self, seed: int | list[int] | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        if seed is None and not self._seeded:
+            seed = self._initial_seeds
+            self.seed_envs(seed)
+        elif seed is not None:
+            self.seed_envs(seed)
+        self._seeded = True
+        self._traces = [[] for _ in range(self.trace_envs)]
+        self._begin(torch.arange(self.num_envs, device=self.device))
+        return self._observe(), {}
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every env one step; see the step contract in :mod:`pglab.envs`.
+
+        Args:
+            actions: ``[N]`` (discrete) action indices, any integer dtype, on any device.
+        Returns:
+            obs ``[N, D]`` float32, reward ``[N]`` float32, terminated ``[N]`` bool,
+            truncated ``[N]`` bool, info with ``final_obs [N, D]``, ``episode_return [N]``,
+            ``episode_length [N]``, ``success [N]`` bool and ``episode_stats`` (each
+            ``[N]``; all read only where an episode ended), and ``episode_text``
+            ({env index: trace}) when traces are on.
+        """
+        with _state_mode():
+            return self._step(actions)
+
+    def _step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        actions = torch.as_tensor(actions, device=self.device).reshape(self.num_envs).long().clone()
+        reward, terminated = self._advance(actions)
+        self.t += 1
+        limit = self._limit()
+        truncated = (self.t >= limit) & ~terminated if limit > 0 else torch.zeros_like(terminated)
+        done = terminated | truncated
+        self._ep_return += reward.double()
+        final_obs = self._observe()
+        ep_return = torch.where(done, self._ep_return, 0.0).float()
+        ep_length = torch.where(done, self.t, 0)
+        info: dict[str, Any] = {"final_obs": final_obs, "episode_return": ep_return, "episode_length": ep_length}
+        success, stats = self._outcome(done)
+        info["success"] = success & done
+        info["episode_stats"] = {k: torch.where(done, v, 0.0) for k, v in stats.items()}
+        if self.trace_envs:
+            texts = self._trace(actions, done, info["success"], ep_return)
+            if texts:
+                info["episode_text"] = texts
+        obs = final_obs
+        if bool(done.any()):
+            self._begin(torch.nonzero(done).flatten())
+            obs = self._observe()
+        return obs, reward, terminated, truncated, info
+
+    def _trace(
+        self, actions: torch.Tensor, done: torch.Tensor, success: torch.Tensor, ep_return: torch.Tensor
+    ) -> dict[int, str]:
+        k = min(self.trace_envs, self.num_envs)
+        acts, dones, succ, rets = (x[:k].tolist() for x in (actions, done, success, ep_return))
+        finished: dict[int, str] = {}
+        for i in range(k):
+            self._traces[i].append(self.trace_step(i, acts[i]))
+            if dones[i]:
+                self._traces[i].append(self.trace_end(i, bool(succ[i]), float(rets[i])))
+                finished[i] = "\n".join(line for line in self._traces[i] if line)
+        return finished
+
+    def render(self) -> tuple[Any, ...] | None:
+        """Renders of every sub-env (gymnasium's vector convention), in ``render_mode``."""
+        if self.render_mode is None:
+            return None
+        return tuple(self.render_env(i) for i in range(self.num_envs))
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+
+class SingleEnv(gym.Env):
+    """One environment of a :class:`BatchedEnv` as a standard numpy ``gymnasium.Env``.
+
+    The batched env with ``N = 1`` on the CPU, without autoreset; the time limit stays
+    the batched env's own (so the two agree step for step), reported as ``truncated``.
+    ``info`` holds ``is_success`` (SB3's key) and, when an episode ends, the same
+    per-episode statistics as the batched env (``optimality``, ``expert_fraction``, ...).
+    """
+
+    batched_class: type[BatchedEnv]
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.core = self.batched_class(num_envs=1, device="cpu", render_mode=render_mode, **kwargs)
+        self.render_mode = render_mode
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
+        self._done = True
+        if render_mode == "ansi":
+            self.core.trace_envs = 1
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        core = self.core
+        if seed is not None or not core._seeded:
+            core.seed_envs([seed] if seed is not None else None)
+            core._seeded = True
+        core._traces = [[] for _ in range(core.trace_envs)]
+        core._begin(torch.zeros(1, dtype=torch.int64))
+        self._done = False
+        return core._observe()[0].numpy(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        core = self.core
+        actions = torch.as_tensor(np.asarray(action), dtype=torch.int64).reshape(1)
+        reward, terminated = core._advance(actions)
+        core.t += 1
+        limit = core._limit()
+        truncated = bool(core.t[0] >= limit) and not bool(terminated[0]) if limit > 0 else False
+        done = terminated | torch.tensor([truncated])
+        core._ep_return += reward.double()
+        success, stats = core._outcome(done)
+        info: dict[str, Any] = {"is_success": bool(success[0] & done[0])}
+        if bool(done[0]):
+            info.update({k: float(v[0]) for k, v in stats.items()})
+        if core.trace_envs:
+            core._trace(actions, done, success & done, core._ep_return.float())
+        return core._observe()[0].numpy(), float(reward[0]), bool(terminated[0]), truncated, info
+
+    def render(self) -> Any:
+        return self.core.render_env(0) if self.render_mode is not None else None

@@ -1,0 +1,321 @@
+"""A toy task-oriented dialogue, batched in torch: the classic dialogue-policy testbed.
+
+A simulated user wants to book a restaurant described by ``num_slots`` slots (cuisine,
+area, price, ...; 4-8 values each), drawn uniformly per episode. Every turn the system
+(the agent) takes one dialogue act:
+
+* ``request(slot)`` — the user informs the slot's value. With probability
+  ``error_rate`` the system mishears: its belief takes a uniformly drawn *wrong* value.
+  The recogniser's confidence is uniform on [0.4, 1.0) for a correct hearing and on
+  [0, 0.6) for a mishearing, so a confidence below 0.4 is surely wrong, one of 0.6 or
+  more surely right, and one in between is wrong with probability ``error_rate``.
+* ``confirm(slot)`` — the user affirms or corrects the belief; it is then right, with
+  confidence 1. Confirming a slot never informed is a wasted turn.
+* ``book`` — ends the dialogue; success if every slot's belief is the user's value.
+* ``bye`` — ends the dialogue unserved.
+
+Reward: −1 per turn; ``+success_reward`` for a successful ``book``; ``−failure_penalty``
+for a wrong ``book``, a ``bye``, or running out of turns (``max_turns`` turns: the turn
+count is observed, so this is a true terminal state, not a truncation).
+
+Observation (``2·num_slots + 1`` floats in [0, 1]): per slot whether it is filled, per
+slot the belief's confidence (0 if unfilled), and ``turn / max_turns``.
+
+The expert (:func:`expert_action`) is optimal for this error model: a dialogue can only
+succeed once every slot is requested, and requesting costs the same whenever it is
+done, so it requests every slot first; a confirm makes a slot certain in one turn (a
+repeated request could only mishear again), so it confirms slots below 0.4 always and
+the ambiguous ones (0.4-0.6) when that pays: confirming ``j`` of ``m`` ambiguous slots is
+worth ``−j + (success_reward + failure_penalty)·(1 − error_rate)^(m−j)``, and it takes the
+best ``j``. Its exact expected return is :func:`expert_return` (the reference line).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pglab.envs import rng
+from pglab.envs.batched import BatchedEnv, SingleEnv
+
+# Slot names and values; a dialogue uses the first num_slots slots.
+SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cuisine", ("italian", "chinese", "indian", "french", "thai", "mexican")),
+    ("area", ("north", "south", "east", "west", "centre")),
+    ("price", ("cheap", "moderate", "expensive", "luxury")),
+    ("people", ("two", "three", "four", "five", "six", "seven")),
+    ("day", ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")),
+    ("time", ("18:00", "18:30", "19:00", "19:30", "20:00", "20:30", "21:00", "21:30")),
+    ("seating", ("indoor", "outdoor", "terrace", "bar")),
+    ("rating", ("one-star", "two-star", "three-star", "four-star", "five-star")),
+)
+MAX_SLOTS = len(SLOTS)
+SURE_WRONG_BELOW = 0.4  # a correct hearing's confidence is uniform on [0.4, 1.0)
+SURE_RIGHT_FROM = 0.6  # a mishearing's confidence is uniform on [0.0, 0.6)
+_GOAL, _MISHEAR, _WRONG, _CONF = 0x474F414C, 0x4D495348, 0x57524F4E, 0x434F4E46
+
+
+def check_dialogue_params(
+    num_slots: int, error_rate: float, max_turns: int, success_reward: float, failure_penalty: float
+) -> None:
+    """Raise ValueError naming the parameter, its value and what is allowed."""
+    if not isinstance(num_slots, int) or not 1 <= num_slots <= MAX_SLOTS:
+        raise ValueError(f"num_slots={num_slots}: must be an integer from 1 to {MAX_SLOTS}")
+    if not 0.0 <= error_rate <= 1.0:
+        raise ValueError(f"error_rate={error_rate}: must be a probability in [0, 1]")
+    if not isinstance(max_turns, int) or max_turns < 2 * num_slots + 1:
+        raise ValueError(
+            f"max_turns={max_turns}: must be >= 2*num_slots+1 = {2 * num_slots + 1} "
+            "(time to request and confirm every slot, then book)"
+        )
+    if success_reward <= 0:
+        raise ValueError(f"success_reward={success_reward}: must be > 0")
+    if failure_penalty < 0:
+        raise ValueError(f"failure_penalty={failure_penalty}: must be >= 0")
+
+
+def action_names(num_slots: int) -> list[str]:
+    """Dialogue act of each action index: requests, then confirms, then book and bye."""
+    names = [f"request({SLOTS[k][0]})" for k in range(num_slots)]
+    names += [f"confirm({SLOTS[k][0]})" for k in range(num_slots)]
+    return [*names, "book", "bye"]
+
+
+def best_confirms(m: int, error_rate: float, success_reward: float, failure_penalty: float) -> int:
+    """How many of ``m`` ambiguous slots the expert confirms (the fewest among the best)."""
+    stake = success_reward + failure_penalty
+    values = [-j + stake * (1.0 - error_rate) ** (m - j) for j in range(m + 1)]
+    return int(np.argmax(values))
+
+
+def expert_return(
+    num_slots: int, error_rate: float, success_reward: float = 20.0, failure_penalty: float = 10.0
+) -> float:
+    """The expert's exact expected return (with ``max_turns >= 2·num_slots + 1``).
+
+    Each slot independently ends up in one of four cases after its request: right and
+    sure (p = (1−e)·2/3), right and ambiguous ((1−e)/3), wrong and ambiguous (e/3), wrong
+    and sure (e·2/3). Sum over the counts of each case (multinomial).
+    """
+    e, k = error_rate, num_slots
+    probs = ((1 - e) * 2 / 3, (1 - e) / 3, e / 3, e * 2 / 3)
+    total = 0.0
+    for a, b, c in itertools.product(range(k + 1), repeat=3):
+        w = k - a - b - c
+        if w < 0:
+            continue
+        coef = math.factorial(k) / (math.factorial(a) * math.factorial(b) * math.factorial(c) * math.factorial(w))
+        p = coef * probs[0] ** a * probs[1] ** b * probs[2] ** c * probs[3] ** w
+        if p == 0.0:
+            continue
+        m = b + c
+        j = best_confirms(m, e, success_reward, failure_penalty)
+        # the expert confirms ambiguous slots in slot order, so which ones stay unconfirmed
+        # is exchangeable: all m−j are right with probability C(b, m−j) / C(m, m−j)
+        p_success = math.comb(b, m - j) / math.comb(m, m - j)
+        turns = k + w + j + 1
+        total += p * (-turns + p_success * success_reward - (1 - p_success) * failure_penalty)
+    return total
+
+
+class DialogueVectorEnv(BatchedEnv):
+    """``num_envs`` dialogues stepped together; see the module docstring for the task.
+
+    Args:
+        num_envs: N.
+        num_slots: K, 1..8.
+        error_rate: probability of mishearing an informed value.
+        max_turns: turn limit (>= 2K+1); reaching it is a terminal failure.
+        success_reward, failure_penalty: see the module docstring.
+        max_episode_steps: ignored beyond ``max_turns`` (the dialogue always ends by then).
+        device, seeds, render_mode: see :class:`~pglab.envs.batched.BatchedEnv`
+            (``ansi`` renders each env's dialogue so far).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        num_slots: int = 3,
+        error_rate: float = 0.2,
+        max_turns: int = 10,
+        success_reward: float = 20.0,
+        failure_penalty: float = 10.0,
+        max_episode_steps: int | None = None,
+        device: torch.device | str = "cpu",
+        seeds: int | list[int] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        check_dialogue_params(num_slots, error_rate, max_turns, success_reward, failure_penalty)
+        limit = max_turns if max_episode_steps is None else min(max_turns, max_episode_steps)
+        super().__init__(num_envs, limit, device, seeds, render_mode)
+        self.num_slots = k = num_slots
+        self.error_rate = float(error_rate)
+        self.max_turns = max_turns
+        self.success_reward = float(success_reward)
+        self.failure_penalty = float(failure_penalty)
+        self.expert_return = expert_return(k, self.error_rate, self.success_reward, self.failure_penalty)
+        dev = self.device
+        self._num_values = torch.tensor([len(SLOTS[i][1]) for i in range(k)], device=dev)
+        self._slot_ids = torch.arange(k, device=dev)
+        self._init_spaces(gym.spaces.Box(0.0, 1.0, (2 * k + 1,), dtype=np.float32), gym.spaces.Discrete(2 * k + 2))
+        n = num_envs
+        self.goal = torch.zeros(n, k, dtype=torch.int64, device=dev)
+        self.belief = torch.full((n, k), -1, dtype=torch.int64, device=dev)
+        self.confidence = torch.zeros(n, k, device=dev)
+        self.turn = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.booked_ok = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._best_j = torch.tensor(
+            [best_confirms(m, self.error_rate, self.success_reward, self.failure_penalty) for m in range(k + 1)],
+            device=dev,
+        )
+        if render_mode == "ansi":
+            self.trace_envs = num_envs
+
+    @staticmethod
+    def time_limit(max_turns: int = 10, **_: Any) -> int:
+        """Episodes never last longer than ``max_turns``."""
+        return max_turns
+
+    def _start(self, idx: torch.Tensor) -> None:
+        seeds, ep = self.seeds[idx, None], self.episode[idx, None]
+        self.goal[idx] = rng.randint(self._num_values, seeds, ep, _GOAL, self._slot_ids)
+        self.belief[idx] = -1
+        self.confidence[idx] = 0.0
+        self.turn[idx] = 0
+        self.booked_ok[idx] = False
+
+    def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.num_slots
+        slot = actions % k  # the slot of a request or confirm
+        onehot = self._slot_ids[None, :] == slot[:, None]  # [N, K]
+        request = actions < k
+        confirm = (actions >= k) & (actions < 2 * k)
+        book = actions == 2 * k
+        bye = actions == 2 * k + 1
+        # request: the user informs; the system may mishear
+        keys = (self.seeds, self.episode, self.turn)
+        true_value = self.goal.gather(1, slot[:, None]).squeeze(1)
+        n_values = self._num_values[slot]
+        misheard = rng.uniform(*keys, _MISHEAR) < self.error_rate
+        wrong = (true_value + 1 + rng.randint(n_values - 1, *keys, _WRONG)) % n_values
+        heard = torch.where(misheard, wrong, true_value)
+        u = rng.uniform(*keys, _CONF)
+        conf = torch.where(misheard, SURE_RIGHT_FROM * u, SURE_WRONG_BELOW + (1 - SURE_WRONG_BELOW) * u).float()
+        informed = onehot & request[:, None]
+        self.belief = torch.where(informed, heard[:, None], self.belief)
+        self.confidence = torch.where(informed, conf[:, None], self.confidence)
+        # confirm: the user affirms or corrects a filled slot
+        fixed = onehot & confirm[:, None] & (self.belief >= 0)
+        self.belief = torch.where(fixed, self.goal, self.belief)
+        self.confidence = torch.where(fixed, 1.0, self.confidence)
+        # book / bye / out of turns
+        self.turn = self.turn + 1
+        matches = (self.belief == self.goal).all(dim=1)
+        self.booked_ok = book & matches
+        out_of_turns = self.turn >= self.max_turns
+        failed = (book & ~matches) | bye | (out_of_turns & ~book)
+        reward = -1.0 + self.success_reward * self.booked_ok.float() - self.failure_penalty * failed.float()
+        return reward.float(), book | bye | out_of_turns
+
+    def _observe(self) -> torch.Tensor:
+        filled = (self.belief >= 0).float()
+        turn = (self.turn.float() / self.max_turns)[:, None]
+        return torch.cat([filled, self.confidence, turn], dim=1)
+
+    def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        fraction = (
+            self._ep_return / self.expert_return if self.expert_return != 0 else torch.zeros_like(self._ep_return)
+        )
+        expert = torch.full_like(self._ep_return, self.expert_return)
+        return self.booked_ok, {"expert_fraction": fraction, "expert_return": expert}
+
+    # ----------------------------------------------------------------- the expert
+
+    def expert_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The optimal policy from the observation alone: ``obs [B, 2K+1]`` → actions ``[B]``."""
+        return expert_action(obs, self.num_slots, self._best_j)
+
+    # ----------------------------------------------------------------- text
+
+    def _value(self, slot: int, value: int) -> str:
+        return SLOTS[slot][1][value]
+
+    def trace_begin(self, i: int) -> str:
+        goal = ", ".join(f"{SLOTS[s][0]}={self._value(s, int(v))}" for s, v in enumerate(self.goal[i].tolist()))
+        return f"USER GOAL: {goal}"
+
+    def trace_step(self, i: int, action: int) -> str:
+        k = self.num_slots
+        name = SLOTS[action % k][0]
+        if action < k:
+            s = action
+            true, heard = self._value(s, int(self.goal[i, s])), self._value(s, int(self.belief[i, s]))
+            note = "" if true == heard else f"  [misheard as {name}={heard}]"
+            return (
+                f"SYSTEM: request({name})\nUSER: inform({name}={true}){note}  "
+                f"[confidence {float(self.confidence[i, s]):.2f}]"
+            )
+        if action < 2 * k:
+            s = action - k
+            if int(self.belief[i, s]) < 0:
+                return f"SYSTEM: confirm({name})\nUSER: I have not told you the {name} yet."
+            return f"SYSTEM: confirm({name})\nUSER: {name}={self._value(s, int(self.goal[i, s]))}, yes."
+        if action == 2 * k:
+            held = ", ".join(
+                f"{SLOTS[s][0]}={self._value(s, int(b)) if b >= 0 else '?'}"
+                for s, b in enumerate(self.belief[i].tolist())
+            )
+            reply = "Thank you, that is what I wanted." if bool(self.booked_ok[i]) else "That is not what I asked for."
+            return f"SYSTEM: book({held})\nUSER: {reply}"
+        return "SYSTEM: bye()\nUSER: (leaves without a booking)"
+
+    def trace_end(self, i: int, success: bool, episode_return: float) -> str:
+        last = self._traces[i][-1] if self._traces[i] else ""
+        ended_by_agent = last.startswith(("SYSTEM: book", "SYSTEM: bye"))
+        outcome = "success" if success else "failure" if ended_by_agent else "failure (out of turns)"
+        return f"-- {outcome} after {int(self.turn[i])} turns, return {episode_return:.1f}"
+
+    def render_env(self, i: int) -> str:
+        """The dialogue of env i so far, turn by turn (``ansi``)."""
+        lines = self._traces[i] if i < len(self._traces) else []
+        return "\n".join(line for line in lines if line)
+
+
+def expert_action(obs: torch.Tensor, num_slots: int, best_j: torch.Tensor) -> torch.Tensor:
+    """The expert's act for each observation (see the module docstring).
+
+    Args:
+        obs: ``[B, 2K+1]`` observations.
+        num_slots: K.
+        best_j: long ``[K+1]``: how many of m ambiguous slots to confirm (:func:`best_confirms`).
+    Returns:
+        long ``[B]`` action indices.
+    """
+    k = num_slots
+    filled = obs[:, :k] > 0.5
+    conf = obs[:, k : 2 * k]
+    slot_ids = torch.arange(k, device=obs.device)
+    big = k + 1
+    first_unfilled = torch.where(~filled, slot_ids, big).min(dim=1).values
+    sure_wrong = filled & (conf < SURE_WRONG_BELOW)
+    ambiguous = filled & (conf >= SURE_WRONG_BELOW) & (conf < SURE_RIGHT_FROM)
+    m = ambiguous.sum(dim=1)
+    to_confirm = sure_wrong | (ambiguous & (best_j.to(obs.device)[m] > 0)[:, None])
+    first_confirm = torch.where(to_confirm, slot_ids, big).min(dim=1).values
+    book = torch.full_like(first_unfilled, 2 * k)
+    action = torch.where(first_confirm < big, k + first_confirm, book)
+    return torch.where(first_unfilled < big, first_unfilled, action)
+
+
+class DialogueEnv(SingleEnv):
+    """``gymnasium.make("pglab/Dialogue-v0", num_slots=3, error_rate=0.2, ...)``: one dialogue."""
+
+    batched_class = DialogueVectorEnv
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}

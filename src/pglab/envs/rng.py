@@ -1,0 +1,77 @@
+"""Counter-based random numbers for batched environments.
+
+A batched env must give sub-env i the same trajectory whatever the batch size and
+whatever its neighbours do, so that ``N`` batched envs and ``N`` single envs with the
+same seeds agree exactly. A shared ``torch.Generator`` cannot do that (its stream
+depends on how many draws the other envs took). Instead every random number is a
+pure function of integer keys — the sub-env's seed, its episode index, the turn, what
+the number is for — computed by an integer hash (Chris Wellons' ``lowbias32``), the
+approach of counter-based generators such as Philox: no state, no Python loop over
+envs, and the same numbers on CPU and GPU.
+
+All values are int64 tensors holding 32-bit unsigned numbers (``0 <= x < 2**32``); the
+multiplications are split into 16-bit halves so that no intermediate leaves int64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MASK32 = 0xFFFF_FFFF
+_TWO32 = float(2**32)
+
+
+def _mul32(x: torch.Tensor, m: int) -> torch.Tensor:
+    """``(x * m) mod 2**32`` for ``x`` in [0, 2**32) without int64 overflow."""
+    lo, hi = m & 0xFFFF, m >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32: a 32-bit integer hash with good avalanche (any input bit flips ~half the output bits)."""
+    x = x & MASK32
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def fold_seed(seed: int) -> int:
+    """A Python seed of any size as 32 bits (higher bits folded in by hashing)."""
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"seed={seed}: seeds must be >= 0")
+    out = seed & MASK32
+    seed >>= 32
+    while seed:
+        out = int(hash32(torch.tensor(out ^ (seed & MASK32), dtype=torch.int64)))
+        seed >>= 32
+    return out
+
+
+def bits(key: torch.Tensor, *words: torch.Tensor | int) -> torch.Tensor:
+    """32 random bits per element: the hash chain of ``key`` and each word.
+
+    Args:
+        key: int64 keys, any shape (e.g. per-env seeds ``[N]``).
+        words: further keys (ints or tensors broadcastable against ``key``), e.g. the
+            episode index, the turn, a purpose constant.
+    Returns:
+        int64 tensor in [0, 2**32), broadcast shape of all inputs.
+    """
+    h = hash32(key)
+    for w in words:
+        w_t = w if isinstance(w, torch.Tensor) else torch.tensor(w, dtype=torch.int64, device=key.device)
+        h = hash32(h ^ (w_t & MASK32) ^ 0x9E3779B9)
+    return h
+
+
+def uniform(key: torch.Tensor, *words: torch.Tensor | int) -> torch.Tensor:
+    """Uniform float64 numbers in [0, 1) keyed like :func:`bits`."""
+    return bits(key, *words).double() / _TWO32
+
+
+def randint(high: torch.Tensor | int, key: torch.Tensor, *words: torch.Tensor | int) -> torch.Tensor:
+    """Integers uniform in [0, high) keyed like :func:`bits` (modulo bias below high / 2**32)."""
+    return (bits(key, *words) % high).long()
