@@ -90,6 +90,7 @@ BAD_INPUTS = [
     ("env=dialogue env.error_rate=1.5", "env.error_rate=1.5 is out of range: must be >= 0 and <= 1"),
     ("env=dialogue env.num_slots=0", "env.num_slots=0 is out of range: must be >= 1 and <= 8"),
     ("env=dialogue env.num_slots=5", "env.max_turns=10: must be >= 2*num_slots+1 = 11"),
+    ("env=maze +env.kwargs.walls=1", "Maze-v0 cannot be made with them: got an unexpected keyword argument 'walls'"),
 ]
 
 

@@ -17,13 +17,13 @@ def always_zero(obs: torch.Tensor) -> torch.Tensor:
 def test_runs_exactly_the_asked_episodes_in_fixed_per_env_quotas() -> None:
     env = chain_env()  # env 0: 2-step episodes that terminate; env 1: 3-step, truncated
     result = evaluate(always_zero, env, episodes=5, seed=7, success_when=SuccessWhen.terminated)
-    # quotas: env 0 runs (5+0)//2 = 2 episodes, env 1 runs (5+1)//2 = 3
-    assert sorted(result.returns.tolist()) == [2.0, 2.0, 3.0, 3.0, 3.0]
-    assert sorted(result.lengths.tolist()) == [2, 2, 3, 3, 3]
+    # quotas: env 0 runs (5+1)//2 = 3 episodes, env 1 runs (5+0)//2 = 2 (the first envs take the remainder)
+    assert sorted(result.returns.tolist()) == [2.0, 2.0, 2.0, 3.0, 3.0]
+    assert sorted(result.lengths.tolist()) == [2, 2, 2, 3, 3]
     m = result.metrics()
-    assert m["eval/return_mean"] == 13 / 5
-    assert m["eval/return_std"] == pytest.approx((0.6 * 0.4) ** 0.5)  # population std of 2,2,3,3,3
-    assert m["eval/success_rate"] == 2 / 5
+    assert m["eval/return_mean"] == 12 / 5
+    assert m["eval/return_std"] == pytest.approx((0.6 * 0.4) ** 0.5)  # population std of 2,2,2,3,3
+    assert m["eval/success_rate"] == 3 / 5
 
 
 def test_success_when_truncated_counts_survival() -> None:

@@ -11,10 +11,17 @@ import torch
 
 from conftest import make_config
 from pglab.envs.dialogue import expert_return
+from pglab.envs.maze import MazeVectorEnv
 from pglab.experiment import run
 from wandb_file import read_run
 
-TINY = ("total_steps=3000", "log_every_steps=1000", "eval.every_steps=1500", "eval.episodes=6", "eval.final_episodes=12")
+TINY = (
+    "total_steps=3000",
+    "log_every_steps=1000",
+    "eval.every_steps=1500",
+    "eval.episodes=6",
+    "eval.final_episodes=12",
+)
 
 
 def final_eval(run_dir: Path) -> dict:
@@ -55,9 +62,12 @@ def test_a_maze_run_reports_success_and_optimality(tmp_path: Path) -> None:
     run(cfg, tmp_path)
     last = final_eval(tmp_path)
     assert {"eval/success_rate", "eval/optimality", "eval/optimal_return"} <= set(last)
-    assert last["eval/optimal_return"] == pytest.approx(1.0 - 0.01 * 16)  # maze_seed 0, 7x7: 16 steps
+    maze = MazeVectorEnv(num_envs=1, size=7, maze_seed=0)
+    maze.reset(seed=0)
+    best = int(maze.optimal_steps[0])
+    assert last["eval/optimal_return"] == pytest.approx(1.0 - 0.01 * best)
     sample = json.loads((tmp_path / "samples.jsonl").read_text().splitlines()[0])
-    assert sample["text"].splitlines()[0] == "#######" and "(optimal 16)" in sample["text"]
+    assert sample["text"].splitlines()[0] == "#######" and f"(optimal {best})" in sample["text"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final"]["optimality"] == last["eval/optimality"]
 

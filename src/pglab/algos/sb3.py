@@ -35,7 +35,6 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from pglab.algos.common import OnUpdate, Update
 from pglab.config import Activation, ConfigError, SB3Config
-from pglab.envs import TorchVectorEnv
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO}
 # SB3's recorded keys -> pglab's metric names
@@ -51,9 +50,9 @@ _ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
 
 
 class SB3VecEnv(VecEnv):
-    """An SB3 ``VecEnv`` over a pglab torch vector env (numpy in, numpy out)."""
+    """An SB3 ``VecEnv`` over any pglab torch vector env (gymnasium-backed or native; numpy in, numpy out)."""
 
-    def __init__(self, env: TorchVectorEnv) -> None:
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
         self.env = env  # before VecEnv.__init__, which asks it for its render_mode
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: torch.Tensor | None = None
@@ -181,7 +180,7 @@ class SB3Agent:
         action_space: gym.Space,
         device: torch.device,
         max_episode_steps: int | None = None,
-        env: TorchVectorEnv | None = None,
+        env: gym.vector.VectorEnv | None = None,
     ) -> None:
         if env is None:
             raise ValueError("an SB3 agent is built around its training env; pass env=")
@@ -251,7 +250,7 @@ class SB3Agent:
         actions, _ = self.model.policy.predict(x, deterministic=deterministic)
         return torch.as_tensor(actions, device=obs.device)
 
-    def learn(self, env: TorchVectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+    def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """SB3's ``learn`` until ``total_steps``; ``on_update`` after every training step."""
         callback = _UpdateCallback(on_update)
         remaining = max(total_steps - self.env_steps, 0)

@@ -94,11 +94,15 @@ def check_env_config(cfg: EnvConfig) -> None:
             f"env.id={cfg.id!r} is not a registered gymnasium environment (e.g. {', '.join(known)}, ...)"
         ) from None
     kwargs = cfg.env_kwargs()
+    native = native_class(gym_id(cfg.id))
     try:
-        gym.make(gym_id(cfg.id), **kwargs).close()
+        if native is not None:
+            native.check_kwargs(**kwargs)  # checks without building (and generating mazes)
+        else:
+            gym.make(gym_id(cfg.id), **kwargs).close()
     except Exception as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if native_class(gym_id(cfg.id)) is not None and isinstance(err, ValueError):
+        if native is not None and isinstance(err, ValueError):
             raise ConfigError(f"env.{message}") from None  # the env names the parameter
         raise ConfigError(f"env.kwargs={dict(cfg.kwargs)}: {cfg.id} cannot be made with them: {message}") from None
 

@@ -28,6 +28,7 @@ and numpy at the boundary.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -98,6 +99,18 @@ class BatchedEnv(gym.vector.VectorEnv):
         self.single_action_space = action
         self.observation_space = gym.vector.utils.batch_space(observation, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(action, self.num_envs)
+
+    @classmethod
+    def check_kwargs(cls, **kwargs: Any) -> None:
+        """Check constructor arguments without building anything (a maze of 101 tiles takes
+        a second to generate): TypeError for an unknown argument, ValueError naming a bad one."""
+        bound = inspect.signature(cls).bind_partial(**kwargs)
+        bound.apply_defaults()
+        cls._check_params(bound.arguments)
+
+    @staticmethod
+    def _check_params(args: dict[str, Any]) -> None:
+        """Raise ValueError for a bad parameter (``args``: every constructor argument)."""
 
     # ----------------------------------------------------------------- subclass hooks
 

@@ -57,7 +57,7 @@ SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 MAX_SLOTS = len(SLOTS)
 SURE_WRONG_BELOW = 0.4  # a correct hearing's confidence is uniform on [0.4, 1.0)
 SURE_RIGHT_FROM = 0.6  # a mishearing's confidence is uniform on [0.0, 0.6)
-_GOAL, _MISHEAR, _WRONG, _CONF = 0x474F414C, 0x4D495348, 0x57524F4E, 0x434F4E46
+_DIALOGUE, _GOAL = 0x4449414C, 0x474F414C  # purpose constants of the counter-based RNG
 
 
 def check_dialogue_params(
@@ -164,6 +164,7 @@ class DialogueVectorEnv(BatchedEnv):
         dev = self.device
         self._num_values = torch.tensor([len(SLOTS[i][1]) for i in range(k)], device=dev)
         self._slot_ids = torch.arange(k, device=dev)
+        self._draw_ids = torch.arange(3, device=dev)  # mishear?, which wrong value, confidence
         self._init_spaces(gym.spaces.Box(0.0, 1.0, (2 * k + 1,), dtype=np.float32), gym.spaces.Discrete(2 * k + 2))
         n = num_envs
         self.goal = torch.zeros(n, k, dtype=torch.int64, device=dev)
@@ -171,6 +172,7 @@ class DialogueVectorEnv(BatchedEnv):
         self.confidence = torch.zeros(n, k, device=dev)
         self.turn = torch.zeros(n, dtype=torch.int64, device=dev)
         self.booked_ok = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._episode_key = torch.zeros(n, dtype=torch.int64, device=dev)  # mixed (seed, episode)
         self._best_j = torch.tensor(
             [best_confirms(m, self.error_rate, self.success_reward, self.failure_penalty) for m in range(k + 1)],
             device=dev,
@@ -179,13 +181,19 @@ class DialogueVectorEnv(BatchedEnv):
             self.trace_envs = num_envs
 
     @staticmethod
+    def _check_params(args: dict[str, Any]) -> None:
+        names = ("num_slots", "error_rate", "max_turns", "success_reward", "failure_penalty")
+        check_dialogue_params(*(args[k] for k in names))
+
+    @staticmethod
     def time_limit(max_turns: int = 10, **_: Any) -> int:
         """Episodes never last longer than ``max_turns``."""
         return max_turns
 
     def _start(self, idx: torch.Tensor) -> None:
-        seeds, ep = self.seeds[idx, None], self.episode[idx, None]
-        self.goal[idx] = rng.randint(self._num_values, seeds, ep, _GOAL, self._slot_ids)
+        key = rng.bits(self.seeds[idx], self.episode[idx], _DIALOGUE)
+        self._episode_key[idx] = key
+        self.goal[idx] = rng.randint(self._num_values, key[:, None], _GOAL, self._slot_ids)
         self.belief[idx] = -1
         self.confidence[idx] = 0.0
         self.turn[idx] = 0
@@ -200,13 +208,14 @@ class DialogueVectorEnv(BatchedEnv):
         book = actions == 2 * k
         bye = actions == 2 * k + 1
         # request: the user informs; the system may mishear
-        keys = (self.seeds, self.episode, self.turn)
+        # three numbers per env and turn: one hash of (episode key, 3 * turn + i)
+        draws = rng.draw(self._episode_key[:, None], 3 * self.turn[:, None] + self._draw_ids)  # [N, 3]
         true_value = self.goal.gather(1, slot[:, None]).squeeze(1)
         n_values = self._num_values[slot]
-        misheard = rng.uniform(*keys, _MISHEAR) < self.error_rate
-        wrong = (true_value + 1 + rng.randint(n_values - 1, *keys, _WRONG)) % n_values
+        misheard = draws[:, 0].double() / 2**32 < self.error_rate
+        wrong = (true_value + 1 + draws[:, 1] % (n_values - 1)) % n_values
         heard = torch.where(misheard, wrong, true_value)
-        u = rng.uniform(*keys, _CONF)
+        u = draws[:, 2].double() / 2**32
         conf = torch.where(misheard, SURE_RIGHT_FROM * u, SURE_WRONG_BELOW + (1 - SURE_WRONG_BELOW) * u).float()
         informed = onehot & request[:, None]
         self.belief = torch.where(informed, heard[:, None], self.belief)

@@ -244,6 +244,11 @@ class MazeVectorEnv(BatchedEnv):
         self._trails: dict[int, list[int]] = {}
 
     @staticmethod
+    def _check_params(args: dict[str, Any]) -> None:
+        names = ("size", "layout", "observation", "view_radius", "step_cost", "goal_reward")
+        check_maze_params(*(args[k] for k in names))
+
+    @staticmethod
     def time_limit(size: int = 11, **_: Any) -> int:
         """Default time limit of a maze of this size: ``4·size²`` steps."""
         return 4 * size * size
