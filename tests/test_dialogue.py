@@ -11,15 +11,18 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import pglab.envs  # noqa: F401 - registers pglab/Dialogue-v0
+from pglab.config import SuccessWhen
+from pglab.envs.dialogue import BOOK as BOOK_KIND
 from pglab.envs.dialogue import (
     SLOTS,
     DialogueEnv,
     DialogueVectorEnv,
     action_names,
-    best_confirms,
     expert_action,
     expert_return,
+    solve_expert,
 )
+from pglab.evaluation import evaluate
 
 # K = 3: actions 0-2 request(cuisine|area|price), 3-5 confirm(...), 6 book, 7 bye
 REQUEST, CONFIRM, BOOK, BYE = 0, 3, 6, 7
@@ -80,24 +83,44 @@ def test_mishearing_follows_the_error_model_and_confirm_fixes_it() -> None:
     assert torch.allclose(counts, torch.full((5,), 0.2), atol=0.015)
 
 
-def test_best_confirms_is_all_or_nothing_and_matches_brute_force() -> None:
-    for m in range(5):
-        for e in (0.0, 0.02, 0.1, 0.3, 1.0):
-            j = best_confirms(m, e, 20.0, 10.0)
-            values = [-jj + 30.0 * (1 - e) ** (m - jj) for jj in range(m + 1)]
-            assert values[j] == max(values) and j in (0, m)
-    assert best_confirms(1, 0.02, 20.0, 10.0) == 0  # 0.02 * 30 < 1 turn: not worth it
-    assert best_confirms(1, 0.1, 20.0, 10.0) == 1
+def closed_form_return(k: int, e: float, stake: float = 30.0, success: float = 20.0) -> float:
+    """The expected return of "request all, confirm the surely wrong slots, confirm all or none
+    of the m ambiguous ones (whichever is worth more), book", summed over the multinomial
+    counts of the four hearing outcomes: independent of the backward induction."""
+    probs = ((1 - e) * 2 / 3, (1 - e) / 3, e / 3, e * 2 / 3)  # right-sure, right-ambig., wrong-ambig., wrong-sure
+    total = 0.0
+    for a in range(k + 1):
+        for b in range(k + 1 - a):
+            for c in range(k + 1 - a - b):
+                w = k - a - b - c
+                coef = math.factorial(k) / math.prod(math.factorial(x) for x in (a, b, c, w))
+                p = coef * probs[0] ** a * probs[1] ** b * probs[2] ** c * probs[3] ** w
+                m = b + c
+                confirm_all = -m + stake > stake * (1 - e) ** m
+                j, p_success = (m, 1.0) if confirm_all else (0, 1.0 if c == 0 else 0.0)
+                total += p * (-(k + w + j + 1) + p_success * success - (1 - p_success) * (stake - success))
+    return total
+
+
+@pytest.mark.parametrize(("k", "e"), [(1, 0.5), (3, 0.0), (3, 0.02), (3, 0.2), (5, 0.1), (8, 0.3)])
+def test_the_induction_agrees_with_a_closed_form_where_that_rule_is_optimal(k: int, e: float) -> None:
+    assert expert_return(k, e, max_turns=2 * k + 4) == pytest.approx(closed_form_return(k, e), abs=1e-9)
+
+
+def test_with_a_small_stake_the_expert_gives_up_at_once() -> None:
+    # success pays 1 and failure costs nothing: four turns of work are not worth it
+    _, act = solve_expert(3, 0.2, 10, success_reward=1.0, failure_penalty=0.0)
+    assert act[10, 3, 0, 0] == BOOK_KIND
+    assert expert_return(3, 0.2, 10, success_reward=1.0, failure_penalty=0.0) == -1.0
+    # the smallest turn limit allowed (2K+1: request and confirm every slot, book) never binds
+    assert expert_return(4, 0.3, 9) == pytest.approx(expert_return(4, 0.3, 30), abs=1e-12)
 
 
 def run_policy(env: DialogueVectorEnv, policy, episodes: int) -> np.ndarray:
-    obs, _ = env.reset()
-    returns: list[float] = []
-    while len(returns) < episodes:
-        obs, _, terminated, truncated, info = env.step(policy(obs))
-        done = terminated | truncated
-        returns += info["episode_return"][done].tolist()
-    return np.asarray(returns)
+    """Returns of ``episodes`` episodes under pglab's evaluation protocol (fixed per-env quotas:
+    counting whatever finishes first would over-count short dialogues)."""
+    result = evaluate(policy, env, episodes, list(range(env.num_envs)), SuccessWhen.reported)
+    return result.returns
 
 
 @pytest.mark.parametrize(("num_slots", "error_rate"), [(3, 0.0), (3, 0.2), (2, 0.5), (4, 0.03)])
@@ -107,7 +130,7 @@ def test_the_expert_attains_its_exact_expected_return(num_slots: int, error_rate
         num_envs=n, num_slots=num_slots, error_rate=error_rate, max_turns=2 * num_slots + 1, seeds=list(range(n))
     )
     returns = run_policy(env, env.expert_action, 30000)
-    exact = expert_return(num_slots, error_rate)
+    exact = expert_return(num_slots, error_rate, max_turns=2 * num_slots + 1)
     se = returns.std() / math.sqrt(len(returns))
     assert abs(returns.mean() - exact) < 4 * se + 1e-9, (returns.mean(), exact, se)
     if error_rate == 0.0:
@@ -120,7 +143,7 @@ def test_the_expert_beats_other_confirmation_rules() -> None:
     n, k, e = 4096, 3, 0.1
     env = DialogueVectorEnv(num_envs=n, num_slots=k, error_rate=e, seeds=list(range(n)))
     expert = run_policy(env, env.expert_action, 30000).mean()
-    assert expert == pytest.approx(expert_return(k, e), abs=0.15)
+    assert expert == pytest.approx(expert_return(k, e, max_turns=10), abs=0.15)
 
     def rule(threshold: float):
         def policy(obs: torch.Tensor) -> torch.Tensor:
@@ -141,7 +164,7 @@ def test_the_expert_beats_other_confirmation_rules() -> None:
 
 
 def test_the_expert_acts_on_observations_by_hand() -> None:
-    best_j = torch.tensor([best_confirms(m, 0.2, 20.0, 10.0) for m in range(4)])
+    _, acts = solve_expert(3, 0.2, 10, 20.0, 10.0)
     obs = torch.tensor(
         [
             [1, 0, 0, 0.9, 0.0, 0.0, 0.1],  # area unfilled -> request(area)
@@ -150,7 +173,7 @@ def test_the_expert_acts_on_observations_by_hand() -> None:
             [1, 1, 1, 0.9, 0.7, 1.0, 0.4],  # all sure -> book
         ]
     )
-    assert expert_action(obs, 3, best_j).tolist() == [1, 4, 5, 6]
+    assert expert_action(obs, 3, 10, torch.as_tensor(acts)).tolist() == [1, 4, 5, 6]
 
 
 def test_transcripts_read_turn_by_turn() -> None:

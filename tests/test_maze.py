@@ -188,3 +188,46 @@ def test_renders_show_maze_agent_goal_and_path() -> None:
 def test_bad_parameters_are_refused_with_the_parameter_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         MazeVectorEnv(num_envs=1, **kwargs)
+
+
+def test_a_new_seed_replaces_the_mazes_of_the_old_one() -> None:
+    kwargs = {"size": 9, "layout": "random", "observation": "local"}
+    reused = MazeVectorEnv(num_envs=2, **kwargs)
+    reused.reset(seed=[0, 1])
+    obs, _ = reused.reset(seed=[123, 124])
+    fresh = MazeVectorEnv(num_envs=2, **kwargs)
+    obs_fresh, _ = fresh.reset(seed=[123, 124])
+    assert torch.equal(obs, obs_fresh)
+    assert all(np.array_equal(reused.maze_grid(i), fresh.maze_grid(i)) for i in range(2))
+    single = MazeEnv(**kwargs)
+    single.reset(seed=0)
+    single.reset(seed=123)
+    assert np.array_equal(single.core.maze_grid(0), fresh.maze_grid(0))
+
+
+def test_envs_work_when_made_or_stepped_under_inference_mode() -> None:
+    with torch.inference_mode():
+        batched = MazeVectorEnv(num_envs=2, size=7)
+        single = gym.make("pglab/Maze-v0", size=7)
+        single.reset(seed=0)
+        single.step(1)
+    batched.reset(seed=[0, 1])  # in-place updates outside inference mode must still work
+    batched.step(torch.tensor([1, 2]))
+    single.reset(seed=1)
+    single.step(2)
+
+
+def test_actions_outside_the_action_space_are_refused() -> None:
+    env = MazeVectorEnv(num_envs=2, size=7)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions must be integers in \[0, 4\)"):
+        env.step(torch.tensor([0, 4]))
+
+
+def test_a_single_env_made_with_a_seed_uses_it() -> None:
+    a = MazeEnv(size=9, layout="random", observation="local", seeds=42)
+    b = MazeEnv(size=9, layout="random", observation="local")
+    obs_a, _ = a.reset()
+    obs_b, _ = b.reset(seed=42)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    assert np.array_equal(a.core.maze_grid(0), b.core.maze_grid(0))

@@ -33,8 +33,10 @@ def test_a_dialogue_run_logs_expert_metrics_and_sampled_dialogues_to_files_and_w
     cfg = make_config("env=dialogue", "algo=reinforce", "logger=wandb", "logger.mode=offline", "eval.samples=2", *TINY)
     run(cfg, tmp_path)
     last = final_eval(tmp_path)
-    assert last["eval/expert_return"] == pytest.approx(expert_return(3, 0.2))
-    assert last["eval/expert_fraction"] == pytest.approx(last["eval/return_mean"] / expert_return(3, 0.2), rel=1e-6)
+    assert last["eval/expert_return"] == pytest.approx(expert_return(3, 0.2, max_turns=10))
+    assert last["eval/expert_fraction"] == pytest.approx(
+        last["eval/return_mean"] / expert_return(3, 0.2, max_turns=10), rel=1e-6
+    )
     assert 0.0 <= last["eval/success_rate"] <= 1.0
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     evals = sorted({r["env_steps"] for r in samples})

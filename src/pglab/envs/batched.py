@@ -28,8 +28,10 @@ and numpy at the boundary.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -53,6 +55,20 @@ def _state_mode() -> contextlib.ExitStack:
     return stack
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stateful(method: F) -> F:
+    """Run ``method`` in :func:`_state_mode` (for every method that creates or updates env state)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _state_mode():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class BatchedEnv(gym.vector.VectorEnv):
     """Base class of pglab's native batched envs; see the module docstring.
 
@@ -67,6 +83,7 @@ class BatchedEnv(gym.vector.VectorEnv):
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
 
+    @stateful
     def __init__(
         self,
         num_envs: int,
@@ -100,6 +117,12 @@ class BatchedEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(observation, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(action, self.num_envs)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's ``__init__`` builds state tensors too: run it in :func:`_state_mode`."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = stateful(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
     @classmethod
     def check_kwargs(cls, **kwargs: Any) -> None:
         """Check constructor arguments without building anything (a maze of 101 tiles takes
@@ -116,6 +139,9 @@ class BatchedEnv(gym.vector.VectorEnv):
 
     def _start(self, idx: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def _reseeded(self) -> None:
+        """The seeds changed: drop anything derived from the old ones (e.g. pre-generated mazes)."""
 
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -160,6 +186,7 @@ class BatchedEnv(gym.vector.VectorEnv):
             values = [rng.fold_seed(int(s)) for s in seed]
         self.seeds.copy_(torch.tensor(values, dtype=torch.int64))
         self.episode.fill_(-1)  # _begin increments to 0
+        self._reseeded()
         first = values[0]
         self.action_space.seed(first)
         self.single_action_space.seed(first)
@@ -214,6 +241,9 @@ class BatchedEnv(gym.vector.VectorEnv):
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         actions = torch.as_tensor(actions, device=self.device).reshape(self.num_envs).long().clone()
+        n_actions = int(self.single_action_space.n)
+        if bool(((actions < 0) | (actions >= n_actions)).any()):
+            raise ValueError(f"actions must be integers in [0, {n_actions}); got {actions.tolist()[:8]}")
         reward, terminated = self._advance(actions)
         self.t += 1
         limit = self._limit()
@@ -271,6 +301,7 @@ class SingleEnv(gym.Env):
 
     batched_class: type[BatchedEnv]
 
+    @stateful
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         self.core = self.batched_class(num_envs=1, device="cpu", render_mode=render_mode, **kwargs)
         self.render_mode = render_mode
@@ -280,17 +311,21 @@ class SingleEnv(gym.Env):
         if render_mode == "ansi":
             self.core.trace_envs = 1
 
+    @stateful
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         core = self.core
-        if seed is not None or not core._seeded:
-            core.seed_envs([seed] if seed is not None else None)
-            core._seeded = True
+        if seed is not None:
+            core.seed_envs([seed])
+        elif not core._seeded:
+            core.seed_envs(core._initial_seeds)  # a seeds= given at construction, else fresh entropy
+        core._seeded = True
         core._traces = [[] for _ in range(core.trace_envs)]
         core._begin(torch.zeros(1, dtype=torch.int64))
         self._done = False
         return core._observe()[0].numpy(), {}
 
+    @stateful
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in {self.action_space}")

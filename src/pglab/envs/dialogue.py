@@ -21,18 +21,20 @@ count is observed, so this is a true terminal state, not a truncation).
 Observation (``2·num_slots + 1`` floats in [0, 1]): per slot whether it is filled, per
 slot the belief's confidence (0 if unfilled), and ``turn / max_turns``.
 
-The expert (:func:`expert_action`) is optimal for this error model: a dialogue can only
-succeed once every slot is requested, and requesting costs the same whenever it is
-done, so it requests every slot first; a confirm makes a slot certain in one turn (a
-repeated request could only mishear again), so it confirms slots below 0.4 always and
-the ambiguous ones (0.4-0.6) when that pays: confirming ``j`` of ``m`` ambiguous slots is
-worth ``−j + (success_reward + failure_penalty)·(1 − error_rate)^(m−j)``, and it takes the
-best ``j``. Its exact expected return is :func:`expert_return` (the reference line).
+The expert (:func:`solve_expert`, :func:`expert_action`) is the optimal policy for this
+model, computed exactly by backward induction. Slots are exchangeable and every
+ambiguous belief is right with probability ``1 − error_rate``, independently of the
+rest, so (unfilled slots, ambiguous slots, surely wrong slots, turns left) is a
+sufficient statistic of the observation; the induction runs over those states and every
+act (request, confirm, re-request, book, bye), the turn limit included. With the default
+rewards the result reads: request every slot, confirm the surely wrong ones and — when
+``(success_reward + failure_penalty)`` times the chance of a wrong ambiguous slot pays
+for the turns — the ambiguous ones, then book; with a small stake it gives up at once.
+Its exact expected return (:func:`expert_return`) is the reference line in evaluation.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, ClassVar
 
@@ -86,41 +88,71 @@ def action_names(num_slots: int) -> list[str]:
     return [*names, "book", "bye"]
 
 
-def best_confirms(m: int, error_rate: float, success_reward: float, failure_penalty: float) -> int:
-    """How many of ``m`` ambiguous slots the expert confirms (the fewest among the best)."""
-    stake = success_reward + failure_penalty
-    values = [-j + stake * (1.0 - error_rate) ** (m - j) for j in range(m + 1)]
-    return int(np.argmax(values))
+# The expert's acts, as kinds; expert_action maps a kind to the first slot it applies to.
+REQUEST, CONFIRM_WRONG, CONFIRM_AMBIGUOUS, BOOK, BYE, REREQUEST_AMBIGUOUS, REREQUEST_WRONG = range(7)
+
+
+def solve_expert(
+    num_slots: int, error_rate: float, max_turns: int, success_reward: float, failure_penalty: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The optimal values and acts of the dialogue, by backward induction.
+
+    State: ``(L, u, m, w)`` = turns left, unfilled slots, ambiguous slots (confidence in
+    [0.4, 0.6)), surely wrong slots (< 0.4); the other slots are surely right. A hearing
+    (request or re-request) is surely right with probability (1−e)·2/3, ambiguous with
+    1/3 and surely wrong with e·2/3; a confirm makes a slot surely right; ``book``
+    succeeds with probability (1−e)^m when u = w = 0; every act costs 1 and a non-final
+    act on the last turn ends the dialogue with the failure penalty.
+
+    Returns:
+        ``value [T+1, K+1, K+1, K+1]`` (float64) and ``act [T+1, K+1, K+1, K+1]`` (int64,
+        one of the kinds above; -1 where the state cannot occur), indexed ``[L, u, m, w]``.
+    """
+    k, e, t_max = num_slots, error_rate, max_turns
+    s_rew, f_pen = success_reward, failure_penalty
+    p_hear = ((1 - e) * 2 / 3, 1 / 3, e * 2 / 3)  # surely right, ambiguous, surely wrong
+    value = np.zeros((t_max + 1, k + 1, k + 1, k + 1))
+    act = np.full((t_max + 1, k + 1, k + 1, k + 1), -1, dtype=np.int64)
+    for left in range(1, t_max + 1):
+
+        def after(u: int, m: int, w: int, left: int = left) -> float:
+            return -f_pen if left == 1 else value[left - 1, u, m, w]
+
+        def heard(u: int, m: int, w: int) -> float:  # one more hearing lands in a category
+            return p_hear[0] * after(u, m, w) + p_hear[1] * after(u, m + 1, w) + p_hear[2] * after(u, m, w + 1)
+
+        for u in range(k + 1):
+            for m in range(k + 1 - u):
+                for w in range(k + 1 - u - m):
+                    p_success = (1 - e) ** m if u == 0 and w == 0 else 0.0
+                    options = [
+                        (REQUEST, -1 + heard(u - 1, m, w) if u else None),
+                        (CONFIRM_WRONG, -1 + after(u, m, w - 1) if w else None),
+                        (CONFIRM_AMBIGUOUS, -1 + after(u, m - 1, w) if m else None),
+                        (BOOK, -1 + p_success * s_rew - (1 - p_success) * f_pen),
+                        (BYE, -1 - f_pen),
+                        (REREQUEST_AMBIGUOUS, -1 + heard(u, m - 1, w) if m else None),
+                        (REREQUEST_WRONG, -1 + heard(u, m, w - 1) if w else None),
+                    ]
+                    best_kind, best = BOOK, -math.inf
+                    for kind, v in options:  # the first of equally good acts wins
+                        if v is not None and v > best + 1e-9:
+                            best_kind, best = kind, v
+                    value[left, u, m, w] = best
+                    act[left, u, m, w] = best_kind
+    return value, act
 
 
 def expert_return(
-    num_slots: int, error_rate: float, success_reward: float = 20.0, failure_penalty: float = 10.0
+    num_slots: int,
+    error_rate: float,
+    max_turns: int,
+    success_reward: float = 20.0,
+    failure_penalty: float = 10.0,
 ) -> float:
-    """The expert's exact expected return (with ``max_turns >= 2·num_slots + 1``).
-
-    Each slot independently ends up in one of four cases after its request: right and
-    sure (p = (1−e)·2/3), right and ambiguous ((1−e)/3), wrong and ambiguous (e/3), wrong
-    and sure (e·2/3). Sum over the counts of each case (multinomial).
-    """
-    e, k = error_rate, num_slots
-    probs = ((1 - e) * 2 / 3, (1 - e) / 3, e / 3, e * 2 / 3)
-    total = 0.0
-    for a, b, c in itertools.product(range(k + 1), repeat=3):
-        w = k - a - b - c
-        if w < 0:
-            continue
-        coef = math.factorial(k) / (math.factorial(a) * math.factorial(b) * math.factorial(c) * math.factorial(w))
-        p = coef * probs[0] ** a * probs[1] ** b * probs[2] ** c * probs[3] ** w
-        if p == 0.0:
-            continue
-        m = b + c
-        j = best_confirms(m, e, success_reward, failure_penalty)
-        # the expert confirms ambiguous slots in slot order, so which ones stay unconfirmed
-        # is exchangeable: all m−j are right with probability C(b, m−j) / C(m, m−j)
-        p_success = math.comb(b, m - j) / math.comb(m, m - j)
-        turns = k + w + j + 1
-        total += p * (-turns + p_success * success_reward - (1 - p_success) * failure_penalty)
-    return total
+    """The expert's exact expected return: the optimal value of a new dialogue."""
+    value, _ = solve_expert(num_slots, error_rate, max_turns, success_reward, failure_penalty)
+    return float(value[max_turns, num_slots, 0, 0])
 
 
 class DialogueVectorEnv(BatchedEnv):
@@ -160,11 +192,13 @@ class DialogueVectorEnv(BatchedEnv):
         self.max_turns = max_turns
         self.success_reward = float(success_reward)
         self.failure_penalty = float(failure_penalty)
-        self.expert_return = expert_return(k, self.error_rate, self.success_reward, self.failure_penalty)
+        value, act = solve_expert(k, self.error_rate, max_turns, self.success_reward, self.failure_penalty)
+        self.expert_return = float(value[max_turns, k, 0, 0])
         dev = self.device
         self._num_values = torch.tensor([len(SLOTS[i][1]) for i in range(k)], device=dev)
         self._slot_ids = torch.arange(k, device=dev)
         self._draw_ids = torch.arange(3, device=dev)  # mishear?, which wrong value, confidence
+        self._below_sure_right = float(np.nextafter(np.float32(SURE_RIGHT_FROM), np.float32(0)))
         self._init_spaces(gym.spaces.Box(0.0, 1.0, (2 * k + 1,), dtype=np.float32), gym.spaces.Discrete(2 * k + 2))
         n = num_envs
         self.goal = torch.zeros(n, k, dtype=torch.int64, device=dev)
@@ -173,10 +207,7 @@ class DialogueVectorEnv(BatchedEnv):
         self.turn = torch.zeros(n, dtype=torch.int64, device=dev)
         self.booked_ok = torch.zeros(n, dtype=torch.bool, device=dev)
         self._episode_key = torch.zeros(n, dtype=torch.int64, device=dev)  # mixed (seed, episode)
-        self._best_j = torch.tensor(
-            [best_confirms(m, self.error_rate, self.success_reward, self.failure_penalty) for m in range(k + 1)],
-            device=dev,
-        )
+        self._expert_acts = torch.as_tensor(act, device=dev)  # [L, u, m, w] -> act kind
         if render_mode == "ansi":
             self.trace_envs = num_envs
 
@@ -209,7 +240,8 @@ class DialogueVectorEnv(BatchedEnv):
         bye = actions == 2 * k + 1
         # request: the user informs; the system may mishear
         # three numbers per env and turn: one hash of (episode key, 3 * turn + i)
-        draws = rng.draw(self._episode_key[:, None], 3 * self.turn[:, None] + self._draw_ids)  # [N, 3]
+        # (counters from 1: counter 0 would repeat the first hash of the goal's chain)
+        draws = rng.draw(self._episode_key[:, None], 3 * self.turn[:, None] + self._draw_ids + 1)  # [N, 3]
         true_value = self.goal.gather(1, slot[:, None]).squeeze(1)
         n_values = self._num_values[slot]
         misheard = draws[:, 0].double() / 2**32 < self.error_rate
@@ -217,6 +249,7 @@ class DialogueVectorEnv(BatchedEnv):
         heard = torch.where(misheard, wrong, true_value)
         u = draws[:, 2].double() / 2**32
         conf = torch.where(misheard, SURE_RIGHT_FROM * u, SURE_WRONG_BELOW + (1 - SURE_WRONG_BELOW) * u).float()
+        conf = torch.where(misheard, conf.clamp(max=self._below_sure_right), conf)  # float32 rounding
         informed = onehot & request[:, None]
         self.belief = torch.where(informed, heard[:, None], self.belief)
         self.confidence = torch.where(informed, conf[:, None], self.confidence)
@@ -249,7 +282,7 @@ class DialogueVectorEnv(BatchedEnv):
 
     def expert_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The optimal policy from the observation alone: ``obs [B, 2K+1]`` → actions ``[B]``."""
-        return expert_action(obs, self.num_slots, self._best_j)
+        return expert_action(obs, self.num_slots, self.max_turns, self._expert_acts)
 
     # ----------------------------------------------------------------- text
 
@@ -297,30 +330,42 @@ class DialogueVectorEnv(BatchedEnv):
         return "\n".join(line for line in lines if line)
 
 
-def expert_action(obs: torch.Tensor, num_slots: int, best_j: torch.Tensor) -> torch.Tensor:
-    """The expert's act for each observation (see the module docstring).
+def expert_action(obs: torch.Tensor, num_slots: int, max_turns: int, acts: torch.Tensor) -> torch.Tensor:
+    """The expert's act for each observation.
 
     Args:
         obs: ``[B, 2K+1]`` observations.
         num_slots: K.
-        best_j: long ``[K+1]``: how many of m ambiguous slots to confirm (:func:`best_confirms`).
+        max_turns: T.
+        acts: the act kinds of :func:`solve_expert`, long ``[T+1, K+1, K+1, K+1]``.
     Returns:
-        long ``[B]`` action indices.
+        long ``[B]`` action indices (the act applies to the first slot it can).
     """
     k = num_slots
     filled = obs[:, :k] > 0.5
     conf = obs[:, k : 2 * k]
-    slot_ids = torch.arange(k, device=obs.device)
-    big = k + 1
-    first_unfilled = torch.where(~filled, slot_ids, big).min(dim=1).values
     sure_wrong = filled & (conf < SURE_WRONG_BELOW)
     ambiguous = filled & (conf >= SURE_WRONG_BELOW) & (conf < SURE_RIGHT_FROM)
-    m = ambiguous.sum(dim=1)
-    to_confirm = sure_wrong | (ambiguous & (best_j.to(obs.device)[m] > 0)[:, None])
-    first_confirm = torch.where(to_confirm, slot_ids, big).min(dim=1).values
-    book = torch.full_like(first_unfilled, 2 * k)
-    action = torch.where(first_confirm < big, k + first_confirm, book)
-    return torch.where(first_unfilled < big, first_unfilled, action)
+    left = max_turns - torch.round(obs[:, 2 * k] * max_turns).long()
+    kind = acts.to(obs.device)[left, (~filled).sum(1), ambiguous.sum(1), sure_wrong.sum(1)]
+    slot_ids = torch.arange(k, device=obs.device)
+
+    def first(mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, slot_ids, k).min(dim=1).values.clamp(max=k - 1)
+
+    by_kind = torch.stack(
+        [
+            first(~filled),  # REQUEST
+            k + first(sure_wrong),  # CONFIRM_WRONG
+            k + first(ambiguous),  # CONFIRM_AMBIGUOUS
+            torch.full_like(kind, 2 * k),  # BOOK
+            torch.full_like(kind, 2 * k + 1),  # BYE
+            first(ambiguous),  # REREQUEST_AMBIGUOUS
+            first(sure_wrong),  # REREQUEST_WRONG
+        ],
+        dim=1,
+    )
+    return by_kind.gather(1, kind[:, None]).squeeze(1)
 
 
 class DialogueEnv(SingleEnv):

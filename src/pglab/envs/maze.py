@@ -17,7 +17,8 @@ for a whole batch of mazes at once (one DFS step of every maze per tensor operat
 * Observations: ``onehot`` — the agent's tile, one-hot over ``size²`` tiles (for a
   fixed layout); ``local`` — an egocentric ``(2·view_radius+1)²`` window of walls
   (1 = wall, outside the grid counts as wall) followed by the goal's direction
-  ``(Δrow, Δcol) / (size − 3)`` in [-1, 1] (for random layouts).
+  ``(Δrow, Δcol) / (size − 3)``, in [0, 1] as the goal is the bottom-right room (for
+  random layouts).
 * Oracle: the tile distance to the goal of every tile. In a perfect maze the unique
   path is the shortest, and the DFS builds it as a tree rooted at the goal, so each
   tile's depth in that tree *is* its breadth-first-search distance
@@ -45,7 +46,8 @@ MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left as (Δrow, �
 MOVE_NAMES = ("up", "right", "down", "left")
 _MAZE_KEY = 0x4D415A45  # purpose constants of the counter-based RNG ("MAZE", "STRT")
 _START_KEY = 0x53545254
-_BANK_BYTES = 64 * 2**20  # memory for pre-generated random-layout mazes
+_BANK_BYTES = 64 * 2**20  # memory for pre-generated random-layout mazes (at least 4 per env)
+_NO_BANK = -(2**40)
 
 
 def check_maze_params(
@@ -237,9 +239,9 @@ class MazeVectorEnv(BatchedEnv):
             self._open, self._dist = generate_mazes(rng.bits(key, _MAZE_KEY), s)  # [1, S²]
         else:
             self._open = torch.zeros(n, s * s, dtype=torch.bool, device=dev)
-            self._dist = torch.full((n, s * s), -1, dtype=torch.int16, device=dev)
-            self._bank_size = int(max(1, min(16, _BANK_BYTES // (3 * n * s * s))))
-            self._bank_base = torch.full((n,), -(2**40), dtype=torch.int64, device=dev)
+            # pre-generated mazes, start tiles and optimal steps of each env's next episodes
+            self._bank_size = int(max(4, min(16, _BANK_BYTES // (n * s * s))))
+            self._bank_base = torch.full((n,), _NO_BANK, dtype=torch.int64, device=dev)
         self._padded = self._pad_walls(self._open) if observation == "local" else None
         self._trails: dict[int, list[int]] = {}
 
@@ -260,15 +262,27 @@ class MazeVectorEnv(BatchedEnv):
         walls = (~open_).float().reshape(-1, s, s)
         return torch.nn.functional.pad(walls, (v, v, v, v), value=1.0).reshape(walls.shape[0], -1)
 
+    def _reseeded(self) -> None:
+        if self.layout == "random":
+            self._bank_base.fill_(_NO_BANK)  # the banked mazes belong to the old seeds
+
+    def _start_tiles(self, seeds: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
+        """Start tile of each (env seed, episode index): the top-left room, or a random room."""
+        if not self.random_start:
+            return self._rooms[0].expand(episodes.shape)
+        return self._rooms[rng.randint(len(self._rooms) - 1, seeds, episodes, _START_KEY)]
+
     def _refill_bank(self) -> None:
         """Generate every env's next mazes (a pure function of its seed and episode index)."""
-        p = self._bank_size
+        n, p = self.num_envs, self._bank_size
         base = self.episode.clone()
-        offsets = torch.arange(p, device=self.device)
-        keys = rng.bits(self.seeds[:, None], base[:, None] + offsets, _MAZE_KEY)  # [N, P]
+        episodes = base[:, None] + torch.arange(p, device=self.device)  # [N, P]
+        keys = rng.bits(self.seeds[:, None], episodes, _MAZE_KEY)
         open_, dist = generate_mazes(keys.flatten(), self.size)
-        self._bank_open = open_.reshape(self.num_envs, p, -1)
-        self._bank_dist = dist.reshape(self.num_envs, p, -1)
+        start = self._start_tiles(self.seeds[:, None], episodes)
+        self._bank_open = open_.reshape(n, p, -1)
+        self._bank_start = start
+        self._bank_optimal = dist.reshape(n, p, -1).gather(2, start[..., None]).squeeze(2).long()
         self._bank_base = base
 
     def _start(self, idx: torch.Tensor) -> None:
@@ -278,17 +292,14 @@ class MazeVectorEnv(BatchedEnv):
                 self._refill_bank()
                 off = self.episode[idx] - self._bank_base[idx]
             self._open[idx] = self._bank_open[idx, off]
-            self._dist[idx] = self._bank_dist[idx, off]
+            self.pos[idx] = self._bank_start[idx, off]
+            self.optimal_steps[idx] = self._bank_optimal[idx, off]
             if self._padded is not None:
                 self._padded[idx] = self._pad_walls(self._open[idx])
-        if self.random_start:
-            room = rng.randint(len(self._rooms) - 1, self.seeds[idx], self.episode[idx], _START_KEY)
-            start = self._rooms[room]
-        else:
-            start = self._rooms[0].expand(idx.numel())
+            return
+        start = self._start_tiles(self.seeds[idx], self.episode[idx])
         self.pos[idx] = start
-        dist = self._dist if self.layout == "random" else self._dist.expand(self.num_envs, -1)
-        self.optimal_steps[idx] = dist[idx, start].long()
+        self.optimal_steps[idx] = self._dist[0, start].long()
 
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         new = self.pos + self._delta[actions]
