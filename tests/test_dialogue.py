@@ -235,3 +235,14 @@ def test_the_single_env_passes_gymnasiums_checker() -> None:
 def test_bad_parameters_are_refused_with_the_parameter_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DialogueVectorEnv(num_envs=1, **kwargs)
+
+
+def test_a_confirm_of_a_misheard_slot_reads_as_a_correction() -> None:
+    env = DialogueEnv(error_rate=1.0, render_mode="ansi")  # every hearing is wrong
+    env.reset(seed=0)
+    env.step(REQUEST)
+    env.step(CONFIRM)
+    lines = env.render().splitlines()
+    goal = dict(item.split("=") for item in lines[0].removeprefix("USER GOAL: ").split(", "))
+    assert "[misheard as cuisine=" in lines[2]
+    assert lines[3:5] == ["SYSTEM: confirm(cuisine)", f"USER: No, cuisine={goal['cuisine']}."]

@@ -206,6 +206,7 @@ class DialogueVectorEnv(BatchedEnv):
         self.confidence = torch.zeros(n, k, device=dev)
         self.turn = torch.zeros(n, dtype=torch.int64, device=dev)
         self.booked_ok = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.corrected = torch.zeros(n, dtype=torch.bool, device=dev)
         self._episode_key = torch.zeros(n, dtype=torch.int64, device=dev)  # mixed (seed, episode)
         self._expert_acts = torch.as_tensor(act, device=dev)  # [L, u, m, w] -> act kind
         if render_mode == "ansi":
@@ -255,6 +256,7 @@ class DialogueVectorEnv(BatchedEnv):
         self.confidence = torch.where(informed, conf[:, None], self.confidence)
         # confirm: the user affirms or corrects a filled slot
         fixed = onehot & confirm[:, None] & (self.belief >= 0)
+        self.corrected = (fixed & (self.belief != self.goal)).any(dim=1)  # the user said "no, ..."
         self.belief = torch.where(fixed, self.goal, self.belief)
         self.confidence = torch.where(fixed, 1.0, self.confidence)
         # book / bye / out of turns
@@ -308,7 +310,10 @@ class DialogueVectorEnv(BatchedEnv):
             s = action - k
             if int(self.belief[i, s]) < 0:
                 return f"SYSTEM: confirm({name})\nUSER: I have not told you the {name} yet."
-            return f"SYSTEM: confirm({name})\nUSER: {name}={self._value(s, int(self.goal[i, s]))}, yes."
+            value = self._value(s, int(self.goal[i, s]))
+            if bool(self.corrected[i]):
+                return f"SYSTEM: confirm({name})\nUSER: No, {name}={value}."
+            return f"SYSTEM: confirm({name})\nUSER: {name}={value}, yes."
         if action == 2 * k:
             held = ", ".join(
                 f"{SLOTS[s][0]}={self._value(s, int(b)) if b >= 0 else '?'}"
