@@ -82,6 +82,13 @@ def _check(cfg: DictConfig) -> None:
     from pglab.experiment import preflight as run_preflight
 
     job = copy.deepcopy(cfg)
+    launcher = OmegaConf.select(cfg, "hydra.launcher")
+    if launcher is not None:  # e.g. SLURM resources interpolated from hardware.cluster
+        try:
+            OmegaConf.to_container(launcher, resolve=True)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or "hydra.launcher"
+            raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
     with read_write(job), open_dict(job):
         job.pop("hydra", None)  # as Hydra does before it hands the config to the task
     run_preflight(validate(job))

@@ -308,6 +308,26 @@ class SB3Config(AlgoConfig):
 
 
 @dataclass
+class ClusterConfig:
+    """What one job asks a SLURM cluster for (``hydra/launcher=slurm`` reads these).
+
+    Attributes:
+        partition: SLURM partition; null: the cluster's default.
+        time_limit_min: the job's wall-time limit in minutes. submitit's own default (60)
+            kills long runs; set it above the run's expected duration.
+        cpus_per_job: CPU cores per job.
+        gpus_per_job: GPUs per job (0 for CPU jobs).
+        mem_gb: memory per job.
+    """
+
+    partition: str | None = None
+    time_limit_min: int = bounded(240, ge=1)
+    cpus_per_job: int = bounded(1, ge=1)
+    gpus_per_job: int = bounded(0, ge=0)
+    mem_gb: int = bounded(4, ge=1)
+
+
+@dataclass
 class HardwareConfig:
     """Where and how to compute.
 
@@ -315,11 +335,28 @@ class HardwareConfig:
         device: ``cpu``, ``cuda`` (an error without a GPU) or ``auto``.
         num_threads: torch intra-op threads; 0 keeps torch's default (all cores).
             Small policy networks run fastest on one thread, and one thread per job
-            keeps parallel sweeps from oversubscribing the cores.
+            keeps parallel sweeps (joblib: one job per core) from oversubscribing the cores.
+        cluster: resources of one job on a SLURM cluster.
     """
 
     device: Device = Device.cpu
     num_threads: int = bounded(1, ge=0)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+@dataclass
+class DebugConfig:
+    """Fault injection, to check that a sweep survives failures (tests and curious users).
+
+    Attributes:
+        fail_at_step: raise an error at the first update at or past this many env steps.
+        nan_at_step: at the first update at or past this many env steps, turn the agent's
+            weights into NaN, as a diverging update would: the next loss is NaN and the
+            run must stop as failed.
+    """
+
+    fail_at_step: int | None = bounded(None, ge=0)
+    nan_at_step: int | None = bounded(None, ge=0)
 
 
 @dataclass
@@ -369,6 +406,7 @@ class Config:
         seed: seeds torch, numpy, Python's ``random``, the envs and their action spaces.
         total_steps: training budget in env steps; null uses ``env.default_total_steps``.
         log_every_steps: write one metrics line per this many env steps (at update ends).
+        checkpoint_every_steps: save ``checkpoint.pt`` (everything a resume needs) this often.
         progress_every_s: seconds between plain progress lines when no bar is shown.
     """
 
@@ -377,9 +415,11 @@ class Config:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     seed: int = bounded(0, ge=0)
     total_steps: int | None = bounded(None, ge=1)
     log_every_steps: int = bounded(5_000, ge=1)
+    checkpoint_every_steps: int = bounded(50_000, ge=1)
     progress_every_s: float = bounded(10.0, gt=0.0)
 
     @property

@@ -17,10 +17,12 @@ What a run folder holds when it ends (completed or failed):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import random
+import socket
 import sys
 import time
 import traceback
@@ -171,6 +173,78 @@ class _Window:
         return out
 
 
+def _normalised(config: dict[str, Any]) -> Any:
+    """A config as JSON would give it back, so configs from files and from Hydra compare equal."""
+    return json.loads(json.dumps(config))
+
+
+def completed_run(run_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a run completed in ``run_dir`` with this very config, if there is one."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("status") == "completed" and summary.get("config") == _normalised(config_dict):
+        return summary
+    return None
+
+
+def load_resumable(run_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint of an interrupted run of this very config in ``run_dir``, if any."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # a foreign or damaged file: start afresh, keep it aside
+        log.warning("cannot read %s (%s); starting afresh", path, err)
+        return None
+    return ckpt if ckpt.get("config") == _normalised(config_dict) else None
+
+
+def _truncate_jsonl(path: Path, max_env_steps: int) -> None:
+    """Keep the lines logged up to ``max_env_steps`` (what the checkpoint covers), atomically."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["env_steps"] <= max_env_steps:
+                keep.append(line)
+        except (ValueError, KeyError):
+            break  # a line cut by the kill: everything after it is lost anyway
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors and plain values (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": list(random.getstate()[1]),
+        "numpy": torch.as_tensor(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _arm_fault_injection(cfg: Config, agent: Any) -> None:
+    if cfg.debug.nan_at_step is not None:
+        agent.nan_at_step = cfg.debug.nan_at_step
+
+
 def run(
     cfg: Config,
     run_dir: Path,
@@ -180,28 +254,47 @@ def run(
 ) -> float:
     """Train and evaluate one agent; write the run folder; return the final eval mean return.
 
+    A run folder that already holds a run of the same resolved config is not started
+    afresh: a completed run is skipped (its final return is returned), an interrupted one
+    resumes from its last checkpoint. A run of another config is moved to ``earlier-<n>/``.
+
     Raises whatever made the run fail, after ``summary.json`` says so and the W&B run
     is finished as failed.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    keep_earlier_run(run_dir)
     config_dict = (
         config_dict
         if config_dict is not None
         else OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     )
+    done = completed_run(run_dir, config_dict)
+    if done is not None:
+        log.info("%s: completed earlier with this config; skipped", run_dir)
+        return float(done["final"]["return_mean"])
+    ckpt = load_resumable(run_dir, config_dict)
+    if ckpt is None:
+        keep_earlier_run(run_dir)
+    else:
+        log.info("%s: resuming from the checkpoint at %d env steps", run_dir, ckpt["env_steps"])
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            _truncate_jsonl(run_dir / name, ckpt["env_steps"])
     name = run_name(cfg)
-    t_start = time.perf_counter()
+    progress_state = ckpt["progress"] if ckpt else {}
+    t_start = time.perf_counter() - float(progress_state.get("wall_s", 0.0))
     summary: dict[str, Any] = {
         "status": "running",
         "algo": cfg.algo.name,
         "env": cfg.env.name,
         "seed": cfg.seed,
-        "env_steps": 0,
-        "solved_at_env_steps": None,  # first evaluation at or above env.solved_threshold
-        "solved_at_wall_s": None,
+        "env_steps": ckpt["env_steps"] if ckpt else 0,
+        "solved_at_env_steps": progress_state.get("solved_at_env_steps"),  # first eval >= env.solved_threshold
+        "solved_at_wall_s": progress_state.get("solved_at_wall_s"),
+        "resumed_from_env_steps": ckpt["env_steps"] if ckpt else None,
         "run_dir": str(run_dir),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # set when a SLURM launcher ran the job
         "config": config_dict,
     }
     write_json_atomic(run_dir / "summary.json", summary)
@@ -214,7 +307,8 @@ def run(
         if cfg.hardware.num_threads > 0:
             torch.set_num_threads(cfg.hardware.num_threads)
         seed_everything(cfg.seed)
-        logger = RunLogger(run_dir, cfg.logger, config_dict, name=name, group=group or run_dir.name)
+        wandb_id = progress_state.get("wandb_id")
+        logger = RunLogger(run_dir, cfg.logger, config_dict, name=name, group=group or run_dir.name, run_id=wandb_id)
         summary["wandb_mode"] = logger.mode
         summary["wandb_dir"] = str(logger.wandb_dir) if logger.wandb_dir else None
 
@@ -228,6 +322,7 @@ def run(
         )
         envs = [env, eval_env]
         agent = build_agent(cfg, env, device)
+        _arm_fault_injection(cfg, agent)
         budget = cfg.budget
         eval_seeds = env_seeds(cfg.seed, eval_env.num_envs, "eval")
         summary["eval_seeds"] = eval_seeds  # the same for every algorithm with this run seed
@@ -245,31 +340,57 @@ def run(
             logger.log_samples(env_steps, result.samples)
             return result.metrics()
 
-        train_s = 0.0  # training wall time without evaluations: what SPS divides by
-        state = {
+        # where the run is: everything a checkpoint must restore besides the agent and RNGs
+        state: dict[str, Any] = {
             "next_log": cfg.log_every_steps,
             "next_eval": cfg.eval.every_steps,
+            "next_checkpoint": cfg.checkpoint_every_steps,
+            "train_s": 0.0,  # training wall time without evaluations: what SPS divides by
             "last_eval": None,
             "recent": None,
-            "t_mark": time.perf_counter(),
         }
         window = _Window()
         progress = Progress(budget, cfg.progress_every_s, progress_bar, name)
 
-        first = run_eval(cfg.eval.episodes, 0)
-        logger.log(0, {**first, "time/wall_s": time.perf_counter() - t_start})
-        state["last_eval"] = first["eval/return_mean"]
-        state["t_mark"] = time.perf_counter()
+        if ckpt is not None:
+            agent.load_state_dict(ckpt["agent"])
+            _set_rng_state(ckpt["rng"])
+            state.update({k: progress_state[k] for k in state if k in progress_state})
+        else:
+            first = run_eval(cfg.eval.episodes, 0)
+            logger.log(0, {**first, "time/wall_s": time.perf_counter() - t_start})
+            state["last_eval"] = first["eval/return_mean"]
+        t_mark = time.perf_counter()
+
+        def save_resumable(steps: int) -> None:
+            progress_now = {
+                **state,
+                "wall_s": time.perf_counter() - t_start,
+                "solved_at_env_steps": summary["solved_at_env_steps"],
+                "solved_at_wall_s": summary["solved_at_wall_s"],
+                "wandb_id": logger.run_id,
+            }
+            payload = {
+                "agent": agent.state_dict(),
+                "env_steps": steps,
+                "rng": _rng_state(),
+                "progress": progress_now,
+                "config": _normalised(config_dict),
+            }
+            _save_atomic(run_dir / CHECKPOINT, payload)
 
         def on_update(update: Update) -> bool:
-            nonlocal train_s
+            nonlocal t_mark
             now = time.perf_counter()
-            train_s += now - state["t_mark"]
+            state["train_s"] += now - t_mark
             steps = update.env_steps
+            if cfg.debug.fail_at_step is not None and steps >= cfg.debug.fail_at_step:
+                raise RuntimeError(f"debug.fail_at_step={cfg.debug.fail_at_step}: failing on purpose at {steps} steps")
             window.add(update)
-            sps = steps / max(train_s, 1e-9)
-            if steps >= state["next_log"] or steps >= budget:
-                row = window.flush()
+            sps = steps / max(state["train_s"], 1e-9)
+            checkpoint_due = steps >= state["next_checkpoint"] and steps < budget
+            if steps >= state["next_log"] or steps >= budget or checkpoint_due:
+                row = window.flush()  # a checkpoint starts from an empty window: nothing is lost
                 if "train/episode_return" in row:
                     state["recent"] = row["train/episode_return"]
                 row.update({"time/sps": sps, "time/wall_s": now - t_start})
@@ -289,9 +410,13 @@ def run(
                 logger.log(steps, {**metrics, "time/wall_s": time.perf_counter() - t_start})
                 while state["next_eval"] <= steps:
                     state["next_eval"] += cfg.eval.every_steps
+            if checkpoint_due:
+                while state["next_checkpoint"] <= steps:
+                    state["next_checkpoint"] += cfg.checkpoint_every_steps
+                save_resumable(steps)
             summary["env_steps"] = steps
             progress.update(steps, sps, state["recent"], state["last_eval"])
-            state["t_mark"] = time.perf_counter()
+            t_mark = time.perf_counter()
             return True
 
         agent.learn(env, budget, on_update)
@@ -305,6 +430,7 @@ def run(
         save_checkpoint(run_dir / "policy.pt", agent.state_dict(), cfg, config_dict)
         if hasattr(agent, "export"):
             agent.export(run_dir)  # the algorithm's own format too (SB3's zip)
+        train_s = state["train_s"]
         summary.update(
             status="completed",
             env_steps=agent.env_steps,
@@ -315,6 +441,7 @@ def run(
             solved_threshold=threshold,
         )
         write_json_atomic(run_dir / "summary.json", summary)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # policy.pt holds the final agent
         progress.close()
         logger.finish(summary, failed=False)
         return float(final["eval/return_mean"])
@@ -336,7 +463,16 @@ def run(
             e.close()
 
 
-RUN_FILES = ("metrics.jsonl", "samples.jsonl", "summary.json", "policy.pt", "sb3_model.zip", "vecnormalize.pkl")
+CHECKPOINT = "checkpoint.pt"
+RUN_FILES = (
+    "metrics.jsonl",
+    "samples.jsonl",
+    "summary.json",
+    "policy.pt",
+    CHECKPOINT,
+    "sb3_model.zip",
+    "vecnormalize.pkl",
+)
 
 
 def keep_earlier_run(run_dir: Path) -> Path | None:
@@ -356,6 +492,13 @@ def keep_earlier_run(run_dir: Path) -> Path | None:
     return dest
 
 
+def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(path: Path, agent_state: dict[str, Any], cfg: Config, config_dict: dict[str, Any]) -> None:
     """Atomically save the agent state; loadable with ``torch.load(path, weights_only=True)``."""
     payload = {
@@ -365,9 +508,7 @@ def save_checkpoint(path: Path, agent_state: dict[str, Any], cfg: Config, config
         "seed": cfg.seed,
         "config": config_dict,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    _save_atomic(path, payload)
 
 
 # --------------------------------------------------------------------------- Hydra job

@@ -101,9 +101,18 @@ class RunLogger:
         config: the resolved run config (a plain dict), stored in W&B.
         name: W&B run name, ``{algo}-{env}-s{seed}``.
         group: W&B group: the sweep folder's name (a single run: its own name).
+        run_id: the W&B run id of an interrupted run being resumed: its history continues.
     """
 
-    def __init__(self, run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: LoggerConfig,
+        config: dict[str, Any],
+        name: str,
+        group: str,
+        run_id: str | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mode = resolve_wandb_mode(cfg)
@@ -111,12 +120,12 @@ class RunLogger:
         self.wandb_run: Any = None
         if self.mode != "disabled":
             try:
-                self.wandb_run = self._init_wandb(cfg, config, name, group)
+                self.wandb_run = self._init_wandb(cfg, config, name, group, run_id)
             except BaseException:
                 self._metrics.close()
                 raise
 
-    def _init_wandb(self, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str) -> Any:
+    def _init_wandb(self, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str, run_id: str | None) -> Any:
         import wandb
 
         if wandb.run is not None:  # left open by a crashed job in this (reused) process
@@ -132,6 +141,8 @@ class RunLogger:
             dir=str(self.run_dir),
             reinit="create_new",
         )
+        if run_id is not None:
+            kwargs.update(id=run_id, resume="allow")
         quiet = dict(console="off", silent=True, x_disable_stats=True)
         try:
             run = wandb.init(
@@ -147,6 +158,11 @@ class RunLogger:
         run.define_metric("env_steps")
         run.define_metric("*", step_metric="env_steps")
         return run
+
+    @property
+    def run_id(self) -> str | None:
+        """The W&B run's id (kept in checkpoints, so that a resumed run continues the same W&B run)."""
+        return None if self.wandb_run is None else str(self.wandb_run.id)
 
     @property
     def wandb_dir(self) -> Path | None:

@@ -29,7 +29,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pglab.algos.common import OnUpdate, RunningMeanStd, Update, check_finite, gae, grad_norm_and_clip
+from pglab.algos.common import (
+    OnUpdate,
+    RunningMeanStd,
+    Update,
+    check_finite,
+    gae,
+    grad_norm_and_clip,
+    inject_nan,
+)
 from pglab.config import A2CConfig, OptimizerName
 from pglab.nets import ValueNet, make_policy, obs_dim
 
@@ -75,6 +83,7 @@ class A2C:
         else:
             self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps)
         self.env_steps = 0
+        self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
 
     # ------------------------------------------------------------------ normalisation
@@ -195,6 +204,7 @@ class A2C:
     def update(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on the rollout in ``buf``; returns the update's metrics."""
         loss, parts = self.loss(buf)
+        loss = inject_nan(loss, self.env_steps, self.nan_at_step)
         check_finite("loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

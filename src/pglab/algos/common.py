@@ -97,6 +97,14 @@ def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -
     return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
 
+def inject_nan(loss: torch.Tensor, env_steps: int, nan_at_step: int | None) -> torch.Tensor:
+    """Fault injection (``debug.nan_at_step``): the loss as NaN from that env step on, as
+    a diverging update would make it; :func:`check_finite` must then stop the run."""
+    if nan_at_step is not None and env_steps >= nan_at_step:
+        return loss * float("nan")
+    return loss
+
+
 def check_finite(name: str, value: torch.Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``value`` holds a NaN or inf."""
     if not bool(torch.isfinite(value).all()):

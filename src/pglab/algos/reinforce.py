@@ -38,7 +38,14 @@ import gymnasium as gym
 import torch
 from torch.nn import functional as F
 
-from pglab.algos.common import OnUpdate, Update, check_finite, discounted_returns, grad_norm_and_clip
+from pglab.algos.common import (
+    OnUpdate,
+    Update,
+    check_finite,
+    discounted_returns,
+    grad_norm_and_clip,
+    inject_nan,
+)
 from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import ValueNet, make_policy, obs_dim
 
@@ -82,6 +89,7 @@ class Reinforce:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
         self.optimizer = torch.optim.Adam(groups, eps=1e-5)
         self.env_steps = 0
+        self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
 
     @staticmethod
     def check_config(cfg: Any) -> None:
@@ -233,6 +241,7 @@ class Reinforce:
         """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
         cfg = self.cfg
         loss, parts = self.loss(buf, T)
+        loss = inject_nan(loss, self.env_steps, self.nan_at_step)
         check_finite("loss", loss)
 
         self.optimizer.zero_grad(set_to_none=True)

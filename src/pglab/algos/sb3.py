@@ -33,7 +33,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from pglab.algos.common import OnUpdate, Update
+from pglab.algos.common import NonFiniteError, OnUpdate, Update, check_finite
 from pglab.config import Activation, ConfigError, SB3Config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO}
@@ -105,9 +105,10 @@ class SB3VecEnv(VecEnv):
 class _UpdateCallback(BaseCallback):
     """Turns SB3's training loop into pglab ``Update`` calls (after every training step)."""
 
-    def __init__(self, on_update: OnUpdate) -> None:
+    def __init__(self, on_update: OnUpdate, nan_at_step: int | None = None) -> None:
         super().__init__()
         self.on_update = on_update
+        self.nan_at_step = nan_at_step
         self.grad_norms: list[float] = []
         self._hook: Any = None
         self.returns: list[float] = []
@@ -122,6 +123,8 @@ class _UpdateCallback(BaseCallback):
             grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             if grads:
                 self.grad_norms.append(float(torch.nn.utils.get_total_norm(grads)))
+            if self.nan_at_step is not None and self.model.num_timesteps >= self.nan_at_step and grads:
+                grads[0].fill_(float("nan"))  # fault injection: a NaN loss has NaN gradients
 
         self._hook = self.model.policy.optimizer.register_step_pre_hook(measure)
 
@@ -148,14 +151,25 @@ class _UpdateCallback(BaseCallback):
         if not self.on_update(update):
             self.stop = True
 
+    def _check_finite(self) -> None:
+        # SB3 trains on silently through NaN; pglab stops the run at once, as for its own algorithms
+        values = self.model.logger.name_to_value
+        for key in METRIC_NAMES:
+            if key in values and not np.isfinite(values[key]):
+                raise NonFiniteError(f"{METRIC_NAMES[key]} became non-finite ({values[key]})")
+        for name, p in self.model.policy.named_parameters():
+            check_finite(f"policy parameter {name}", p)
+
     def _on_rollout_start(self) -> None:
         # called before each rollout: from the second on, a training step has just ended
         if self.rollouts > 0:
+            self._check_finite()
             self._emit()
         self.rollouts += 1
 
     def _on_training_end(self) -> None:
         if not self.stop:  # after an early stop the last update was already handed over
+            self._check_finite()
             self._emit()
         if self._hook is not None:
             self._hook.remove()
@@ -213,6 +227,7 @@ class SB3Agent:
             **kwargs,
         )
         self.env_steps = 0
+        self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
 
     @staticmethod
     def check_config(cfg: Any) -> None:
@@ -252,32 +267,43 @@ class SB3Agent:
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """SB3's ``learn`` until ``total_steps``; ``on_update`` after every training step."""
-        callback = _UpdateCallback(on_update)
+        callback = _UpdateCallback(on_update, self.nan_at_step)
         remaining = max(total_steps - self.env_steps, 0)
         self.model.learn(remaining, callback=callback, log_interval=None, reset_num_timesteps=self.env_steps == 0)
         self.env_steps = int(self.model.num_timesteps)
 
     def state_dict(self) -> dict[str, Any]:
-        """Policy weights, VecNormalize statistics (as tensors) and step counter."""
-        state: dict[str, Any] = {"policy": self.model.policy.state_dict(), "env_steps": self.env_steps}
+        """Policy weights, optimiser, VecNormalize statistics (as tensors), step and update counters."""
+        state: dict[str, Any] = {
+            "policy": self.model.policy.state_dict(),
+            "optimizer": self.model.policy.optimizer.state_dict(),
+            "env_steps": self.env_steps,
+            "n_updates": int(getattr(self.model, "_n_updates", 0)),
+        }
         if isinstance(self.vec_env, VecNormalize):
-            rms = self.vec_env.obs_rms
-            state["obs_rms"] = {
-                "mean": torch.as_tensor(rms.mean),
-                "var": torch.as_tensor(rms.var),
-                "count": torch.as_tensor(rms.count),
-            }
+            for name in ("obs_rms", "ret_rms"):
+                rms = getattr(self.vec_env, name)
+                state[name] = {
+                    "mean": torch.as_tensor(rms.mean),
+                    "var": torch.as_tensor(rms.var),
+                    "count": torch.as_tensor(rms.count),
+                }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.policy.load_state_dict(state["policy"])
+        if "optimizer" in state:
+            self.model.policy.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
         self.model.num_timesteps = self.env_steps
-        if isinstance(self.vec_env, VecNormalize) and "obs_rms" in state:
-            rms = self.vec_env.obs_rms
-            rms.mean = state["obs_rms"]["mean"].numpy().copy()
-            rms.var = state["obs_rms"]["var"].numpy().copy()
-            rms.count = float(state["obs_rms"]["count"])
+        self.model._n_updates = int(state.get("n_updates", 0))
+        if isinstance(self.vec_env, VecNormalize):
+            for name in ("obs_rms", "ret_rms"):
+                if name in state:
+                    rms = getattr(self.vec_env, name)
+                    rms.mean = state[name]["mean"].numpy().copy()
+                    rms.var = state[name]["var"].numpy().copy()
+                    rms.count = float(state[name]["count"])
 
     def export(self, run_dir: Path) -> None:
         """SB3's own formats: ``sb3_model.zip`` and, when used, ``vecnormalize.pkl``."""
