@@ -150,3 +150,22 @@ def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(ca
         preflight(["-m", "env=cartpole,mountaincar", seeds, "algo.lr=0.1,-3"], CONF)
     assert info.value.code == 2
     assert "algo.lr=-3.0 is out of range: must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_gpu_slurm_sweep_passes_preflight_on_a_machine_without_a_gpu() -> None:
+    """The jobs run on GPU nodes; the login node that submits them needs no GPU."""
+    from pglab.cli import preflight
+
+    preflight(["-m", "hardware=slurm_gpu", "hardware.cluster.partition=gpu", "seed=0,1"], CONF)  # no SystemExit
+    cfg = validate(compose_config("hardware=slurm_gpu"))
+    assert cfg.hardware.device == Device.cuda and cfg.hardware.cluster.gpus_per_job == 1
+
+
+def test_cluster_resources_are_checked_before_submission(capsys: pytest.CaptureFixture[str]) -> None:
+    from pglab.cli import preflight
+
+    with pytest.raises(SystemExit) as info:
+        preflight(["-m", "hardware=slurm", "hardware.cluster.time_limit_min=0", "seed=0,1"], CONF)
+    assert info.value.code == 2
+    assert "hardware.cluster.time_limit_min=0 is out of range: must be >= 1" in capsys.readouterr().err

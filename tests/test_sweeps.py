@@ -40,6 +40,7 @@ TINY = ("env=cartpole", "total_steps=4000", "log_every_steps=1000", "eval.every_
         ("reinforce", "env.num_envs=4", "loss became non-finite"),
         ("a2c", "algo.n_steps=5", "loss became non-finite"),
         ("sb3_a2c", "algo.n_steps=5", "became non-finite"),
+        ("sb3_ppo", "algo.n_steps=64", "policy parameters after an SB3 update became non-finite"),
     ],
 )
 def test_a_nan_in_the_loss_stops_the_run_at_once_as_failed(tmp_path: Path, algo: str, extra: str, reason: str) -> None:
@@ -135,9 +136,12 @@ def test_a_run_killed_midway_resumes_from_its_checkpoint_and_logs_each_step_once
     assert train[-1] >= 60000 and checkpoint_at <= killed_at
     assert evals[0] == 0 and evals[-1] == summary["env_steps"]
     assert not (run_dir / CHECKPOINT).exists() and (run_dir / "policy.pt").exists()
-    # the W&B run is continued, not duplicated: the same id in both offline folders
-    ids = {p.name.split("-")[-1] for p in run_dir.glob("wandb/offline-run-*")}
-    assert len(ids) == 1
+    # offline W&B cannot resume a run: the resumed part is a second run, tagged, from the checkpoint on
+    folders = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(folders) == 2
+    resumed = read_run(next(folders[-1].glob("run-*.wandb")))
+    steps = [row["env_steps"] for row in resumed["history"] if "env_steps" in row]
+    assert min(steps) > checkpoint_at and max(steps) == summary["env_steps"] and resumed["exit_code"] == 0
     # a third time: completed with this config, so nothing runs
     stamp = (run_dir / "metrics.jsonl").stat().st_mtime_ns
     again = run_py(*args, cwd=tmp_path, timeout=300)
@@ -228,3 +232,28 @@ def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
     assert f"best_value: {max(finals)}" in result
     lrs = {summary_of(p)["config"]["algo"]["lr"] for p in sweep_dir.iterdir() if (p / "summary.json").exists()}
     assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "sb3_ppo"])
+def test_an_interrupted_run_resumes_with_its_full_state(tmp_path: Path, algo: str) -> None:
+    """Fail after a checkpoint, rerun the same config: it resumes from the checkpoint (agent,
+    optimiser, normaliser statistics) and continues the same metrics file."""
+    extra = ["env.num_envs=4"] if algo == "reinforce" else ["algo.n_steps=64", "algo.normalize=true"]
+    cfg = make_config(*TINY, f"algo={algo}", *extra, "checkpoint_every_steps=2000", "debug.fail_at_step=3500")
+    with pytest.raises(RuntimeError, match="failing on purpose"):
+        run(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    if algo == "sb3_ppo":
+        assert {"policy", "optimizer", "obs_rms", "ret_rms", "n_updates"} <= set(ckpt["agent"])
+    lines_before = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["env_steps"] <= ckpt["env_steps"]]
+    with pytest.raises(RuntimeError, match="failing on purpose"):  # the same config fails at the same step again
+        run(cfg, tmp_path)
+    assert ckpt["agent"]["env_steps"] == ckpt["env_steps"], "the agent's own counter is in the checkpoint"
+    summary = summary_of(tmp_path)
+    assert summary["resumed_from_env_steps"] == ckpt["env_steps"]
+    assert ckpt["env_steps"] < summary["env_steps"] < ckpt["env_steps"] + 1500, "continued, not restarted"
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert rows[: len(lines_before)] == lines_before, "the file continues from the checkpoint"
+    train = [r["env_steps"] for r in rows if "loss/policy" in r]
+    assert train == sorted(set(train))
+    assert not (tmp_path / "earlier-1").exists()

@@ -21,7 +21,13 @@ install -d -o munge -g munge -m 0755 /run/munge
 install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
 if ! (munge -n </dev/null | unmunge >/dev/null 2>&1); then
   runuser -u munge -- /usr/sbin/munged
+  touch "$STATE/started-munged"   # stop.sh stops munged only if this script started it
   for _ in $(seq 50); do (munge -n </dev/null | unmunge >/dev/null 2>&1) && break; sleep 0.1; done
+fi
+
+# keep a slurm.conf that is not ours
+if [ -f /etc/slurm/slurm.conf ] && ! grep -q '^ClusterName=pglab-test$' /etc/slurm/slurm.conf; then
+  cp /etc/slurm/slurm.conf "/etc/slurm/slurm.conf.before-pglab.$(date +%s)"
 fi
 
 cat > /etc/slurm/slurm.conf <<CONF

@@ -2,7 +2,10 @@
 # Stop the daemons start.sh started, by the PIDs in their pid files.
 STATE=${PGLAB_SLURM_STATE:-/tmp/pglab-slurm}
 alive() { [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }  # a zombie is dead
-for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" /run/munge/munged.pid; do
+pidfiles=("$STATE/slurmd.pid" "$STATE/slurmctld.pid")
+[ -e "$STATE/started-munged" ] && pidfiles+=(/run/munge/munged.pid)
+rm -f "$STATE/started-munged"
+for pidfile in "${pidfiles[@]}"; do
   [ -s "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if kill -TERM "$pid" 2>/dev/null; then

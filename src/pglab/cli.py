@@ -89,9 +89,10 @@ def _check(cfg: DictConfig) -> None:
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or "hydra.launcher"
             raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
+    remote = "submitit" in str(OmegaConf.select(cfg, "hydra.launcher._target_") or "")
     with read_write(job), open_dict(job):
         job.pop("hydra", None)  # as Hydra does before it hands the config to the task
-    run_preflight(validate(job))
+    run_preflight(validate(job), check_device=not remote)  # remote jobs check their node's device
 
 
 def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:

@@ -350,9 +350,9 @@ class DebugConfig:
 
     Attributes:
         fail_at_step: raise an error at the first update at or past this many env steps.
-        nan_at_step: at the first update at or past this many env steps, turn the agent's
-            weights into NaN, as a diverging update would: the next loss is NaN and the
-            run must stop as failed.
+        nan_at_step: from the first update at or past this many env steps, make the loss
+            NaN (ours) or the gradients NaN (SB3, which has no loss hook), as a diverging
+            update would: the run must stop at once as failed.
     """
 
     fail_at_step: int | None = bounded(None, ge=0)

@@ -88,8 +88,13 @@ def build_agent(cfg: Config, env: Any, device: torch.device) -> Any:
     )
 
 
-def preflight(cfg: Config) -> torch.device:
-    """Every check that can fail before work starts; returns the device."""
+def preflight(cfg: Config, check_device: bool = True) -> torch.device:
+    """Every check that can fail before work starts; returns the device.
+
+    ``check_device=False`` skips asking this machine for the device: the jobs of a SLURM
+    sweep run on cluster nodes (with GPUs) while the sweep is submitted from a login node
+    (often without); each job checks its own device when it starts.
+    """
     check_env_config(cfg.env)
     try:
         algo_class = get_class(cfg.algo.impl)
@@ -100,6 +105,8 @@ def preflight(cfg: Config) -> torch.device:
         check(cfg)
     if max_episode_steps(cfg.env) is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
+    if not check_device:
+        return torch.device("cpu")
     return resolve_device(cfg.hardware)
 
 
@@ -178,13 +185,39 @@ def _normalised(config: dict[str, Any]) -> Any:
     return json.loads(json.dumps(config))
 
 
+# Keys that do not change what a run computes: where it runs, how it reports, how often it
+# checkpoints. A rerun that changes only these (a longer SLURM time limit after a
+# time-out, W&B settings, another launcher) still skips or resumes.
+NOT_RESULT_KEYS = (
+    ("hardware", "cluster"),
+    ("hardware", "num_threads"),
+    ("logger",),
+    ("progress_every_s",),
+    ("checkpoint_every_steps",),
+)
+
+
+def result_config(config: dict[str, Any]) -> Any:
+    """The part of a run's config that decides its results (what skip and resume compare)."""
+    out = _normalised(config)
+    for path in NOT_RESULT_KEYS:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
 def completed_run(run_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any] | None:
     """The summary of a run completed in ``run_dir`` with this very config, if there is one."""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    if summary.get("status") == "completed" and summary.get("config") == _normalised(config_dict):
+    if summary.get("status") == "completed" and result_config(summary.get("config") or {}) == result_config(
+        config_dict
+    ):
         return summary
     return None
 
@@ -199,7 +232,9 @@ def load_resumable(run_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any]
     except Exception as err:  # a foreign or damaged file: start afresh, keep it aside
         log.warning("cannot read %s (%s); starting afresh", path, err)
         return None
-    return ckpt if ckpt.get("config") == _normalised(config_dict) else None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+        return None
+    return ckpt if result_config(ckpt["config"]) == result_config(config_dict) else None
 
 
 def _truncate_jsonl(path: Path, max_env_steps: int) -> None:
@@ -221,10 +256,13 @@ def _truncate_jsonl(path: Path, max_env_steps: int) -> None:
 def _rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as tensors and plain values (``weights_only``-loadable)."""
     np_state = np.random.get_state()
+    py_state = random.getstate()
     state: dict[str, Any] = {
-        "python": list(random.getstate()[1]),
+        "python": list(py_state[1]),
+        "python_gauss": py_state[2],
         "numpy": torch.as_tensor(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "numpy_gauss": (int(np_state[3]), float(np_state[4])),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -233,8 +271,9 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate((3, tuple(state["python"]), None))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    has_gauss, cached = state["numpy_gauss"]
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -101,7 +101,11 @@ class RunLogger:
         config: the resolved run config (a plain dict), stored in W&B.
         name: W&B run name, ``{algo}-{env}-s{seed}``.
         group: W&B group: the sweep folder's name (a single run: its own name).
-        run_id: the W&B run id of an interrupted run being resumed: its history continues.
+        run_id: the W&B run id of an interrupted run being resumed. Online, the W&B run
+            continues (steps logged between the checkpoint and the interruption appear
+            twice in its history; ``metrics.jsonl`` is exact). Offline, W&B cannot resume a
+            run, so the resumed part is a new run with the same name and group, tagged
+            ``resumed``.
     """
 
     def __init__(
@@ -141,8 +145,10 @@ class RunLogger:
             dir=str(self.run_dir),
             reinit="create_new",
         )
-        if run_id is not None:
+        if run_id is not None and self.mode == "online":
             kwargs.update(id=run_id, resume="allow")
+        elif run_id is not None:
+            kwargs["tags"] = [*kwargs["tags"], "resumed"]
         quiet = dict(console="off", silent=True, x_disable_stats=True)
         try:
             run = wandb.init(

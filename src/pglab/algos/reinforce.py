@@ -252,6 +252,9 @@ class Reinforce:
         self.optimizer.step()
         for p in self.policy.parameters():
             check_finite("policy parameters", p)
+        if self.value is not None:
+            for p in self.value.parameters():
+                check_finite("value parameters", p)
 
         metrics = {k: v.item() for k, v in parts.items()}
         metrics["train/grad_norm"] = grad_norm

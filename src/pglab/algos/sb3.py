@@ -111,6 +111,7 @@ class _UpdateCallback(BaseCallback):
         self.nan_at_step = nan_at_step
         self.grad_norms: list[float] = []
         self._hook: Any = None
+        self._post_hook: Any = None
         self.returns: list[float] = []
         self.lengths: list[int] = []
         self.rollouts = 0
@@ -126,7 +127,14 @@ class _UpdateCallback(BaseCallback):
             if self.nan_at_step is not None and self.model.num_timesteps >= self.nan_at_step and grads:
                 grads[0].fill_(float("nan"))  # fault injection: a NaN loss has NaN gradients
 
+        def check(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            # stop at the update that made a weight NaN/inf, before SB3 uses it (PPO's next minibatch)
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    check_finite("policy parameters after an SB3 update", p)
+
         self._hook = self.model.policy.optimizer.register_step_pre_hook(measure)
+        self._post_hook = self.model.policy.optimizer.register_step_post_hook(check)
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -173,6 +181,7 @@ class _UpdateCallback(BaseCallback):
             self._emit()
         if self._hook is not None:
             self._hook.remove()
+            self._post_hook.remove()
 
 
 class SB3Agent:
@@ -277,7 +286,7 @@ class SB3Agent:
         state: dict[str, Any] = {
             "policy": self.model.policy.state_dict(),
             "optimizer": self.model.policy.optimizer.state_dict(),
-            "env_steps": self.env_steps,
+            "env_steps": int(self.model.num_timesteps),  # also mid-learn, for checkpoints
             "n_updates": int(getattr(self.model, "_n_updates", 0)),
         }
         if isinstance(self.vec_env, VecNormalize):
