@@ -31,12 +31,14 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
         pytest.skip(f"a test SLURM cluster needs root and slurm-wlm + munge ({', '.join(missing) or 'not root'})")
     env = {**os.environ, "PGLAB_SLURM_STATE": str(STATE)}
     subprocess.run([str(SLURM_SCRIPTS / "stop.sh")], env=env, check=False)
-    started = subprocess.run([str(SLURM_SCRIPTS / "start.sh")], env=env, capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stderr
-    assert "idle" in started.stdout, started.stdout
-    job_env = clean_env()
-    job_env["PATH"] = f"{SLURM_SCRIPTS / 'bin'}:{job_env['PATH']}"  # the sacct stand-in
-    try:
+    try:  # stop the daemons whatever happens, a failed start included
+        started = subprocess.run(
+            [str(SLURM_SCRIPTS / "start.sh")], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "idle" in started.stdout, started.stdout
+        job_env = clean_env()
+        job_env["PATH"] = f"{SLURM_SCRIPTS / 'bin'}:{job_env['PATH']}"  # the sacct stand-in
         yield job_env
     finally:
         subprocess.run([str(SLURM_SCRIPTS / "stop.sh")], env=env, check=False, timeout=60)

@@ -11,6 +11,8 @@ HOST=$(hostname -s)
 # leave 512 MB of headroom below what slurmd detects, or the node drains ("Low RealMemory")
 MEM=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 512 ))
 NODE=$(slurmd -C | head -1 | sed "s/RealMemory=[0-9]*/RealMemory=$MEM/")
+# a test cluster starts empty: no jobs or node states left from an earlier start
+rm -rf "$STATE/ctld" "$STATE/spool"
 mkdir -p "$STATE/ctld" "$STATE/spool" /etc/slurm
 
 # munge: the key, its runtime folders owned by the munge user, the daemon as that user
@@ -19,7 +21,7 @@ chown munge:munge /etc/munge/munge.key
 chmod 400 /etc/munge/munge.key
 install -d -o munge -g munge -m 0755 /run/munge
 install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
-if ! (munge -n </dev/null | unmunge >/dev/null 2>&1); then
+if ! (munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1); then
   runuser -u munge -- /usr/sbin/munged
   touch "$STATE/started-munged"   # stop.sh stops munged only if this script started it
   for _ in $(seq 50); do (munge -n </dev/null | unmunge >/dev/null 2>&1) && break; sleep 0.1; done
@@ -63,10 +65,15 @@ $NODE State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 
-/usr/sbin/slurmctld -i   # -i: start from a clean state
+/usr/sbin/slurmctld -c   # -c: clear all saved state (jobs, node states)
 /usr/sbin/slurmd
 for _ in $(seq 100); do
-  sinfo --noheader --format=%T 2>/dev/null | grep -qx idle && break
+  if sinfo --noheader --format=%T 2>/dev/null | grep -qx idle; then
+    sinfo
+    exit 0
+  fi
   sleep 0.2
 done
-sinfo
+sinfo >&2
+echo "start.sh: the node did not become idle; see $STATE/slurmctld.log and $STATE/slurmd.log" >&2
+exit 1

@@ -3,7 +3,9 @@
 At the end of a sweep :class:`SweepCallback` reads every job's ``summary.json`` in the
 sweep folder, prints and saves a compact table (algo × env: final eval return mean ± std
 over seeds, number of seeds, failed jobs), prints one line per failed job and the one
-command that syncs the offline W&B runs, and exits non-zero when any job failed.
+command that syncs the offline W&B runs, writes the sweep's report (``pglab.report``:
+tables, plots and ``report.md`` in ``<sweep dir>/report``), and exits non-zero when any
+job failed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class SweepCallback(Callback):
         failed = [r for r in runs if r.status != "completed"]
         for r in failed:
             print(f"FAILED {r.name}: {r.error}  [{r.run_dir}]", file=sys.stderr)
+        try:  # the report (tables, plots, report.md) goes into <sweep dir>/report
+            from pglab.report import write_report
+
+            write_report([sweep_dir], sweep_dir / "report", quiet=True)
+            print(f"Report: {sweep_dir / 'report' / 'report.md'}")
+        except Exception as err:  # a report problem never costs the sweep's results
+            print(f"pglab: the sweep report could not be written: {type(err).__name__}: {err}", file=sys.stderr)
         offline = offline_wandb_dirs(sweep_dir)
         if offline:
             print(
