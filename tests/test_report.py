@@ -223,3 +223,12 @@ def test_a_real_sweep_ends_with_its_report(tmp_path: Path) -> None:
     _not_blank(sweep / "report" / "curves_cartpole.png")
     table = (sweep / "report" / "table.csv").read_text().splitlines()
     assert len(table) == 3 and not math.isnan(float(table[1].split(",")[5]))
+
+
+def test_one_table_per_metric(tmp_path: Path) -> None:
+    make_runs(tmp_path)
+    assert main([str(tmp_path), "--metrics", "return_mean,success_rate", "--out", str(tmp_path / "r")]) == 0
+    success = (tmp_path / "r" / "table_success_rate.md").read_text()
+    assert "| mountaincar | sb3_ppo | 1.0 ± 0.0 |" in success and "| 4 | 1 |" in success
+    assert "### Final `success_rate`" in (tmp_path / "r" / "report.md").read_text()
+    assert main([str(tmp_path), "--metrics", "nope"]) == 2

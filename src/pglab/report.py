@@ -67,8 +67,10 @@ def load_runs(roots: Sequence[Path]) -> pd.DataFrame:
     """One row per run folder under ``roots``: status, seed, final metrics, timings, flat config.
 
     Columns: ``run_dir``, ``status``, ``error``, ``env``, ``algo``, ``seed``, ``final``
-    (final eval mean return; NaN unless completed), ``final_success``, ``solved_at_env_steps``,
-    ``solved_at_wall_s``, ``wall_s``, ``sps``, and ``cfg.<key>`` for every config key.
+    (final eval mean return; NaN unless completed), ``final.<metric>`` for every final
+    evaluation metric (``return_mean``, ``success_rate``, ``optimality``, ...),
+    ``solved_at_env_steps``, ``solved_at_wall_s``, ``wall_s``, ``sps``, and ``cfg.<key>``
+    for every config key.
     """
     rows = []
     for root in roots:
@@ -94,12 +96,12 @@ def load_runs(roots: Sequence[Path]) -> pd.DataFrame:
                 "algo": data.get("algo") or (config.get("algo") or {}).get("name"),
                 "seed": data.get("seed", config.get("seed")),
                 "final": final.get("return_mean", math.nan) if completed else math.nan,
-                "final_success": final.get("success_rate", math.nan) if completed else math.nan,
                 "solved_at_env_steps": data.get("solved_at_env_steps"),
                 "solved_at_wall_s": data.get("solved_at_wall_s"),
                 "wall_s": data.get("wall_s", math.nan) if completed else math.nan,
                 "sps": data.get("sps", math.nan) if completed else math.nan,
             }
+            row.update({f"final.{k}": (v if completed else math.nan) for k, v in final.items()})
             row.update({f"cfg.{k}": v for k, v in _flatten(config).items()})
             rows.append(row)
     frame = pd.DataFrame(rows)
@@ -216,9 +218,16 @@ def _resolve_by(runs: pd.DataFrame, by: list[str]) -> list[str]:
     return columns
 
 
-def build_table(runs: pd.DataFrame, by: list[str], reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per env × group: the statistics described in the module docstring."""
+def build_table(
+    runs: pd.DataFrame, by: list[str], reference: pd.DataFrame | None = None, metric: str = "return_mean"
+) -> pd.DataFrame:
+    """One row per env × group: the statistics described in the module docstring, of the
+    final evaluation's ``metric`` (``return_mean``, ``success_rate``, ...)."""
     by_cols = _resolve_by(runs, by)
+    column = f"final.{metric}"
+    if column not in runs.columns:
+        known = sorted(c.removeprefix("final.") for c in runs.columns if c.startswith("final."))
+        raise ValueError(f"--metrics {metric}: not a final evaluation metric of these runs ({', '.join(known)})")
     reference = load_reference() if reference is None else reference
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     published = {(r.env, r.algo): r for r in reference.itertuples() if r.kind == "published"}
@@ -231,7 +240,7 @@ def build_table(runs: pd.DataFrame, by: list[str], reference: pd.DataFrame | Non
         for key, cell in env_runs.groupby(by_cols, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             done = cell[cell["status"] == "completed"]
-            x = done["final"].to_numpy(dtype=float)
+            x = done[column].dropna().to_numpy(dtype=float)
             solved = done["solved_at_env_steps"].dropna()
             solved_wall = done["solved_at_wall_s"].dropna()
             low, high = iqm_ci(x)
@@ -250,12 +259,12 @@ def build_table(runs: pd.DataFrame, by: list[str], reference: pd.DataFrame | Non
                     "solved": len(solved),
                     "solved_env_steps": float(solved.mean()) if len(solved) else math.nan,
                     "solved_wall_s": float(solved_wall.mean()) if len(solved_wall) else math.nan,
-                    "threshold": thresholds.get(env, math.nan),
+                    "threshold": thresholds.get(env, math.nan) if metric == "return_mean" else math.nan,
                     "wall_s": float(done["wall_s"].mean()) if len(done) else math.nan,
                     "sps": float(done["sps"].mean()) if len(done) else math.nan,
                 }
             )
-            ref = published.get((env, row.get("algo")))
+            ref = published.get((env, row.get("algo"))) if metric == "return_mean" else None
             row["reference"] = f"{ref.mean:.3f} ± {ref.std:.3f} ({int(ref.env_steps):,} steps)" if ref else ""
             rows.append(row)
     return pd.DataFrame(rows)
@@ -484,20 +493,35 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
 # --------------------------------------------------------------------------- the report
 
 
-def write_report(roots: Sequence[Path], out: Path, by: Sequence[str] = ("algo",), quiet: bool = False) -> Report:
-    """Read the runs under ``roots``; write tables, plots and ``report.md`` into ``out``."""
+def write_report(
+    roots: Sequence[Path],
+    out: Path,
+    by: Sequence[str] = ("algo",),
+    quiet: bool = False,
+    metrics: Sequence[str] = ("return_mean",),
+) -> Report:
+    """Read the runs under ``roots``; write tables, plots and ``report.md`` into ``out``.
+
+    One table per final evaluation metric: ``table.*`` for the first (the return by
+    default), ``table_<metric>.*`` for the others (e.g. ``success_rate``).
+    """
     by = list(by)
     runs = load_runs([Path(r) for r in roots])
     by_cols = _resolve_by(runs, by)
     reference = load_reference()
-    table = build_table(runs, by, reference)
+    tables = {m: build_table(runs, by, reference, metric=m) for m in metrics}
+    table = tables[metrics[0]]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(table=table, runs=runs, by=by)
-    markdown = format_markdown(table, by)
-    (out / "table.md").write_text(markdown + "\n")
-    (out / "table.tex").write_text(format_latex(table, by) + "\n")
-    table.to_csv(out / "table.csv", index=False)
+    markdowns = {}
+    for i, (metric, t) in enumerate(tables.items()):
+        stem = "table" if i == 0 else f"table_{metric}"
+        markdowns[metric] = format_markdown(t, by)
+        (out / f"{stem}.md").write_text(markdowns[metric] + "\n")
+        (out / f"{stem}.tex").write_text(format_latex(t, by) + "\n")
+        t.to_csv(out / f"{stem}.csv", index=False)
+    markdown = markdowns[metrics[0]]
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     report.figures += plot_curves(runs, by_cols, out, thresholds)
     scores, left_out = normalised_scores(runs, by_cols, reference)
@@ -523,6 +547,8 @@ def write_report(roots: Sequence[Path], out: Path, by: Sequence[str] = ("algo",)
         markdown,
         "",
     ]
+    for metric in list(metrics)[1:]:
+        lines += [f"### Final `{metric}`", "", markdowns[metric], ""]
     if not agg.empty:
         lines += [
             "## Aggregate over envs (normalised: 0 = random policy, 1 = solved threshold)",
@@ -552,11 +578,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (searched at any depth)")
     parser.add_argument("--by", default="algo", help="config keys to group by, comma-separated (default: algo)")
+    parser.add_argument(
+        "--metrics",
+        default="return_mean",
+        help="final evaluation metrics, one table each, comma-separated (default: return_mean; "
+        "e.g. return_mean,success_rate,optimality)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first dir>/report)")
     args = parser.parse_args(argv)
     out = args.out or (args.dirs[0] / "report")
+    split = lambda text: [k.strip() for k in text.split(",") if k.strip()]  # noqa: E731
     try:
-        write_report(args.dirs, out, by=[k.strip() for k in args.by.split(",") if k.strip()])
+        write_report(args.dirs, out, by=split(args.by), metrics=split(args.metrics) or ["return_mean"])
     except (FileNotFoundError, ValueError) as err:
         print(f"pglab report: {err}", file=sys.stderr)
         return 2
