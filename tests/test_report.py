@@ -232,3 +232,42 @@ def test_one_table_per_metric(tmp_path: Path) -> None:
     assert "| mountaincar | sb3_ppo | 1.0 ± 0.0 |" in success and "| 4 | 1 |" in success
     assert "### Final `success_rate`" in (tmp_path / "r" / "report.md").read_text()
     assert main([str(tmp_path), "--metrics", "nope"]) == 2
+
+
+def test_no_run_is_dropped_by_a_key_some_configs_lack_or_a_lone_run(tmp_path: Path) -> None:
+    make_runs(tmp_path)
+    # one run gets an extra key (as algo.baseline exists only for reinforce), one env gets a single run
+    run_dir = tmp_path / "reinforce-mountaincar-s0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["config"]["algo"]["baseline"] = "value"
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    lone = tmp_path / "a2c-cartpole-s0"
+    for other in ("a2c-cartpole-s1", "a2c-cartpole-s2"):
+        for f in (tmp_path / other).iterdir():
+            f.unlink()
+        (tmp_path / other).rmdir()
+    report = write_report([tmp_path], tmp_path / "r", by=["algo", "algo.baseline"], quiet=True)
+    table = report.table
+    assert table["seeds"].sum() + table["failed"].sum() == len(list(tmp_path.glob("*/summary.json")))
+    assert set(table["algo.baseline"]) == {"value", "—"}
+    assert table[(table.env == "cartpole") & (table.algo == "a2c")]["seeds"].item() == 1
+    assert lone.exists() and "aggregate_iqm.png" in {p.name for p in report.figures}
+
+
+def test_auto_grouping_keeps_swept_settings_apart(tmp_path: Path) -> None:
+    make_runs(tmp_path)
+    run_dir = tmp_path / "a2c-mountaincar-s4"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["config"]["algo"]["lr"] = 0.01  # a swept hyperparameter
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    report = write_report([tmp_path], tmp_path / "r", quiet=True)
+    assert report.by == ["algo", "algo.lr"]
+    rows = report.table[(report.table.env == "mountaincar") & (report.table.algo == "a2c")]
+    assert sorted(rows["seeds"]) == [1, 4] and set(rows["algo.lr"]) == {"0.001", "0.01"}
+
+
+def test_latex_escapes_and_shows_the_published_column(tmp_path: Path) -> None:
+    make_runs(tmp_path)
+    tex = format_latex(build_table(load_runs([tmp_path]), ["algo"]), ["algo"])
+    assert "-110.423 $\\pm$ 19.473 (1,000,000 steps)" in tex
+    assert "textbackslash" not in tex

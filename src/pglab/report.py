@@ -6,7 +6,9 @@
 Every run under the folders (any depth, any launcher; ``earlier-*`` runs moved aside by a
 rerun are left out) is read from its files — ``summary.json`` and ``metrics.jsonl`` —
 never from live objects. Runs are grouped by env and by the ``--by`` config keys
-(default ``algo``), and the report holds, following Agarwal et al. (2021), "Deep RL at the
+(default ``auto``: ``algo`` plus every config key that differs between runs of the same
+env and algo, such as a swept learning rate, so that a row never mixes two settings), and
+the report holds, following Agarwal et al. (2021), "Deep RL at the
 Edge of the Statistical Precipice":
 
 * a table per env and group of the final evaluation return: mean ± sample std (ddof 1),
@@ -21,7 +23,8 @@ Edge of the Statistical Precipice":
   per env in bold, ``table.tex``) and CSV (``table.csv``, one row per env and group,
   with the CI bounds as columns);
 * plots (PNG and PDF): learning curves per env (evaluation return, mean over seeds with
-  a 95 % bootstrap band, against env steps and against wall seconds); aggregate IQM
+  a 95 % bootstrap band, against env steps and against wall seconds, up to where the
+  shortest run ends); aggregate IQM
   interval estimates and performance profiles over envs on normalised scores (0 = a
   random policy, 1 = the solved threshold; envs without both in the reference file are
   left out of the aggregates, and the report says so);
@@ -162,28 +165,19 @@ def iqm_ci(x: np.ndarray, seed: int = SEED) -> tuple[float, float]:
 def stratified_iqm_ci(samples: Sequence[np.ndarray], seed: int = SEED) -> tuple[float, float, float]:
     """IQM over all runs of several tasks and its stratified-bootstrap 95 % CI.
 
-    Each task's runs are resampled on their own (scipy's bootstrap resamples each of
-    several samples independently), then the IQM is taken over all of them together —
-    the stratified bootstrap of Agarwal et al. (2021).
+    Each task's runs are resampled on their own (with replacement, as many as it has;
+    a task with one run resamples to itself), then the IQM is taken over all of them
+    together — the stratified bootstrap of Agarwal et al. (2021), as in rliable.
     """
     samples = [np.asarray(s, dtype=float) for s in samples if len(s)]
     point = float(iqm(np.concatenate(samples)))
-    if sum(len(s) for s in samples) < 2 or all(len(s) < 2 for s in samples):
+    if sum(len(s) for s in samples) < 2:
         return point, math.nan, math.nan
-
-    def statistic(*xs: np.ndarray, axis: int = -1) -> Any:
-        return iqm(np.concatenate(xs, axis=axis), axis=axis)
-
-    result = stats.bootstrap(
-        tuple(samples),
-        statistic,
-        confidence_level=CONFIDENCE,
-        n_resamples=N_RESAMPLES,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-        vectorized=True,
-    )
-    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    rng = np.random.default_rng(seed)
+    resampled = [s[rng.integers(0, len(s), size=(N_RESAMPLES, len(s)))] for s in samples]  # [B, n_task] each
+    stats_ = iqm(np.concatenate(resampled, axis=1), axis=1)  # [B]
+    low, high = np.percentile(stats_, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return point, float(low), float(high)
 
 
 # --------------------------------------------------------------------------- the table
@@ -202,6 +196,43 @@ class Report:
 
 def group_label(row: pd.Series, by: list[str]) -> str:
     return ", ".join(str(row[k]) for k in by)
+
+
+# config keys that never tell two settings apart (where and how a run ran, not what it computed)
+_NOT_SETTINGS = ("cfg.seed", "cfg.logger.", "cfg.hardware.", "cfg.progress_every_s", "cfg.checkpoint_every_steps")
+
+
+def auto_by(runs: pd.DataFrame) -> list[str]:
+    """``algo`` plus every config key whose value differs between runs of the same env and
+    algo (a swept hyperparameter), so that no row ever mixes two settings."""
+    keys = ["algo"]
+    cfg_cols = [c for c in runs.columns if c.startswith("cfg.") and not c.startswith(_NOT_SETTINGS)]
+    cfg_cols = [c for c in cfg_cols if c not in ("cfg.algo.name", "cfg.env.name")]
+    as_text = runs[cfg_cols].map(_key_text) if cfg_cols else runs[cfg_cols]
+    grouped = as_text.groupby([runs["env"].map(_key_text), runs["algo"].map(_key_text)])
+    for col in cfg_cols:
+        if (grouped[col].nunique(dropna=False) > 1).any():
+            keys.append(col.removeprefix("cfg."))
+    return keys
+
+
+def _key_text(value: Any) -> str:
+    """A group key as text: lists and numbers as written, a missing key as "—"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return str(value)
+
+
+def with_group_keys(runs: pd.DataFrame, by: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with one text column per ``--by`` key (``grp.<key>``), never NaN, so that
+    grouping keeps every run (pandas drops NaN keys) and list values group too."""
+    cols = _resolve_by(runs, by)
+    runs = runs.copy()
+    names = []
+    for key, col in zip(by, cols, strict=True):
+        runs[f"grp.{key}"] = runs[col].map(_key_text)
+        names.append(f"grp.{key}")
+    return runs, names
 
 
 def _resolve_by(runs: pd.DataFrame, by: list[str]) -> list[str]:
@@ -223,7 +254,7 @@ def build_table(
 ) -> pd.DataFrame:
     """One row per env × group: the statistics described in the module docstring, of the
     final evaluation's ``metric`` (``return_mean``, ``success_rate``, ...)."""
-    by_cols = _resolve_by(runs, by)
+    runs, by_cols = with_group_keys(runs, by)
     column = f"final.{metric}"
     if column not in runs.columns:
         known = sorted(c.removeprefix("final.") for c in runs.columns if c.startswith("final."))
@@ -231,9 +262,6 @@ def build_table(
     reference = load_reference() if reference is None else reference
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     published = {(r.env, r.algo): r for r in reference.itertuples() if r.kind == "published"}
-    runs = runs.copy()
-    for col in by_cols:
-        runs[col] = runs[col].astype(str)
     rows = []
     for env, env_runs in runs.groupby("env", sort=True):
         seeds_in_env = set(env_runs["seed"].dropna())
@@ -245,7 +273,7 @@ def build_table(
             solved_wall = done["solved_at_wall_s"].dropna()
             low, high = iqm_ci(x)
             row: dict[str, Any] = {"env": env}
-            row.update({k.removeprefix("cfg."): v for k, v in zip(by_cols, key, strict=True)})
+            row.update({k.removeprefix("grp."): v for k, v in zip(by_cols, key, strict=True)})
             row.update(
                 {
                     "seeds": len(x),
@@ -277,6 +305,8 @@ def _fmt(x: float, digits: int = 1) -> str:
 def _steps(x: float) -> str:
     if x is None or math.isnan(x):
         return "—"
+    if x < 1000:
+        return f"{x:.0f}"
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k"
 
 
@@ -308,13 +338,17 @@ def format_markdown(table: pd.DataFrame, by: list[str]) -> str:
     return "\n".join(lines)
 
 
+_TEX = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}"}
+
+
 def _tex(text: str) -> str:
-    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+    return "".join(_TEX.get(ch, ch) for ch in text).replace("~", r"\textasciitilde{}").replace("^", r"\^{}")
 
 
-def format_latex(table: pd.DataFrame, by: list[str]) -> str:
+def format_latex(table: pd.DataFrame, by: list[str], metric: str = "return_mean") -> str:
     """booktabs LaTeX: env, group, mean ± std, IQM [CI], seeds; the best mean per env in bold."""
-    cols = ["Environment", *(_tex(k) for k in by), "Return (mean $\\pm$ std)", "IQM [95\\% CI]", "Seeds", "Published"]
+    name = "Return" if metric == "return_mean" else _tex(metric.replace("_", " ").capitalize())
+    cols = ["Environment", *(_tex(k) for k in by), f"{name} (mean $\\pm$ std)", "IQM [95\\% CI]", "Seeds", "Published"]
     lines = [
         "\\begin{tabular}{" + "l" * (1 + len(by)) + "rrrl}",
         "\\toprule",
@@ -322,15 +356,15 @@ def format_latex(table: pd.DataFrame, by: list[str]) -> str:
         "\\midrule",
     ]
     for env, rows in table.groupby("env", sort=True):
-        best = rows["mean"].max()
+        best = round(rows["mean"].max(), 1) if rows["mean"].notna().any() else math.nan
         for d in rows.to_dict("records"):
             value = f"{_fmt(d['mean'])} $\\pm$ {_fmt(d['std'])}" if d["seeds"] else "---"
-            if d["seeds"] and d["mean"] == best:
+            if d["seeds"] and round(d["mean"], 1) == best:
                 value = f"\\textbf{{{value}}}"
             ci = f"{_fmt(d['iqm'])} [{_fmt(d['iqm_low'])}, {_fmt(d['iqm_high'])}]" if d["seeds"] else "---"
             seeds = str(d["seeds"]) + (f" ({d['failed']} failed)" if d["failed"] else "")
             group = [_tex(str(d[k])) for k in by]
-            ref = _tex(d["reference"].replace("±", "$\\pm$")) if d["reference"] else ""
+            ref = _tex(d["reference"]) if d["reference"] else ""
             lines.append(" & ".join([_tex(str(env)), *group, value, ci, seeds, ref]) + " \\\\")
         lines.append("\\midrule")
     lines[-1] = "\\bottomrule"
@@ -354,8 +388,9 @@ def _bootstrap_band(values: np.ndarray, rng: np.random.Generator, n: int = 2000)
 
 
 def _on_grid(curves: list[pd.DataFrame], column: str, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Each run's eval return interpolated on a common grid of ``column`` (NaN beyond its data)."""
-    top = max(float(c[column].max()) for c in curves)
+    """Each run's eval return interpolated on a common grid of ``column``, up to where the
+    shortest run ends: every point of the curve averages all runs."""
+    top = min(float(c[column].max()) for c in curves)
     grid = np.linspace(0.0, top, points)
     values = np.full((len(curves), points), np.nan)
     for i, c in enumerate(curves):
@@ -412,12 +447,17 @@ def normalised_scores(
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Final returns scaled per env so that a random policy is 0 and the solved threshold 1.
 
-    Returns ``{group: {env: scores}}`` and the envs left out (no random or threshold score).
+    Returns ``{group: {env: scores}}`` and the envs left out (no random-policy score or
+    threshold in the reference file, or not run by every group).
     """
     random = {r.env: r.mean for r in reference.itertuples() if r.kind == "random"}
     solved = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     done = runs[runs["status"] == "completed"]
     left_out = sorted(set(done["env"]) - (set(random) & set(solved)))
+    # only envs that every group ran, so that the groups are compared on the same tasks
+    envs_per_group = [set(cell["env"]) for _, cell in done.groupby(by_cols, sort=True)]
+    common = set.intersection(*envs_per_group) if envs_per_group else set()
+    left_out = sorted(set(left_out) | (set(done["env"]) - common))
     out: dict[str, dict[str, np.ndarray]] = {}
     for key, cell in done.groupby(by_cols, sort=True):
         label = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
@@ -496,7 +536,7 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
 def write_report(
     roots: Sequence[Path],
     out: Path,
-    by: Sequence[str] = ("algo",),
+    by: Sequence[str] = ("auto",),
     quiet: bool = False,
     metrics: Sequence[str] = ("return_mean",),
 ) -> Report:
@@ -505,9 +545,8 @@ def write_report(
     One table per final evaluation metric: ``table.*`` for the first (the return by
     default), ``table_<metric>.*`` for the others (e.g. ``success_rate``).
     """
-    by = list(by)
     runs = load_runs([Path(r) for r in roots])
-    by_cols = _resolve_by(runs, by)
+    by = auto_by(runs) if list(by) == ["auto"] else list(by)
     reference = load_reference()
     tables = {m: build_table(runs, by, reference, metric=m) for m in metrics}
     table = tables[metrics[0]]
@@ -519,18 +558,19 @@ def write_report(
         stem = "table" if i == 0 else f"table_{metric}"
         markdowns[metric] = format_markdown(t, by)
         (out / f"{stem}.md").write_text(markdowns[metric] + "\n")
-        (out / f"{stem}.tex").write_text(format_latex(t, by) + "\n")
+        (out / f"{stem}.tex").write_text(format_latex(t, by, metric) + "\n")
         t.to_csv(out / f"{stem}.csv", index=False)
     markdown = markdowns[metrics[0]]
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
-    report.figures += plot_curves(runs, by_cols, out, thresholds)
-    scores, left_out = normalised_scores(runs, by_cols, reference)
+    keyed, by_cols = with_group_keys(runs, by)
+    report.figures += plot_curves(keyed, by_cols, out, thresholds)
+    scores, left_out = normalised_scores(keyed, by_cols, reference)
     figures, agg = plot_aggregates(scores, out)
     report.figures += figures
     if left_out:
         report.notes.append(
-            f"Left out of the aggregate plots (no random-policy score or threshold in the reference file): "
-            f"{', '.join(left_out)}."
+            "Left out of the aggregate plots (no random-policy score or threshold in the reference file, "
+            f"or not run by every group): {', '.join(left_out)}."
         )
     failed = runs[runs["status"] != "completed"]
     lines = [
@@ -577,7 +617,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pglab.report", description="Tables and plots from pglab run or sweep folders."
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (searched at any depth)")
-    parser.add_argument("--by", default="algo", help="config keys to group by, comma-separated (default: algo)")
+    parser.add_argument(
+        "--by",
+        default="auto",
+        help="config keys to group by, comma-separated (default: auto = algo plus every key that differs "
+        "between runs of the same env and algo, e.g. a swept learning rate)",
+    )
     parser.add_argument(
         "--metrics",
         default="return_mean",
