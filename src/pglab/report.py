@@ -375,6 +375,27 @@ def format_latex(table: pd.DataFrame, by: list[str], metric: str = "return_mean"
 # --------------------------------------------------------------------------- plots
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` into ``out`` and close it."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out / f"{stem}.{ext}"
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    _pyplot().close(fig)
+    return paths
+
+
 def _bootstrap_band(values: np.ndarray, rng: np.random.Generator, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """95 % percentile-bootstrap band of the mean over runs: ``values [runs, points]`` (NaN = no data)."""
     runs = values.shape[0]
@@ -402,11 +423,7 @@ def _on_grid(curves: list[pd.DataFrame], column: str, points: int = 200) -> tupl
 
 def plot_curves(runs: pd.DataFrame, by_cols: list[str], out: Path, thresholds: dict[str, float]) -> list[Path]:
     """Learning curves per env (vs env steps and vs wall seconds): mean over seeds, 95 % band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     written = []
     rng = np.random.default_rng(SEED)
     done = runs[runs["status"] == "completed"]
@@ -434,11 +451,7 @@ def plot_curves(runs: pd.DataFrame, by_cols: list[str], out: Path, thresholds: d
         axes[1].set_title(f"{env}: against wall time")
         axes[1].legend(loc="best", fontsize=8)
         fig.tight_layout()
-        for ext in ("png", "pdf"):
-            path = out / f"curves_{env}.{ext}"
-            fig.savefig(path, dpi=120)
-            written.append(path)
-        plt.close(fig)
+        written += _save(fig, out, f"curves_{env}")
     return written
 
 
@@ -471,11 +484,7 @@ def normalised_scores(
 
 def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tuple[list[Path], pd.DataFrame]:
     """Aggregate IQM with stratified-bootstrap CIs, and performance profiles, over envs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     written: list[Path] = []
     rows = []
     for label, per_env in scores.items():
@@ -496,11 +505,7 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
     ax.set_title("Aggregate IQM with 95% stratified bootstrap CIs")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        path = out / f"aggregate_iqm.{ext}"
-        fig.savefig(path, dpi=120)
-        written.append(path)
-    plt.close(fig)
+    written += _save(fig, out, "aggregate_iqm")
 
     all_scores = np.concatenate([np.concatenate(list(d.values())) for d in scores.values()])
     taus = np.linspace(min(0.0, all_scores.min()), max(1.2, all_scores.max()), 200)
@@ -522,11 +527,7 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        path = out / f"performance_profiles.{ext}"
-        fig.savefig(path, dpi=120)
-        written.append(path)
-    plt.close(fig)
+    written += _save(fig, out, "performance_profiles")
     return written, agg
 
 
