@@ -20,13 +20,14 @@ def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Pat
         "-m", "env=cartpole,mountaincar", "seed=0,1", "logger=wandb", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "report")
     assert [p.name for p in jobs] == [
         "0_reinforce-cartpole-s0",
         "1_reinforce-cartpole-s1",
         "2_reinforce-mountaincar-s0",
         "3_reinforce-mountaincar-s1",
     ]
+    assert (sweep / "report" / "report.md").exists()  # the sweep's report, next to its jobs
     finals = {}
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
