@@ -99,6 +99,20 @@ class SuccessWhen(Enum):
 # --------------------------------------------------------------------------- groups
 
 
+class EnvBackend(Enum):
+    """Which implementation of an env runs.
+
+    ``auto``: pglab's batched torch implementation where there is one (MountainCar-v0,
+    MountainCarContinuous-v0, and pglab's own envs), gymnasium's otherwise.
+    ``torch``: pglab's batched torch implementation (an error where there is none).
+    ``gymnasium``: gymnasium's reference env, one Python object per sub-env.
+    """
+
+    auto = "auto"
+    torch = "torch"
+    gymnasium = "gymnasium"
+
+
 @dataclass
 class EnvConfig:
     """A gymnasium environment and its per-env defaults.
@@ -111,6 +125,7 @@ class EnvConfig:
         max_episode_steps: time limit; null keeps the registered one.
         solved_threshold: mean eval return that counts as solved (reports, early stop).
         success_when: which episode end counts as a success.
+        backend: ``auto``, ``torch`` or ``gymnasium`` (see :class:`EnvBackend`).
         kwargs: extra keyword arguments for ``gymnasium.make``.
     """
 
@@ -121,6 +136,7 @@ class EnvConfig:
     max_episode_steps: int | None = bounded(None, ge=1)
     solved_threshold: float | None = None
     success_when: SuccessWhen = SuccessWhen.terminated
+    backend: EnvBackend = EnvBackend.auto
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def env_kwargs(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@
 * Envs that report per-episode statistics (``info["episode_stats"]``: the maze's
   ``optimality`` and ``optimal_return``, the dialogue's ``expert_fraction`` and
   ``expert_return``) get their means as ``eval/<name>`` too; envs that can describe an
-  episode in text (``trace_envs``) return the first episode of the first ``samples`` envs.
+  episode in text (``supports_traces``) return the first episode of the first ``samples`` envs.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def evaluate(
         samples: describe the first episode of envs 0..samples-1 in text, where the env can.
     """
     n = env.num_envs
-    traced = min(samples, n) if hasattr(env, "trace_envs") else 0
+    traced = min(samples, n) if getattr(env, "supports_traces", False) else 0
     if traced:
         env.trace_envs = traced
     quota = torch.tensor([(episodes + n - 1 - i) // n for i in range(n)])

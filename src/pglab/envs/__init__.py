@@ -3,10 +3,15 @@
 Algorithms consume a gymnasium 1.x ``VectorEnv`` whose arrays are torch tensors on the
 configured device. :func:`make_vec_env` builds one from an env config:
 
-* pglab's native envs (``pglab/Maze-v0``, ``pglab/Dialogue-v0``) are written batched in
-  torch (:mod:`pglab.envs.batched`) and registered with gymnasium with both an
-  ``entry_point`` (one numpy env, for ``gymnasium.make``, ``check_env`` and SB3) and a
-  ``vector_entry_point`` (the batched env, which ``gymnasium.make_vec`` builds directly);
+* pglab's native envs (``pglab/Maze-v0``, ``pglab/Dialogue-v0``, and
+  ``pglab/MountainCar-v0``, ``pglab/MountainCarContinuous-v0``: gymnasium's physics
+  step for step) are written batched in torch (:mod:`pglab.envs.batched`) and registered
+  with gymnasium with both an ``entry_point`` (one numpy env, for ``gymnasium.make``,
+  ``check_env`` and SB3) and a ``vector_entry_point`` (the batched env, which
+  ``gymnasium.make_vec`` builds directly);
+* ``env.backend`` (``auto``, the default) picks the torch twin of a gymnasium id that has
+  one (``MountainCar-v0`` runs as ``pglab/MountainCar-v0``); ``env.backend=gymnasium``
+  keeps gymnasium's own env;
 * any other gymnasium env runs through ``gymnasium.make_vec`` and is adapted by
   :class:`~pglab.envs.torch_vec.TorchVectorEnv`.
 
@@ -16,7 +21,9 @@ registers the envs) and makes one.
 The step contract every pglab vector env keeps (N = number of envs):
 
 * ``reset(seed=None) -> (obs[N, *obs_shape] float32, info)``
-* ``step(actions[N, ...]) -> (obs, reward[N] float32, terminated[N] bool, truncated[N] bool, info)``
+* ``step(actions[N, ...]) -> (obs, reward[N] float32, terminated[N] bool, truncated[N] bool, info)``;
+  ``truncated`` is set when the time limit is reached, also if the episode terminated in
+  the same step (gymnasium's ``TimeLimit``): a terminated step never bootstraps.
 * Sub-environments reset themselves in the same step they end (gymnasium's ``SAME_STEP``
   autoreset): ``obs`` already holds the first observation of the next episode, and
   ``info["final_obs"][i]`` holds the observation the step actually reached for every i
@@ -37,16 +44,26 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pglab.config import ConfigError, EnvConfig
+from pglab.config import ConfigError, EnvBackend, EnvConfig
 from pglab.envs.torch_vec import TorchVectorEnv
 
-__all__ = ["TorchVectorEnv", "check_env_config", "env_seeds", "make_vec_env", "register_envs"]
+__all__ = ["TorchVectorEnv", "backend_id", "check_env_config", "env_seeds", "make_vec_env", "register_envs"]
 
 # id -> (single env, batched env); entry points are strings so that importing this
 # package stays cheap and free of import cycles.
 NATIVE_ENVS = {
     "pglab/Maze-v0": ("pglab.envs.maze:MazeEnv", "pglab.envs.maze:MazeVectorEnv"),
     "pglab/Dialogue-v0": ("pglab.envs.dialogue:DialogueEnv", "pglab.envs.dialogue:DialogueVectorEnv"),
+    "pglab/MountainCar-v0": ("pglab.envs.mountaincar:MountainCarEnv", "pglab.envs.mountaincar:MountainCarVectorEnv"),
+    "pglab/MountainCarContinuous-v0": (
+        "pglab.envs.mountaincar:MountainCarContinuousEnv",
+        "pglab.envs.mountaincar:MountainCarContinuousVectorEnv",
+    ),
+}
+# gymnasium ids with a native torch twin, which env.backend=auto|torch runs instead
+TORCH_TWINS = {
+    "MountainCar-v0": "pglab/MountainCar-v0",
+    "MountainCarContinuous-v0": "pglab/MountainCarContinuous-v0",
 }
 
 
@@ -84,6 +101,29 @@ def gym_id(env_id: str) -> str:
     return name
 
 
+def backend_id(cfg: EnvConfig) -> str:
+    """The registered id that ``cfg`` builds, after ``env.backend`` chose an implementation.
+
+    Raises a one-line ConfigError where the chosen backend has no implementation of the env.
+    """
+    env_id = gym_id(cfg.id)
+    backend = EnvBackend(cfg.backend)
+    if env_id in NATIVE_ENVS:
+        if backend == EnvBackend.gymnasium and env_id not in TORCH_TWINS.values():
+            raise ConfigError(
+                f"env.backend=gymnasium: {cfg.id} is pglab's own batched env and has no gymnasium "
+                "implementation; use env.backend=auto or torch"
+            )
+        return env_id
+    twin = TORCH_TWINS.get(env_id)
+    if backend == EnvBackend.torch and twin is None:
+        raise ConfigError(
+            f"env.backend=torch: {cfg.id} has no torch implementation (there is one for "
+            f"{', '.join(TORCH_TWINS)} and pglab's own envs); use env.backend=auto or gymnasium"
+        )
+    return twin if twin is not None and backend != EnvBackend.gymnasium else env_id
+
+
 def check_env_config(cfg: EnvConfig) -> None:
     """Fail early, with one line, if the env config cannot be built (unknown id, bad kwargs)."""
     try:
@@ -94,12 +134,13 @@ def check_env_config(cfg: EnvConfig) -> None:
             f"env.id={cfg.id!r} is not a registered gymnasium environment (e.g. {', '.join(known)}, ...)"
         ) from None
     kwargs = cfg.env_kwargs()
-    native = native_class(gym_id(cfg.id))
+    env_id = backend_id(cfg)
+    native = native_class(env_id)
     try:
         if native is not None:
             native.check_kwargs(**kwargs)  # checks without building (and generating mazes)
         else:
-            gym.make(gym_id(cfg.id), **kwargs).close()
+            gym.make(env_id, **kwargs).close()
     except Exception as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         if native is not None and isinstance(err, ValueError):
@@ -141,9 +182,10 @@ def make_vec_env(
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     seeds = env_seeds(seed, num_envs, stream)
-    if native_class(gym_id(cfg.id)) is not None:
+    env_id = backend_id(cfg)
+    if native_class(env_id) is not None:
         return gym.make_vec(
-            gym_id(cfg.id),
+            env_id,
             num_envs=num_envs,
             vectorization_mode="vector_entry_point",
             device=device,
@@ -151,7 +193,7 @@ def make_vec_env(
             **kwargs,
         )
     venv = gym.make_vec(
-        gym_id(cfg.id),
+        env_id,
         num_envs=num_envs,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
@@ -164,7 +206,8 @@ def max_episode_steps(cfg: EnvConfig) -> int | None:
     """The time limit episodes of this env are cut at (None: no limit)."""
     if cfg.max_episode_steps is not None:
         return cfg.max_episode_steps
-    native = native_class(gym_id(cfg.id))
+    env_id = backend_id(cfg)
+    native = native_class(env_id)
     if native is not None:
         return native.time_limit(**cfg.env_kwargs())
-    return gym.spec(gym_id(cfg.id)).max_episode_steps
+    return gym.spec(env_id).max_episode_steps

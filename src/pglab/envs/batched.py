@@ -14,8 +14,17 @@ supplies four pieces:
 * ``_outcome(done) -> (success[N] bool, stats: dict[str, float tensor [N]])`` — how the
   episodes that end now went (read only where ``done``), e.g. the maze's optimality.
 
+An env whose starts are cheap can also override ``_start_where(mask)``, which begins a
+new episode in the envs where ``mask`` is set by computing a start for every env and
+selecting with ``torch.where``: then a step never waits for the device (no
+``done.any()``, no ``nonzero``), which is what keeps a GPU busy. The default finds the
+ended envs and calls ``_start``.
+
 This base class adds what every env needs identically: per-env seeds and episode
-counters, the time limit (``truncated``; a true terminal state wins), gymnasium's
+counters, the time limit (``truncated``, set as gymnasium's ``TimeLimit`` sets it: also
+when the episode terminated in the same step; algorithms never bootstrap a terminated
+step), discrete and continuous actions (continuous ones clipped to the action space, as
+SB3 and pglab's gymnasium adapter do), gymnasium's
 ``SAME_STEP`` autoreset with a dense ``info["final_obs"]``, per-env episode returns and
 lengths, and optional text traces of the first few envs' episodes (for W&B tables).
 
@@ -82,6 +91,7 @@ class BatchedEnv(gym.vector.VectorEnv):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+    supports_traces: ClassVar[bool] = False  # the env writes its episodes as text (trace_*)
 
     @stateful
     def __init__(
@@ -107,15 +117,36 @@ class BatchedEnv(gym.vector.VectorEnv):
         self.episode = torch.zeros(n, dtype=torch.int64, device=self.device)  # episodes begun since seeding
         self.t = torch.zeros(n, dtype=torch.int64, device=self.device)  # steps into the current episode
         self._ep_return = torch.zeros(n, dtype=torch.float64, device=self.device)
+        # Checking discrete actions' range costs a device sync per step: on by default on
+        # the CPU, where it is free; off on a GPU, where pglab's policies cannot emit a bad one.
+        self.check_actions = self.device.type == "cpu"
         self.trace_envs = 0  # record text traces of envs 0..trace_envs-1 (see trace_*)
         self._traces: list[list[str]] = []
 
-    def _init_spaces(self, observation: gym.spaces.Box, action: gym.spaces.Space) -> None:
+    def _init_spaces(self, observation: gym.spaces.Box, action: gym.spaces.Discrete | gym.spaces.Box) -> None:
         """Set the single and batched spaces (call from the subclass's ``__init__``)."""
         self.single_observation_space = observation
         self.single_action_space = action
         self.observation_space = gym.vector.utils.batch_space(observation, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(action, self.num_envs)
+        self._discrete = isinstance(action, gym.spaces.Discrete)
+        if not self._discrete:
+            self._act_low = torch.as_tensor(action.low, dtype=torch.float32, device=self.device)
+            self._act_high = torch.as_tensor(action.high, dtype=torch.float32, device=self.device)
+
+    def _prepare_actions(self, actions: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Actions as ``long[N]`` (discrete, range-checked when ``check_actions``) or
+        ``float32[N, *shape]`` clipped to the action space (continuous)."""
+        space = self.single_action_space
+        if not self._discrete:
+            actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
+            return actions.reshape(self.num_envs, *space.shape).clamp(self._act_low, self._act_high)
+        actions = torch.as_tensor(actions, device=self.device).reshape(self.num_envs).long()
+        if self.check_actions:
+            low, high = torch.aminmax(actions)
+            if int(low) < 0 or int(high) >= int(space.n):
+                raise ValueError(f"actions must be integers in [0, {int(space.n)}); got {actions.tolist()[:8]}")
+        return actions
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass's ``__init__`` builds state tensors too: run it in :func:`_state_mode`."""
@@ -139,6 +170,19 @@ class BatchedEnv(gym.vector.VectorEnv):
 
     def _start(self, idx: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def _start_where(self, mask: torch.Tensor) -> bool:
+        """Begin new episodes where ``mask`` (bool ``[N]``) is set, after the counters moved on.
+
+        Returns whether any env may have started (the observation must then be taken
+        again). This default finds those envs (a device sync) and calls :meth:`_start`;
+        an env overrides it to start branch-free.
+        """
+        idx = torch.nonzero(mask).flatten()
+        if idx.numel() == 0:
+            return False
+        self._start(idx)
+        return True
 
     def _reseeded(self) -> None:
         """The seeds changed: drop anything derived from the old ones (e.g. pre-generated mazes)."""
@@ -220,13 +264,25 @@ class BatchedEnv(gym.vector.VectorEnv):
         self._begin(torch.arange(self.num_envs, device=self.device))
         return self._observe(), {}
 
+    def _begin_where(self, done: torch.Tensor) -> bool:
+        """Autoreset: start the next episode of the envs that ended (``done``, bool ``[N]``)."""
+        self.episode += done
+        self.t.masked_fill_(done, 0)
+        self._ep_return.masked_fill_(done, 0.0)
+        started = self._start_where(done)
+        if self.trace_envs:
+            for i in torch.nonzero(done[: self.trace_envs]).flatten().tolist():
+                self._traces[i] = [self.trace_begin(i)]
+        return started
+
     def step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Advance every env one step; see the step contract in :mod:`pglab.envs`.
 
         Args:
-            actions: ``[N]`` (discrete) action indices, any integer dtype, on any device.
+            actions: ``[N]`` action indices (discrete; any integer dtype) or ``[N, *shape]``
+                actions (continuous; clipped to the space), on any device.
         Returns:
             obs ``[N, D]`` float32, reward ``[N]`` float32, terminated ``[N]`` bool,
             truncated ``[N]`` bool, info with ``final_obs [N, D]``, ``episode_return [N]``,
@@ -240,14 +296,11 @@ class BatchedEnv(gym.vector.VectorEnv):
     def _step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        actions = torch.as_tensor(actions, device=self.device).reshape(self.num_envs).long().clone()
-        n_actions = int(self.single_action_space.n)
-        if bool(((actions < 0) | (actions >= n_actions)).any()):
-            raise ValueError(f"actions must be integers in [0, {n_actions}); got {actions.tolist()[:8]}")
+        actions = self._prepare_actions(actions)
         reward, terminated = self._advance(actions)
         self.t += 1
         limit = self._limit()
-        truncated = (self.t >= limit) & ~terminated if limit > 0 else torch.zeros_like(terminated)
+        truncated = self.t >= limit if limit > 0 else torch.zeros_like(terminated)
         done = terminated | truncated
         self._ep_return += reward.double()
         final_obs = self._observe()
@@ -261,10 +314,7 @@ class BatchedEnv(gym.vector.VectorEnv):
             texts = self._trace(actions, done, info["success"], ep_return)
             if texts:
                 info["episode_text"] = texts
-        obs = final_obs
-        if bool(done.any()):
-            self._begin(torch.nonzero(done).flatten())
-            obs = self._observe()
+        obs = self._observe() if self._begin_where(done) else final_obs
         return obs, reward, terminated, truncated, info
 
     def _trace(
@@ -327,14 +377,14 @@ class SingleEnv(gym.Env):
 
     @stateful
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
         core = self.core
-        actions = torch.as_tensor(np.asarray(action), dtype=torch.int64).reshape(1)
+        if core._discrete and not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        actions = core._prepare_actions(np.asarray(action)[None])
         reward, terminated = core._advance(actions)
         core.t += 1
         limit = core._limit()
-        truncated = bool(core.t[0] >= limit) and not bool(terminated[0]) if limit > 0 else False
+        truncated = bool(core.t[0] >= limit) if limit > 0 else False
         done = terminated | torch.tensor([truncated])
         core._ep_return += reward.double()
         success, stats = core._outcome(done)

@@ -170,6 +170,7 @@ class DialogueVectorEnv(BatchedEnv):
     """
 
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi"]}
+    supports_traces: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -189,6 +189,7 @@ class MazeVectorEnv(BatchedEnv):
     """
 
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi", "rgb_array"]}
+    supports_traces: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -1,0 +1,240 @@
+"""MountainCar-v0 and MountainCarContinuous-v0, batched in torch, step for step gymnasium's.
+
+The physics, bounds, rewards, termination, time limits (200 and 999 steps) and reset
+distribution are gymnasium's (``gymnasium/envs/classic_control/mountain_car.py`` and
+``continuous_mountain_car.py``), down to the floating-point type of every operation, so
+that from the same state and the same actions the observations, rewards and flags are
+bit-for-bit gymnasium's (``tests/test_mountaincar.py`` checks it against gymnasium
+itself). What that takes:
+
+* **MountainCar-v0** keeps its state in float64, as gymnasium does:
+  ``v += (a - 1)·0.001 + cos(3p)·(-0.0025)``; clip v to ±0.07; ``p += v``; clip p to
+  [-1.2, 0.6]; at the left wall a leftward velocity becomes 0; terminated when
+  ``p >= 0.5 and v >= goal_velocity``; reward -1 per step.
+* **MountainCarContinuous-v0** stores its state as float32 after every step (gymnasium
+  writes it into a float32 array), but the state drawn at reset is float64 until the
+  first step; NumPy's promotion rules (NEP 50) then decide which operations of a step run
+  in float32 and which in float64. :meth:`MountainCarContinuousVectorEnv._advance`
+  follows them operation by operation, for both kinds of state.
+* ``cos`` is the C library's, as gymnasium's ``math.cos``: on the CPU through NumPy
+  (a zero-copy view of the tensor), because ``torch.cos`` differs from it in the last
+  bit for about 0.2 % of arguments. On a GPU ``torch.cos`` is used: the same physics to
+  within one float64 ulp per step, without a device round trip.
+* Start states: position uniform in [-0.6, -0.4), velocity 0. The number comes from
+  pglab's counter-based generator (:mod:`pglab.envs.rng`), keyed by the env's seed and
+  episode index, so the distribution is gymnasium's but the draws are not NumPy's.
+
+Every step is branch-free tensor code: no Python loop over envs, no device sync, also at
+the autoreset (:meth:`_start_where`), so a batch of 65,536 envs on a GPU never waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pglab.envs import rng
+from pglab.envs.batched import BatchedEnv, SingleEnv
+
+MIN_POSITION, MAX_POSITION, MAX_SPEED = -1.2, 0.6, 0.07
+_START = 0x5EED  # purpose key of the start-state draws
+_F32 = torch.float32
+
+
+def _libm_cos(x: torch.Tensor) -> torch.Tensor:
+    """``cos`` of a float64 tensor as C's ``cos`` (and so Python's ``math.cos``) gives it.
+
+    On the CPU through NumPy on a shared-memory view (no copy); elsewhere ``torch.cos``.
+    """
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.cos(x.numpy()))
+    return torch.cos(x)
+
+
+class _MountainCarBase(BatchedEnv):
+    """State, starts and observations shared by the discrete and the continuous car.
+
+    State: ``position[N]`` and ``velocity[N]``, float64.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": []}
+    default_time_limit: ClassVar[int]
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        max_episode_steps: int | None = None,
+        device: torch.device | str = "cpu",
+        seeds: int | list[int] | None = None,
+        render_mode: str | None = None,
+        goal_velocity: float = 0.0,
+    ) -> None:
+        self._check_params({"goal_velocity": goal_velocity})
+        if max_episode_steps is None:
+            max_episode_steps = self.default_time_limit
+        super().__init__(num_envs, max_episode_steps, device, seeds, render_mode)
+        self.goal_velocity = float(goal_velocity)
+        n = num_envs
+        self.position = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.velocity = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self._keys = torch.zeros(n, dtype=torch.int64, device=self.device)
+        low = np.array([MIN_POSITION, -MAX_SPEED], dtype=np.float32)
+        high = np.array([MAX_POSITION, MAX_SPEED], dtype=np.float32)
+        self._init_spaces(gym.spaces.Box(low, high, dtype=np.float32), self._action_space())
+
+    @classmethod
+    def time_limit(cls, **_: Any) -> int:
+        """gymnasium's registered ``max_episode_steps``."""
+        return cls.default_time_limit
+
+    @staticmethod
+    def _check_params(args: dict[str, Any]) -> None:
+        value = args.get("goal_velocity", 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+            raise ValueError(f"goal_velocity={value!r}: must be a finite number")
+
+    def _action_space(self) -> gym.spaces.Space:
+        raise NotImplementedError
+
+    def _reseeded(self) -> None:
+        self._keys.copy_(rng.bits(self.seeds, _START))
+
+    def _start_positions(self) -> torch.Tensor:
+        """``[N]`` float64 start positions of every env's current episode, uniform in [-0.6, -0.4)."""
+        u = rng.draw(self._keys, self.episode).double() / 2.0**32
+        return -0.6 + 0.2 * u  # gymnasium: np_random.uniform(low=-0.6, high=-0.4)
+
+    def _start(self, idx: torch.Tensor) -> None:
+        self.position[idx] = self._start_positions()[idx]
+        self.velocity[idx] = 0.0
+
+    def _start_where(self, mask: torch.Tensor) -> bool:
+        self.position.copy_(torch.where(mask, self._start_positions(), self.position))
+        self.velocity.masked_fill_(mask, 0.0)
+        return True
+
+    def set_state(self, idx: torch.Tensor | list[int], position: Any, velocity: Any) -> None:
+        """Put envs ``idx`` into a given state, as a fresh start (for tests and studies).
+
+        ``position`` and ``velocity`` are float64 ``[len(idx)]`` (sequences of Python floats
+        or float64 arrays; a float32 tensor would have lost the state's precision already);
+        like gymnasium's ``env.unwrapped.state = np.array([p, v])``.
+        """
+        for name, x in (("position", position), ("velocity", velocity)):
+            if isinstance(x, torch.Tensor | np.ndarray) and x.dtype not in (torch.float64, np.float64):
+                raise ValueError(f"set_state: {name} must be float64, got {x.dtype}")
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            self.position[idx] = torch.as_tensor(position, dtype=torch.float64, device=self.device)
+            self.velocity[idx] = torch.as_tensor(velocity, dtype=torch.float64, device=self.device)
+
+    def _observe(self) -> torch.Tensor:
+        return torch.stack([self.position, self.velocity], dim=1).float()
+
+    def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self._terminated, {}
+
+
+class MountainCarVectorEnv(_MountainCarBase):
+    """N MountainCar-v0 envs (3 actions: push left, none, right) in one batch; see the module docstring.
+
+    Args:
+        num_envs: N.
+        max_episode_steps: time limit (None: gymnasium's 200).
+        device: where the state lives.
+        seeds: the sub-envs' seeds for the first reset.
+        render_mode: not supported (None).
+        goal_velocity: the velocity the car must have at the flag (gymnasium's argument).
+    """
+
+    default_time_limit = 200
+
+    def _action_space(self) -> gym.spaces.Space:
+        return gym.spaces.Discrete(3)
+
+    def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        position, velocity = self.position, self.velocity
+        # velocity += (action - 1) * force + cos(3 * position) * (-gravity), in float64
+        velocity = velocity + ((actions - 1).double() * 0.001 + _libm_cos(3.0 * position) * -0.0025)
+        velocity = velocity.clamp(-MAX_SPEED, MAX_SPEED)
+        position = (position + velocity).clamp(MIN_POSITION, MAX_POSITION)
+        velocity = torch.where((position == MIN_POSITION) & (velocity < 0), 0.0, velocity)
+        self._terminated = (position >= 0.5) & (velocity >= self.goal_velocity)
+        self.position.copy_(position)
+        self.velocity.copy_(velocity)
+        return torch.full_like(self.position, -1.0, dtype=_F32), self._terminated
+
+
+class MountainCarContinuousVectorEnv(_MountainCarBase):
+    """N MountainCarContinuous-v0 envs (one force in [-1, 1]) in one batch; see the module docstring.
+
+    Args: as :class:`MountainCarVectorEnv` (time limit 999).
+    """
+
+    default_time_limit = 999
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the state is float64 from a reset until the first step, float32 after it
+        self._wide = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+
+    def _action_space(self) -> gym.spaces.Space:
+        return gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def _start(self, idx: torch.Tensor) -> None:
+        super()._start(idx)
+        self._wide[idx] = True
+
+    def _start_where(self, mask: torch.Tensor) -> bool:
+        self._wide |= mask
+        return super()._start_where(mask)
+
+    def set_state(self, idx: torch.Tensor | list[int], position: Any, velocity: Any) -> None:
+        super().set_state(idx, position, velocity)
+        self._wide[torch.as_tensor(idx, dtype=torch.long, device=self.device)] = True
+
+    def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        force = actions[:, 0]  # float32, already clipped to [-1, 1]
+        goal_v = self.goal_velocity
+        # force * power: float32 · float32(0.0015)
+        push = force * torch.tensor(0.0015, dtype=_F32)
+        # --- a float32 state (every step but the first of an episode)
+        p32, v32 = self.position.float(), self.velocity.float()
+        gravity = (0.0025 * _libm_cos((p32 * 3.0).double())).float()  # 3·p in float32, cos in float64
+        v_n = (v32 + (push - gravity)).clamp(-np.float32(MAX_SPEED), np.float32(MAX_SPEED))
+        p_n = (p32 + v_n).clamp(np.float32(MIN_POSITION), np.float32(MAX_POSITION))
+        v_n = torch.where((p_n == np.float32(MIN_POSITION)) & (v_n < 0), 0.0, v_n)
+        term_n = (p_n >= np.float32(0.45)) & (v_n >= np.float32(goal_v))
+        # --- the float64 state of a reset: the increment is float32, the rest float64
+        p64, v64 = self.position, self.velocity
+        gravity_w = (0.0025 * _libm_cos(3.0 * p64)).float()
+        v_w = (v64 + (push - gravity_w).double()).clamp(-MAX_SPEED, MAX_SPEED)
+        p_w = (p64 + v_w).clamp(MIN_POSITION, MAX_POSITION)
+        v_w = torch.where((p_w == MIN_POSITION) & (v_w < 0), 0.0, v_w)
+        term_w = (p_w >= 0.45) & (v_w >= goal_v)
+        wide = self._wide
+        self.position.copy_(torch.where(wide, p_w.float().double(), p_n.double()))
+        self.velocity.copy_(torch.where(wide, v_w.float().double(), v_n.double()))
+        self._terminated = torch.where(wide, term_w, term_n)
+        self._wide.zero_()
+        # reward = (100 if terminated else 0) - action² · 0.1, in float64 (the action as given)
+        a = force.double()
+        reward = torch.where(self._terminated, 100.0, 0.0) - a * a * 0.1
+        return reward.float(), self._terminated
+
+
+class MountainCarEnv(SingleEnv):
+    """One :class:`MountainCarVectorEnv` as a ``gymnasium.Env`` (``pglab/MountainCar-v0``)."""
+
+    batched_class = MountainCarVectorEnv
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+
+class MountainCarContinuousEnv(SingleEnv):
+    """One :class:`MountainCarContinuousVectorEnv` as a ``gymnasium.Env`` (``pglab/MountainCarContinuous-v0``)."""
+
+    batched_class = MountainCarContinuousVectorEnv
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
