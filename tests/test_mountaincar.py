@@ -37,7 +37,9 @@ def _actions(kind: str, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray
         ("continuous", "MountainCarContinuous-v0", MountainCarContinuousVectorEnv, 1100),
     ],
 )
-def test_every_step_is_gymnasiums_from_the_same_states_and_actions(kind: str, gym_id: str, cls: type, steps: int) -> None:
+def test_every_step_is_gymnasiums_from_the_same_states_and_actions(
+    kind: str, gym_id: str, cls: type, steps: int
+) -> None:
     """N x steps >= 12,800 steps. Every episode starts both envs in the same float64 state:
     our own start state, or (every third episode) a state drawn from the whole observation
     box, so that speed limits and the left wall are hit too. Observations, rewards,
@@ -107,7 +109,7 @@ def test_a_sub_env_does_the_same_in_any_batch_and_seeds_repeat() -> None:
     for env in (big, small, again):
         env.reset()
     for a in actions:
-        ob, rb, tb, _, _ = big.step(a)
+        ob, _, tb, _, _ = big.step(a)
         os_, _, ts, _, _ = small.step(a[5:6])
         oa, _, _, _, _ = again.step(a)
         assert torch.equal(ob[5], os_[0]) and bool(tb[5]) == bool(ts[0])
