@@ -1,149 +1,434 @@
-"""Training throughput benchmark: env steps per second of pglab's algorithms.
+"""pglab's speed benchmark: training throughput, time to solve MountainCar, peak memory.
 
-All measurements of one invocation run in one process, one after another, so their
-ratios are comparable even on a shared, noisy machine. Each case builds the real config
-(Hydra compose over ``conf/``), the env and the agent, runs one warm-up update, then
-times ``agent.learn`` for ``--steps`` env steps (no evaluation, no logging).
+Every measurement of one invocation runs on this machine, one after another, each case in
+a fresh child process (one torch thread unless ``--threads``), so that the ratios in the
+table compare like with like even on a shared, noisy machine, and each case's peak
+memory is its own. Sections (``--sections``, all by default):
 
-    python scripts/bench.py                                   # reinforce on mountaincar, cartpole; 1 and 16 envs
-    python scripts/bench.py --envs cartpole --num-envs 1 16 64 --steps 50000 --out bench.json
-    python scripts/bench.py --env-only --envs maze dialogue --num-envs 1 64 1024   # the envs alone, random actions
-    python scripts/bench.py --env-only --envs maze --set env.size=31 env.layout=random env.observation=local
+``throughput``
+    Env steps per second of training (updates included; no evaluation, no logging) for
+    reinforce and a2c on MountainCar-v0 with each env backend (``gymnasium``: one Python
+    env per sub-env; ``torch``: pglab's batched MountainCar) at each ``--num-envs``, and
+    for sb3_a2c and sb3_ppo with the RL Baselines3 Zoo setup (16 envs, VecNormalize,
+    gymnasium backend), plus sb3_a2c on the torch backend (algorithm speed apart from
+    env speed). Each case builds the real config (Hydra compose over ``conf/``, tuned
+    settings included), runs one warm-up update, then trains for ``--seconds``.
+``solve``
+    Training seconds (evaluations excluded) until the deterministic policy's mean return
+    over 100 evaluation episodes reaches -110, for a2c (the fast setting:
+    ``conf/sweep/a2c_fast_mountaincar.yaml``'s overrides, torch backend) and for
+    sb3_a2c (Zoo setup, gymnasium backend), seeds ``--seeds``. Both go through
+    ``pglab.experiment.run`` with ``eval.stop_when_solved=true``, the same evaluation
+    envs and seeds, an evaluation every ``--solve-eval-every`` steps.
+``memory``
+    Peak resident memory of one ordinary training run (``python run.py algo=a2c
+    env=mountaincar``, W&B offline), the whole process tree summed (W&B's service
+    process included), sampled every 20 ms from ``/proc``.
 
-``--env-only`` times the vector env alone: uniformly random actions (drawn in one
-tensor call per step), ``--steps`` env steps in all (at least 100 batched steps).
+Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) and
+``bench.json`` (``--out``) with every figure and the machine.
+
+    python scripts/bench.py                                 # everything (about 15 minutes here)
+    python scripts/bench.py --sections throughput --seconds 3
+    python scripts/bench.py --sections solve --seeds 0 1 2 3 4
+    python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
+    python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import gymnasium as gym
-import torch
-from hydra import compose, initialize_config_dir
-
-from pglab.config import Config, validate
-from pglab.envs import make_vec_env
-from pglab.experiment import build_agent, seed_everything
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+THRESHOLD = -110.0
+# the fast a2c setting of the time-to-solve race (see conf/sweep/a2c_fast_mountaincar.yaml)
+FAST_A2C = CONF / "sweep" / "a2c_fast_mountaincar.yaml"
 
 
-def load_config(algo: str, env_name: str, num_envs: int, seed: int, extra: list[str]) -> Config:
+# --------------------------------------------------------------------------- one case (child process)
+
+
+def load_config(algo: str, env_name: str, overrides: list[str]) -> Any:
+    """The run config as ``run.py`` would compose it (tuned settings included), validated."""
+    from hydra import compose, initialize_config_dir
+
+    from pglab.config import validate
+
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        overrides = [f"algo={algo}", f"env={env_name}", f"env.num_envs={num_envs}", "logger=none", f"seed={seed}"]
-        return validate(compose("config", overrides + extra))
+        return validate(compose("config", [f"algo={algo}", f"env={env_name}", "logger=none", *overrides]))
 
 
-def measure_env(env_name: str, num_envs: int, steps: int, seed: int, extra: list[str]) -> dict:
-    """Env steps/s of the vector env alone under uniformly random actions (one thread)."""
-    cfg = load_config("reinforce", env_name, num_envs, seed, extra)
-    torch.set_num_threads(max(cfg.hardware.num_threads, 1))
-    env = make_vec_env(cfg.env, num_envs, seed=seed, device=torch.device("cpu"))
+def _device(name: str) -> Any:
+    import torch
+
+    return torch.device(name)
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Env steps/s of ``case["algo"]`` training for ``case["seconds"]`` (after one warm-up update)."""
+    import torch
+
+    from pglab.envs import make_vec_env
+    from pglab.experiment import build_agent, seed_everything
+
+    cfg = load_config(case["algo"], case["env"], case["overrides"])
+    device = _device(case["device"])
+    torch.set_num_threads(case["threads"])
+    seed_everything(case["seed"])
+    env = make_vec_env(cfg.env, cfg.env.num_envs, seed=case["seed"], device=device)
+    agent = build_agent(cfg, env, device)
+    agent.learn(env, 1, lambda u: True)  # warm-up: allocations, first calls, lazy inits
+    _sync(device)
+    start_steps = agent.env_steps
+    seconds = case["seconds"]
+    t0 = time.perf_counter()
+    agent.learn(env, 2**62, lambda u: time.perf_counter() - t0 < seconds)
+    _sync(device)
+    elapsed = time.perf_counter() - t0
+    env.close()
+    done = agent.env_steps - start_steps
+    return {"env_steps": done, "seconds": elapsed, "sps": done / elapsed}
+
+
+def env_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Env steps/s of the vector env alone, uniformly random actions drawn on the device."""
+    import gymnasium as gym
+    import torch
+
+    from pglab.envs import make_vec_env
+
+    cfg = load_config("reinforce", case["env"], case["overrides"])
+    device = _device(case["device"])
+    torch.set_num_threads(case["threads"])
+    n = cfg.env.num_envs
+    env = make_vec_env(cfg.env, n, seed=case["seed"], device=device)
     space = env.single_action_space
-    gen = torch.Generator().manual_seed(seed)
     if isinstance(space, gym.spaces.Discrete):
 
         def sample() -> torch.Tensor:
-            return torch.randint(0, int(space.n), (num_envs,), generator=gen)
+            return torch.randint(0, int(space.n), (n,), device=device)
     else:
-        low, high = torch.as_tensor(space.low), torch.as_tensor(space.high)
+        low = torch.as_tensor(space.low, device=device)
+        high = torch.as_tensor(space.high, device=device)
 
         def sample() -> torch.Tensor:
-            return low + (high - low) * torch.rand((num_envs, *space.shape), generator=gen)
+            return low + (high - low) * torch.rand((n, *space.shape), device=device)
 
     env.reset()
     for _ in range(10):  # warm-up
         env.step(sample())
-    iterations = max(100, steps // num_envs)
-    t0 = time.perf_counter()
-    for _ in range(iterations):
-        env.step(sample())
+    _sync(device)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < case["seconds"]:
+        for _ in range(10):
+            env.step(sample())
+        steps += 10 * n
+        _sync(device)
     elapsed = time.perf_counter() - t0
     env.close()
-    done = iterations * num_envs
+    return {"env_steps": steps, "seconds": elapsed, "sps": steps / elapsed}
+
+
+def solve_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Train until the 100-episode evaluation reaches the threshold (or the budget ends)."""
+    import torch
+
+    from pglab.experiment import run
+
+    cfg = load_config(case["algo"], case["env"], case["overrides"])
+    torch.set_num_threads(case["threads"])
+    with tempfile.TemporaryDirectory() as tmp:
+        run(cfg, Path(tmp) / "run")
+        summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
     return {
-        "algo": "random",
-        "env": env_name,
-        "num_envs": num_envs,
-        "env_steps": done,
-        "seconds": elapsed,
-        "sps": done / elapsed,
+        "solved_at_train_s": summary["solved_at_train_s"],
+        "solved_at_env_steps": summary["solved_at_env_steps"],
+        "train_s": summary["train_s"],
+        "env_steps": summary["env_steps"],
+        "sps": summary["sps"],
+        "final_return": summary["final"]["return_mean"],
     }
 
 
-def measure(algo: str, env_name: str, num_envs: int, steps: int, seed: int, extra: list[str] | None = None) -> dict:
-    """Env steps/s of ``algo`` training on ``env_name`` with ``num_envs`` envs (one thread)."""
-    cfg = load_config(algo, env_name, num_envs, seed, extra or [])
-    torch.set_num_threads(max(cfg.hardware.num_threads, 1))
-    seed_everything(seed)
-    device = torch.device("cpu")
-    env = make_vec_env(cfg.env, num_envs, seed=seed, device=device)
-    agent = build_agent(cfg, env, device)
-    agent.learn(env, 1, lambda u: True)  # warm-up: one update (allocations, first-call overheads)
-    start_steps = agent.env_steps
-    t0 = time.perf_counter()
-    agent.learn(env, start_steps + steps, lambda u: True)
-    elapsed = time.perf_counter() - t0
-    env.close()
-    done = agent.env_steps - start_steps
-    return {
-        "algo": algo,
-        "env": env_name,
-        "num_envs": num_envs,
-        "env_steps": done,
-        "seconds": elapsed,
-        "sps": done / elapsed,
+CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case}
+
+
+def child_main(spec: str) -> int:
+    """Run one case (a JSON spec) and print its result as the last line of stdout."""
+    case = json.loads(spec)
+    result = CASES[case["kind"]](case)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- orchestration (parent)
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Run one case in a child process (the same process group); its result merged into ``case``."""
+    env = os.environ | {"OMP_NUM_THREADS": str(case["threads"]), "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(case)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        return case | {"error": tail[0]}
+    return case | json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, in kB, from ``/proc``."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue  # the process ended meanwhile
+    return total
+
+
+def memory_run(steps: int, threads: int) -> dict[str, Any]:
+    """Peak RSS of ``python run.py algo=a2c env=mountaincar`` with W&B offline (process tree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "algo=a2c",
+            "env=mountaincar",
+            "logger.mode=offline",
+            f"total_steps={steps}",
+            f"hardware.num_threads={threads}",
+            f"hydra.run.dir={tmp}/run",
+        ]
+        env = os.environ | {"WANDB_DIR": tmp, "WANDB_SILENT": "true"}
+        env.pop("WANDB_MODE", None)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.02)
+        _, err = proc.communicate()
+        wall = time.perf_counter() - t0
+        summary = json.loads((Path(tmp) / "run" / "summary.json").read_text()) if proc.returncode == 0 else {}
+    result: dict[str, Any] = {
+        "command": " ".join(["python run.py", *cmd[2:-1]]),
+        "peak_tree_rss_mb": peak / 1024,
+        "wall_s": wall,
+        "wandb_mode": summary.get("wandb_mode"),
+        "returncode": proc.returncode,
     }
+    if proc.returncode != 0:
+        result["error"] = (err.strip().splitlines() or ["(no output)"])[-1]
+    return result
+
+
+def fast_a2c_overrides() -> list[str]:
+    """The overrides of the fast a2c setting, read from its sweep file (one source of truth)."""
+    import yaml
+
+    node = yaml.safe_load(FAST_A2C.read_text())
+    return [f"{k}={v}" for k, v in node["hydra"]["sweeper"]["params"].items() if "," not in str(v)]
+
+
+def throughput_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = {"kind": "throughput", "env": "mountaincar", "seed": args.seed, "threads": args.threads}
+    base |= {"seconds": args.seconds, "device": args.device}
+    cases = []
+    zoo = ["env.backend=gymnasium"]
+    if args.device == "cpu":
+        cases.append(base | {"algo": "sb3_a2c", "label": "sb3_a2c (Zoo: 16 envs, gymnasium)", "overrides": zoo})
+        cases.append(base | {"algo": "sb3_ppo", "label": "sb3_ppo (Zoo: 16 envs, gymnasium)", "overrides": zoo})
+        cases.append(
+            base | {"algo": "sb3_a2c", "label": "sb3_a2c (16 envs, torch env)", "overrides": ["env.backend=torch"]}
+        )
+    backends = ["gymnasium", "torch"] if args.device == "cpu" else ["torch"]
+    for algo in args.algos:
+        for backend in backends:
+            for n in args.num_envs:
+                overrides = [f"env.backend={backend}", f"env.num_envs={n}", f"hardware.device={args.device}"]
+                label = f"{algo} ({n} envs, {backend})"
+                cases.append(base | {"algo": algo, "label": label, "overrides": overrides + args.set})
+    return cases
+
+
+def solve_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    common = [
+        "eval.episodes=100",
+        "eval.num_envs=100",
+        "eval.stop_when_solved=true",
+        f"eval.every_steps={args.solve_eval_every}",
+        "checkpoint_every_steps=100000000",
+    ]
+    cases = []
+    for seed in args.seeds:
+        base = {"kind": "solve", "env": "mountaincar", "seed": seed, "threads": args.threads, "device": "cpu"}
+        fast = [*fast_a2c_overrides(), f"seed={seed}", *common]
+        cases.append(base | {"algo": "a2c", "label": f"a2c fast, seed {seed}", "overrides": fast})
+        zoo = ["env.backend=gymnasium", f"seed={seed}", f"total_steps={args.sb3_budget}", *common]
+        cases.append(base | {"algo": "sb3_a2c", "label": f"sb3_a2c Zoo, seed {seed}", "overrides": zoo})
+    return cases
+
+
+def _fmt(x: float | None, spec: str = ",.0f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def report(result: dict[str, Any]) -> str:
+    """The markdown tables of a benchmark result."""
+    lines: list[str] = []
+    rows = result.get("throughput", [])
+    ref = next((r["sps"] for r in rows if r.get("label", "").startswith("sb3_a2c (Zoo") and "sps" in r), None)
+    if rows:
+        lines += ["| case | env steps/s | × sb3_a2c (Zoo) | peak RSS (MB) |", "|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['label']} | failed: {r['error']} | | |")
+                continue
+            ratio = f"{r['sps'] / ref:.1f}×" if ref else "—"
+            lines.append(f"| {r['label']} | {r['sps']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} |")
+    solves = result.get("solve", [])
+    if solves:
+        lines += ["", "| seed | a2c fast: s to −110 (env steps) | sb3_a2c Zoo: s to −110 (env steps) | ratio |"]
+        lines += ["|---|---|---|---|"]
+        for seed in sorted({r["seed"] for r in solves}):
+            a = next((r for r in solves if r["seed"] == seed and r["algo"] == "a2c"), {})
+            b = next((r for r in solves if r["seed"] == seed and r["algo"] == "sb3_a2c"), {})
+            ta, tb = a.get("solved_at_train_s"), b.get("solved_at_train_s")
+            ratio = f"1/{tb / ta:.1f}" if ta and tb else ("sb3 unsolved" if ta else "a2c unsolved")
+            cell_a = f"{_fmt(ta, '.1f')} ({_fmt(a.get('solved_at_env_steps'))})"
+            budget = f"not in {_fmt(b.get('env_steps'))}" if tb is None else _fmt(b.get("solved_at_env_steps"))
+            cell_b = f"{_fmt(tb, '.1f')} ({budget})"
+            lines.append(f"| {seed} | {cell_a} | {cell_b} | {ratio} |")
+    mem = result.get("memory")
+    if mem:
+        lines += ["", f"Peak RSS of `{mem['command']}` (process tree, W&B {mem.get('wandb_mode')}): "]
+        lines[-1] += f"{mem['peak_tree_rss_mb']:.0f} MB" + (f" — failed: {mem['error']}" if "error" in mem else "")
+    return "\n".join(lines)
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "device": device,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=["reinforce"])
-    parser.add_argument("--envs", nargs="+", default=["mountaincar", "cartpole"])
-    parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--steps", type=int, default=30_000, help="timed env steps per case")
+    parser.add_argument("--sections", nargs="+", default=["throughput", "solve", "memory"])
+    parser.add_argument("--algos", nargs="+", default=["reinforce", "a2c"], help="pglab's algorithms (throughput)")
+    parser.add_argument("--num-envs", nargs="+", type=int, default=[16, 256, 1024])
+    parser.add_argument("--seconds", type=float, default=4.0, help="timed training per throughput case")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of the solve race")
+    parser.add_argument("--solve-eval-every", type=int, default=10_000, help="env steps between evaluations")
+    parser.add_argument("--sb3-budget", type=int, default=1_000_000, help="sb3_a2c's step budget (the Zoo's)")
+    parser.add_argument("--memory-steps", type=int, default=300_000)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--env-only", action="store_true", help="time the envs alone, random actions")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. env.size=31")
+    parser.add_argument("--env-only", action="store_true", help="time the envs alone (random actions)")
+    parser.add_argument("--envs", nargs="+", default=["mountaincar"], help="envs of --env-only")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of every case")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 1 or any(n < 1 for n in args.num_envs):
-        parser.error("--steps and --num-envs must be >= 1")
+    if args.child:
+        return child_main(args.child)
+    if args.seconds <= 0 or any(n < 1 for n in args.num_envs) or args.threads < 1:
+        parser.error("--seconds, --num-envs and --threads must be positive")
+    unknown = set(args.sections) - {"throughput", "solve", "memory"}
+    if unknown:
+        parser.error(f"--sections: unknown {sorted(unknown)}; choose from throughput, solve, memory")
+    if args.device == "cuda":
+        import torch
 
-    rows = []
-    for algo in ["random"] if args.env_only else args.algos:
-        for env_name in args.envs:
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device is available here")
+
+    result: dict[str, Any] = {"machine": machine(args.device), "threads": args.threads}
+    t_start = time.perf_counter()
+
+    def show(row: dict[str, Any], text: str) -> None:
+        print(f"[{time.perf_counter() - t_start:6.0f} s] {row['label']:<44} {text}", flush=True)
+
+    if args.env_only:
+        rows = []
+        for name in args.envs:
             for n in args.num_envs:
-                if args.env_only:
-                    row = measure_env(env_name, n, args.steps, args.seed, args.set)
-                else:
-                    row = measure(algo, env_name, n, args.steps, args.seed, args.set)
-                row["overrides"] = list(args.set)
+                case = {"kind": "env", "env": name, "seed": args.seed, "threads": args.threads}
+                case |= {"seconds": args.seconds, "device": args.device, "label": f"{name} ({n} envs)"}
+                case["overrides"] = [f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
+                row = run_case(case)
                 rows.append(row)
-                print(f"{algo:>10} {env_name:>24} envs={n:<5} {row['sps']:>10,.0f} steps/s", flush=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("\n| algo | env | num_envs | env steps/s |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['algo']} | {r['env']} | {r['num_envs']} | {r['sps']:,.0f} |")
-    result = {
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-        },
-        "peak_rss_mb": peak_mb,
-        "results": rows,
-    }
+                show(row, row.get("error") or f"{row['sps']:>12,.0f} env steps/s")
+        result["env_only"] = rows
+        print("\n| env | env steps/s |\n|---|---|")
+        for r in rows:
+            print(f"| {r['label']} | {_fmt(r.get('sps'))} |")
+    if not args.env_only and "throughput" in args.sections:
+        result["throughput"] = []
+        for case in throughput_cases(args):
+            row = run_case(case)
+            result["throughput"].append(row)
+            show(row, row.get("error") or f"{row['sps']:>12,.0f} env steps/s  {row['peak_rss_mb']:.0f} MB")
+    if not args.env_only and "solve" in args.sections:
+        result["solve"] = []
+        for case in solve_cases(args):
+            row = run_case(case)
+            result["solve"].append(row)
+            solved = row.get("solved_at_train_s")
+            text = row.get("error") or (
+                f"solved in {solved:.1f} s ({row['solved_at_env_steps']:,} steps)"
+                if solved is not None
+                else f"not solved in {row['env_steps']:,} steps ({row['train_s']:.0f} s)"
+            )
+            show(row, text)
+    if not args.env_only and "memory" in args.sections:
+        result["memory"] = memory_run(args.memory_steps, args.threads)
+        show({"label": "memory: run.py a2c mountaincar"}, f"{result['memory']['peak_tree_rss_mb']:.0f} MB")
+    result["total_s"] = time.perf_counter() - t_start
+    print()
+    print(report(result))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\npeak RSS of the process: {peak_mb:.0f} MB; wrote {args.out}")
+    print(f"\nwrote {args.out} ({result['total_s']:.0f} s)")
     return 0
 
 

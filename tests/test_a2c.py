@@ -60,18 +60,18 @@ def test_collect_bootstraps_from_the_state_each_step_actually_reached() -> None:
     agent.value = lambda obs: 10.0 * obs[:, 0]  # a critic we can read: V(s) = 10 t
     buf = agent.buffers(env)
     obs, _ = env.reset()
-    finished: list[torch.Tensor] = []
-    agent.collect(env, obs, buf, finished)
+    agent.collect(env, obs, buf)
     assert buf["dones"].T.tolist() == [[False, True, False, True], [False, False, True, False]]
     assert buf["terminated"].T.tolist() == [[False, True, False, True], [False, False, False, False]]
-    assert buf["values"].T.tolist() == [[0, 10, 0, 10], [0, 10, 20, 0]]
+    values, next_values = agent.rollout_values(buf)
+    assert values.T.tolist() == [[0, 10, 0, 10], [0, 10, 20, 0]]
     # env 1: V(1), V(2), V(final obs 3) at the time-limit cut, V(next obs 1) at the rollout end
-    assert buf["next_values"][:, 1].tolist() == [10, 20, 30, 10]
-    assert buf["next_values"][:, 0].tolist() == [10, 20, 10, 20]  # 20s are terminal: multiplied by 0
-    adv = gae(buf["rewards"], buf["values"], buf["next_values"], buf["terminated"], buf["dones"], 0.5, 1.0)
-    assert (adv + buf["values"])[:, 1].tolist() == [5.5, 9.0, 16.0, 6.0]  # 1 + .5(1 + .5(1 + .5·30)) = 5.5
-    returns = torch.cat(finished, dim=1)
-    assert sorted(returns[0].tolist()) == [2.0, 2.0, 3.0]
+    assert next_values[:, 1].tolist() == [10, 20, 30, 10]
+    assert next_values[:, 0].tolist() == [10, 20, 10, 20]  # 20s are terminal: multiplied by 0
+    adv = gae(buf["rewards"], values, next_values, buf["terminated"], buf["dones"], 0.5, 1.0)
+    assert (adv + values)[:, 1].tolist() == [5.5, 9.0, 16.0, 6.0]  # 1 + .5(1 + .5(1 + .5·30)) = 5.5
+    returns, lengths = agent.finished_episodes(buf)
+    assert sorted(returns.tolist()) == [2.0, 2.0, 3.0] and sorted(lengths.tolist()) == [2, 2, 3]
 
 
 def test_running_mean_std_matches_the_batch_statistics() -> None:

@@ -82,7 +82,9 @@ def test_collect_bootstraps_truncated_episodes_from_the_critic_and_never_termina
     assert T == 3
     assert buf["valid"][:T].tolist() == [[True, True], [True, True], [False, True]]
     assert buf["dones"][:T].tolist() == [[False, False], [True, False], [False, True]]
-    assert buf["bootstrap"][:T].tolist() == [[0, 0], [0, 0], [0, 10.0]]
+    assert buf["cut"][:T].tolist() == [[False, False], [False, False], [False, True]]
+    assert agent.bootstrap(buf, T).tolist() == [[0, 0], [0, 0], [0, 10.0]]
+    assert buf["final_obs"][2, 1, 0].item() == 3.0  # the state the cut reached, not the reset's
     assert buf["ep_returns"].tolist() == [2.0, 3.0]
     assert buf["ep_lengths"].tolist() == [2, 3]
     G = agent.returns_to_go(buf, T)
@@ -99,7 +101,7 @@ def test_without_a_critic_the_reward_to_go_ends_at_the_time_limit() -> None:
     buf = agent.buffers(env)
     T = agent.collect(env, buf)
     G = agent.returns_to_go(buf, T)
-    assert buf["bootstrap"][:T].abs().sum() == 0
+    assert agent.bootstrap(buf, T).abs().sum() == 0
     assert G[:, 1].tolist() == [1.75, 1.5, 1.0]
     assert G[:2, 0].tolist() == [1.5, 1.0]
 

@@ -352,11 +352,15 @@ class HardwareConfig:
         num_threads: torch intra-op threads; 0 keeps torch's default (all cores).
             Small policy networks run fastest on one thread, and one thread per job
             keeps parallel sweeps (joblib: one job per core) from oversubscribing the cores.
+        compile: compile the networks with ``torch.compile`` (pglab's reinforce and a2c):
+            fused kernels, paid for with a compilation at the start of the run (tens of
+            seconds on a CPU) and once more for each new batch size.
         cluster: resources of one job on a SLURM cluster.
     """
 
     device: Device = Device.cpu
     num_threads: int = bounded(1, ge=0)
+    compile: bool = False
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
@@ -405,6 +409,9 @@ class EvalConfig:
         num_envs: parallel evaluation environments.
         samples: episodes per evaluation written out as text (``samples.jsonl`` and a W&B
             table), for envs that can describe their episodes (maze, dialogue); 0: none.
+        stop_when_solved: end training at the first periodic evaluation whose mean return
+            reaches ``env.solved_threshold`` (the final evaluation still runs); for
+            time-to-solve studies and for sweeps that only need a solution.
     """
 
     every_steps: int = bounded(25_000, ge=1)
@@ -412,6 +419,7 @@ class EvalConfig:
     final_episodes: int = bounded(100, ge=1)
     num_envs: int = bounded(10, ge=1)
     samples: int = bounded(3, ge=0)
+    stop_when_solved: bool = False
 
 
 @dataclass

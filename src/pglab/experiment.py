@@ -103,6 +103,11 @@ def preflight(cfg: Config, check_device: bool = True) -> torch.device:
     check = getattr(algo_class, "check_config", None)
     if check is not None:
         check(cfg)
+    if cfg.hardware.compile and not hasattr(algo_class, "compile"):
+        raise ConfigError(
+            f"hardware.compile=true: algo={cfg.algo.name} does not support torch.compile "
+            "(pglab's reinforce and a2c do); set hardware.compile=false"
+        )
     if max_episode_steps(cfg.env) is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
     if not check_device:
@@ -329,6 +334,7 @@ def run(
         "env_steps": ckpt["env_steps"] if ckpt else 0,
         "solved_at_env_steps": progress_state.get("solved_at_env_steps"),  # first eval >= env.solved_threshold
         "solved_at_wall_s": progress_state.get("solved_at_wall_s"),
+        "solved_at_train_s": progress_state.get("solved_at_train_s"),  # the same, without evaluations
         "resumed_from_env_steps": ckpt["env_steps"] if ckpt else None,
         "run_dir": str(run_dir),
         "host": socket.gethostname(),
@@ -362,6 +368,8 @@ def run(
         envs = [env, eval_env]
         agent = build_agent(cfg, env, device)
         _arm_fault_injection(cfg, agent)
+        if cfg.hardware.compile:
+            agent.compile()
         budget = cfg.budget
         eval_seeds = env_seeds(cfg.seed, eval_env.num_envs, "eval")
         summary["eval_seeds"] = eval_seeds  # the same for every algorithm with this run seed
@@ -407,6 +415,7 @@ def run(
                 "wall_s": time.perf_counter() - t_start,
                 "solved_at_env_steps": summary["solved_at_env_steps"],
                 "solved_at_wall_s": summary["solved_at_wall_s"],
+                "solved_at_train_s": summary["solved_at_train_s"],
                 "wandb_id": logger.run_id,
             }
             payload = {
@@ -420,6 +429,7 @@ def run(
 
         def on_update(update: Update) -> bool:
             nonlocal t_mark
+            keep_going = True
             now = time.perf_counter()
             state["train_s"] += now - t_mark
             steps = update.env_steps
@@ -446,6 +456,10 @@ def run(
                 ):
                     summary["solved_at_env_steps"] = steps
                     summary["solved_at_wall_s"] = time.perf_counter() - t_start
+                    summary["solved_at_train_s"] = state["train_s"]
+                    if cfg.eval.stop_when_solved:
+                        log.info("%s: solved at %d env steps; stopping (eval.stop_when_solved)", name, steps)
+                        keep_going = False
                 logger.log(steps, {**metrics, "time/wall_s": time.perf_counter() - t_start})
                 while state["next_eval"] <= steps:
                     state["next_eval"] += cfg.eval.every_steps
@@ -456,7 +470,7 @@ def run(
             summary["env_steps"] = steps
             progress.update(steps, sps, state["recent"], state["last_eval"])
             t_mark = time.perf_counter()
-            return True
+            return keep_going
 
         agent.learn(env, budget, on_update)
 
@@ -466,6 +480,7 @@ def run(
         if threshold is not None and summary["solved_at_env_steps"] is None and final["eval/return_mean"] >= threshold:
             summary["solved_at_env_steps"] = agent.env_steps
             summary["solved_at_wall_s"] = wall
+            summary["solved_at_train_s"] = state["train_s"]
         save_checkpoint(run_dir / "policy.pt", agent.state_dict(), cfg, config_dict)
         if hasattr(agent, "export"):
             agent.export(run_dir)  # the algorithm's own format too (SB3's zip)

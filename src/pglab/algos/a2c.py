@@ -13,6 +13,12 @@ rollout, and one gradient step minimises
 * Optional running observation normalisation and reward scaling (SB3's VecNormalize
   semantics: rewards divided by the running std of the discounted return). Their
   statistics are part of the agent's state (checkpoints) and evaluation uses them frozen.
+  They are updated once per rollout with its ``n_steps·N`` observations and returns
+  (VecNormalize: every step), so a rollout sees fixed statistics and its steps run
+  without them.
+* The hot path (:meth:`A2C.collect`) is one policy forward, one env step and a few copies
+  into preallocated device storage per step; the critic runs once over the whole
+  rollout in :meth:`A2C.loss`; metrics leave the device once per update.
 * Policy and critic are separate MLPs, or share their hidden layers
   (``shared_network``); orthogonal initialisation; RMSprop or Adam; one global
   gradient-norm clip; optional linear learning-rate decay.
@@ -33,7 +39,7 @@ from pglab.algos.common import (
     OnUpdate,
     RunningMeanStd,
     Update,
-    check_finite,
+    apply_update,
     gae,
     grad_norm_and_clip,
     inject_nan,
@@ -82,161 +88,194 @@ class A2C:
             )
         else:
             self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps)
+        self.params = list(self.nets.parameters())
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
+        self._norm_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ normalisation
 
+    def _norm_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, 1/std)`` of the observation statistics in float32, cached between updates."""
+        if self._norm_cache is None:
+            assert self.obs_rms is not None
+            inv_std = torch.rsqrt(self.obs_rms.var + 1e-8)
+            self._norm_cache = (self.obs_rms.mean.float(), inv_std.float())
+        return self._norm_cache
+
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observations as the networks see them (running statistics, frozen here)."""
+        """Observations as the networks see them: ``clip((obs - mean) / std)`` with the running
+        statistics, which stay fixed during a rollout (they are updated after it)."""
         if self.obs_rms is None:
             return obs
-        std = torch.sqrt(self.obs_rms.var + 1e-8)
-        out = ((obs.double() - self.obs_rms.mean) / std).clamp(-self.cfg.clip_obs, self.cfg.clip_obs)
-        return out.to(obs.dtype)
+        mean, inv_std = self._norm_params()
+        return ((obs - mean) * inv_std).clamp_(-self.cfg.clip_obs, self.cfg.clip_obs)
 
-    def scale_rewards(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Divide by the running std of the discounted return (updated here); identity when off."""
+    def update_obs_stats(self, obs: torch.Tensor) -> None:
+        """Fold raw observations ``[B, D]`` into the running statistics."""
+        if self.obs_rms is not None:
+            self.obs_rms.update(obs)
+            self._norm_cache = None
+
+    def scale_rewards(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """``[T, N]`` rewards divided by the running std of the discounted return (identity when off).
+
+        SB3's VecNormalize semantics, a rollout at a time: each env's discounted return
+        runs across rollouts and restarts after an episode end; the statistics take in
+        the rollout's ``T·N`` returns, then scale its rewards.
+        """
         if self.ret_rms is None:
-            return reward
+            return rewards
         if self._returns is None:
-            self._returns = torch.zeros_like(reward, dtype=torch.float64)
-        self._returns = self._returns * self.cfg.gamma + reward.double()
-        self.ret_rms.update(self._returns)
-        self._returns = torch.where(done, torch.zeros_like(self._returns), self._returns)
-        scaled = reward.double() / torch.sqrt(self.ret_rms.var + 1e-8)
-        return scaled.clamp(-self.cfg.clip_reward, self.cfg.clip_reward).to(reward.dtype)
+            self._returns = torch.zeros(rewards.shape[1], dtype=torch.float64, device=rewards.device)
+        returns = torch.empty_like(rewards, dtype=torch.float64)
+        running = self._returns
+        for t in range(rewards.shape[0]):
+            running = running * self.cfg.gamma + rewards[t].double()
+            returns[t] = running
+            running = running.masked_fill(dones[t], 0.0)
+        self._returns = running
+        self.ret_rms.update(returns.flatten())
+        scaled = rewards.double() * torch.rsqrt(self.ret_rms.var + 1e-8)
+        return scaled.clamp(-self.cfg.clip_reward, self.cfg.clip_reward).to(rewards.dtype)
 
     # ------------------------------------------------------------------ acting
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """Actions for raw ``obs[B, D]`` (normalised with the frozen statistics)."""
+        """Actions for raw ``obs[B, D]`` (normalised with the current statistics)."""
         return self.policy.act(self.normalize(obs), deterministic)
 
     # ------------------------------------------------------------------ data
 
     def buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
-        """Preallocated rollout storage ``[n_steps, N, ...]``."""
+        """Preallocated rollout storage ``[n_steps, N, ...]``, on the device."""
         T, n, dev = self.cfg.n_steps, env.num_envs, self.device
         act_space = env.single_action_space
         if isinstance(act_space, gym.spaces.Discrete):
             actions = torch.zeros(T, n, dtype=torch.long, device=dev)
         else:
             actions = torch.zeros(T, n, *act_space.shape, device=dev)
-        zeros = lambda dtype=torch.float32: torch.zeros(T, n, dtype=dtype, device=dev)  # noqa: E731
+        obs_shape = env.single_observation_space.shape
         return {
-            "obs": torch.zeros(T, n, *env.single_observation_space.shape, device=dev),
+            "obs": torch.zeros(T, n, *obs_shape, device=dev),  # normalised, as the policy saw them
+            "final_obs": torch.zeros(T, n, *obs_shape, device=dev),  # raw: the state each step reached
             "actions": actions,
-            "rewards": zeros(),
-            "values": zeros(),
-            "next_values": zeros(),
-            "terminated": zeros(torch.bool),
-            "dones": zeros(torch.bool),
+            "rewards": torch.zeros(T, n, device=dev),  # raw
+            "terminated": torch.zeros(T, n, dtype=torch.bool, device=dev),
+            "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
+            "episode_return": torch.zeros(T, n, device=dev),
+            "episode_length": torch.zeros(T, n, dtype=torch.long, device=dev),
         }
 
     @torch.inference_mode()
-    def collect(
-        self, env: gym.vector.VectorEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor], finished: list[torch.Tensor]
-    ) -> torch.Tensor:
-        """Fill ``buf`` with ``n_steps`` steps of every env, starting from raw ``obs``.
+    def collect(self, env: gym.vector.VectorEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fill ``buf`` with ``n_steps`` steps of every env, starting from raw ``obs``; returns
+        the raw observation to continue from.
 
-        Appends ``(returns, lengths)`` of finished episodes to ``finished``; returns the
-        raw observation to continue from.
+        The hot path: per step one policy forward, one env step and a few copies into
+        preallocated storage, all on the device; no critic (values are computed for the
+        whole rollout at once in :meth:`loss`), no host round trip.
         """
         for t in range(self.cfg.n_steps):
             nobs = self.normalize(obs)
-            action = self.policy.act(nobs)
-            value = self.value(nobs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            if self.obs_rms is not None:
-                self.obs_rms.update(next_obs)  # each observation once, as VecNormalize does
-            done = terminated | truncated
+            action = self.policy.sample(nobs)
+            obs, reward, terminated, truncated, info = env.step(action)
             buf["obs"][t] = nobs
             buf["actions"][t] = action
-            buf["values"][t] = value
-            buf["rewards"][t] = self.scale_rewards(reward, done)
+            buf["rewards"][t] = reward
             buf["terminated"][t] = terminated
-            buf["dones"][t] = done
-            if t > 0:
-                buf["next_values"][t - 1] = torch.where(buf["dones"][t - 1], buf["next_values"][t - 1], value)
-            if bool(done.any()):
-                # V of the state this step reached; rows without an episode end are
-                # overwritten with V(next obs) at the next step (or below, at the end)
-                buf["next_values"][t] = self.value(self.normalize(info["final_obs"]))
-                finished.append(torch.stack([info["episode_return"][done], info["episode_length"][done].float()]))
-            obs = next_obs
-        last = self.cfg.n_steps - 1
-        buf["next_values"][last] = torch.where(
-            buf["dones"][last], buf["next_values"][last], self.value(self.normalize(obs))
-        )
+            torch.logical_or(terminated, truncated, out=buf["dones"][t])
+            buf["final_obs"][t] = info["final_obs"]
+            buf["episode_return"][t] = info["episode_return"]
+            buf["episode_length"][t] = info["episode_length"]
         return obs
+
+    @staticmethod
+    def finished_episodes(buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``[E]`` and lengths ``[E]`` of the episodes that ended in the rollout."""
+        done = buf["dones"]
+        return buf["episode_return"][done], buf["episode_length"][done]
+
+    def rollout_values(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(V(s_t), V(s'_t))``, each ``[T, N]``: the critic on the observations (with its
+        gradient, for the critic's loss) and on the states the steps reached (a target,
+        without), each in one forward pass over the whole rollout.
+
+        ``s'_t`` is the final observation where an episode ended (a time-limit cut
+        bootstraps from it; a terminal one is masked in :func:`gae`) and the next
+        observation otherwise, also after the rollout's last step.
+        """
+        T, n = buf["rewards"].shape
+        values = self.value(buf["obs"].flatten(0, 1)).view(T, n)
+        with torch.no_grad():
+            next_values = self.value(self.normalize(buf["final_obs"].flatten(0, 1))).view(T, n)
+        return values, next_values
 
     # ------------------------------------------------------------------ learning
 
     def loss(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The scalar loss of a collected rollout and its parts."""
+        """The scalar loss of a collected rollout and its parts.
+
+        Call once per rollout: it updates the reward-scaling statistics.
+        """
         cfg = self.cfg
-        adv = gae(
-            buf["rewards"],
-            buf["values"],
-            buf["next_values"],
-            buf["terminated"],
-            buf["dones"],
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
-        targets = (adv + buf["values"]).flatten()
+        values, next_values = self.rollout_values(buf)
+        rewards = self.scale_rewards(buf["rewards"], buf["dones"])
+        adv = gae(rewards, values.detach(), next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
+        targets = (adv + values.detach()).flatten()
         adv = adv.flatten()
         if cfg.normalize_advantage and adv.numel() > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        obs = buf["obs"].flatten(0, 1)
-        actions = buf["actions"].flatten(0, 1)
-        dist = self.policy.distribution(obs)
-        logp = dist.log_prob(actions)
-        entropy = dist.entropy().mean()
+        logp, entropy = self.policy.log_prob_entropy(buf["obs"].flatten(0, 1), buf["actions"].flatten(0, 1))
+        entropy = entropy.mean()
         policy_loss = -(logp * adv).mean()
-        value_loss = F.mse_loss(self.value(obs), targets)
+        value_loss = F.mse_loss(values.flatten(), targets)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
         return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -entropy}
 
     def update(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on the rollout in ``buf``; returns the update's metrics."""
+        """One gradient step on the rollout in ``buf``; then the observation statistics take
+        in the rollout's observations. Returns the update's metrics."""
         loss, parts = self.loss(buf)
         loss = inject_nan(loss, self.env_steps, self.nan_at_step)
-        check_finite("loss", loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = grad_norm_and_clip(self.nets.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
-        for p in self.nets.parameters():
-            check_finite("parameters", p)
-        metrics = {k: v.item() for k, v in parts.items()}
-        metrics["train/grad_norm"] = grad_norm
+        metrics = apply_update(
+            self.optimizer,
+            loss,
+            parts,
+            lambda: grad_norm_and_clip(self.params, self.cfg.max_grad_norm),
+            self.params,
+        )
+        with torch.no_grad():
+            self.update_obs_stats(buf["final_obs"].flatten(0, 1))
         return metrics
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
         buf = self.buffers(env)
         obs, _ = env.reset()
-        if self.obs_rms is not None:
-            with torch.inference_mode():
-                self.obs_rms.update(obs)
+        with torch.no_grad():
+            self.update_obs_stats(obs)
         batch = self.cfg.n_steps * env.num_envs
         while self.env_steps < total_steps:
             if self.cfg.anneal_lr:  # from the step counter, so a resumed run continues the decay
                 frac = 1.0 - self.env_steps / max(total_steps, 1)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.cfg.lr * frac
-            finished: list[torch.Tensor] = []
-            obs = self.collect(env, obs, buf, finished)
+            obs = self.collect(env, obs, buf)
             metrics = self.update(buf)
             self.env_steps += batch
-            episodes = torch.cat(finished, dim=1) if finished else torch.zeros(2, 0)
-            update = Update(self.env_steps, metrics, episodes[0].clone(), episodes[1].long().clone())
-            if not on_update(update):
+            returns, lengths = self.finished_episodes(buf)
+            if not on_update(Update(self.env_steps, metrics, returns, lengths)):
                 break
+
+    def compile(self) -> None:
+        """``torch.compile`` the networks in place (``hardware.compile``); parameters and
+        checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
+        self.policy.body.compile()
+        if self.value is not None:
+            self.value.compile()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -258,6 +297,7 @@ class A2C:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.obs_rms is not None:
             self.obs_rms.load_state_dict(state["obs_rms"])
+            self._norm_cache = None
         if self.ret_rms is not None:
             self.ret_rms.load_state_dict(state["ret_rms"])
         self.env_steps = int(state["env_steps"])

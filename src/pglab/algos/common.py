@@ -12,6 +12,7 @@ False to stop training early.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -87,14 +88,53 @@ def discounted_returns(
     return out
 
 
-def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
-    """Global L2 norm of the gradients (before clipping); clips in place when ``max_norm`` is set."""
+def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor:
+    """Global L2 norm of the gradients (before clipping), as a 0-d tensor; clips in place
+    when ``max_norm`` is set. Never waits for the device (no ``.item()``)."""
     params = [p for p in params if p.grad is not None]
     if not params:
-        return 0.0
+        return torch.zeros(())
     if max_norm is None:
-        return float(torch.nn.utils.get_total_norm([p.grad for p in params]))
-    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def apply_update(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    parts: dict[str, torch.Tensor],
+    clip: Callable[[], torch.Tensor],
+    params: list[nn.Parameter],
+) -> dict[str, float]:
+    """Backward, clip, check, step, check: one gradient step with two device syncs in all.
+
+    The loss is checked before the optimiser steps (a NaN loss never reaches the
+    weights), the parameters after it; both raise :class:`NonFiniteError`.
+
+    Args:
+        optimizer: steps ``params``.
+        loss: the scalar to minimise.
+        parts: its named parts, logged as they are (``loss/policy``, ...).
+        clip: clips the gradients in place and returns their norm before clipping.
+        params: every trained parameter, checked after the step.
+
+    Returns:
+        the update's metrics: ``parts`` and ``train/grad_norm`` as floats.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = clip()
+    values = torch.stack([loss.detach(), *(v.detach() for v in parts.values()), grad_norm.detach()]).tolist()
+    if not math.isfinite(values[0]):
+        raise NonFiniteError(f"loss became non-finite ({values[0]})")
+    optimizer.step()
+    finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+    if not bool(finite):
+        bad = next(n for n, p in enumerate(params) if not bool(torch.isfinite(p).all()))
+        raise NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
+    metrics = dict(zip(parts, values[1:-1], strict=True))
+    metrics["train/grad_norm"] = values[-1]
+    return metrics
 
 
 def inject_nan(loss: torch.Tensor, env_steps: int, nan_at_step: int | None) -> torch.Tensor:

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from pglab.algos.common import (
     OnUpdate,
     Update,
-    check_finite,
+    apply_update,
     discounted_returns,
     grad_norm_and_clip,
     inject_nan,
@@ -88,6 +88,7 @@ class Reinforce:
         if self.value is not None:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
         self.optimizer = torch.optim.Adam(groups, eps=1e-5)
+        self.params = [p for group in groups for p in group["params"]]
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
 
@@ -114,22 +115,26 @@ class Reinforce:
         """Fill ``buf`` with one complete episode per env; returns T, the longest length.
 
         Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
-        belongs to the env's episode), ``dones[T,N]`` (its last step), ``bootstrap[T,N]``
-        (V(final obs) at a truncation when there is a critic, else 0), and
-        ``ep_returns[N]``/``ep_lengths[N]``.
+        belongs to the env's episode), ``dones[T,N]`` (its last step), ``cut[T,N]`` (its
+        last step, cut by the time limit), ``final_obs[T,N,D]`` (with a critic: the state
+        each step reached, what a cut bootstraps from), and ``ep_returns[N]``/``ep_lengths[N]``.
+
+        The loop asks the device whether every episode has ended only every
+        ``sync_every`` steps (1 on the CPU, where asking is free; 16 on a GPU): the
+        steps taken after that are masked out by ``valid``.
         """
         obs, _ = env.reset()
         n = env.num_envs
         active = torch.ones(n, dtype=torch.bool, device=self.device)
-        buf["bootstrap"].zero_()
+        sync_every = 1 if self.device.type == "cpu" else 16
         t = 0
-        while bool(active.any()):
+        while True:
             if t >= self.max_episode_steps:
                 raise RuntimeError(
                     f"an episode ran past the time limit of {self.max_episode_steps} steps; "
                     "is the env's max_episode_steps right?"
                 )
-            action = self.policy.act(obs)
+            action = self.policy.sample(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
             buf["obs"][t] = obs
             buf["actions"][t] = action
@@ -138,15 +143,15 @@ class Reinforce:
             ended = active & (terminated | truncated)
             buf["dones"][t] = ended
             if self.value is not None:
-                cut = ended & truncated & ~terminated
-                if bool(cut.any()):
-                    buf["bootstrap"][t] = torch.where(cut, self.value(info["final_obs"]), 0.0)
-            buf["ep_returns"] = torch.where(ended, info["episode_return"], buf["ep_returns"])
-            buf["ep_lengths"] = torch.where(ended, info["episode_length"], buf["ep_lengths"])
-            active = active & ~ended
+                buf["cut"][t] = ended & ~terminated
+                buf["final_obs"][t] = info["final_obs"]
+            buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
+            buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
+            active &= ~ended
             obs = next_obs
             t += 1
-        return t
+            if (t % sync_every == 0 or t == self.max_episode_steps) and not bool(active.any()):
+                return t
 
     def buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
         """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
@@ -163,7 +168,10 @@ class Reinforce:
             "rewards": torch.zeros(T, n, device=dev),
             "valid": torch.zeros(T, n, dtype=torch.bool, device=dev),
             "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
-            "bootstrap": torch.zeros(T, n, device=dev),
+            "cut": torch.zeros(T, n, dtype=torch.bool, device=dev),
+            "final_obs": torch.zeros(T, n, *obs_shape, dtype=torch.float32, device=dev)
+            if self.value is not None
+            else torch.zeros(0, device=dev),
             "ep_returns": torch.zeros(n, device=dev),
             "ep_lengths": torch.zeros(n, dtype=torch.long, device=dev),
         }
@@ -209,9 +217,19 @@ class Reinforce:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         return adv, values
 
+    def bootstrap(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
+        """``[T, N]``: γ-less value added at each episode end, V(final observation) where the
+        time limit cut the episode (with a critic), 0 elsewhere (and at terminal states)."""
+        if self.value is None:
+            return torch.zeros_like(buf["rewards"][:T])
+        cut = buf["cut"][:T]
+        with torch.no_grad():
+            values = self.value(buf["final_obs"][:T].flatten(0, 1)).view_as(cut)
+        return torch.where(cut, values, 0.0)
+
     def returns_to_go(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
         """``[T, N]`` discounted reward-to-go of the batch in ``buf[:T]`` (garbage on invalid steps)."""
-        return discounted_returns(buf["rewards"][:T], buf["dones"][:T], buf["bootstrap"][:T], self.cfg.gamma)
+        return discounted_returns(buf["rewards"][:T], buf["dones"][:T], self.bootstrap(buf, T), self.cfg.gamma)
 
     def loss(self, buf: dict[str, torch.Tensor], T: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss of the batch in ``buf[:T]`` and its parts (policy, entropy, value).
@@ -226,9 +244,8 @@ class Reinforce:
         actions = buf["actions"][:T][valid]
 
         adv, values = self.advantages(returns, valid, obs)
-        dist = self.policy.distribution(obs)
-        logp = dist.log_prob(actions)
-        entropy = dist.entropy().mean()
+        logp, entropy = self.policy.log_prob_entropy(obs, actions)
+        entropy = entropy.mean()
         policy_loss = -(logp * adv).mean()
         loss = policy_loss - cfg.ent_coef * entropy
         parts = {"loss/policy": policy_loss, "loss/entropy": -entropy}
@@ -239,26 +256,17 @@ class Reinforce:
 
     def update(self, buf: dict[str, torch.Tensor], T: int) -> dict[str, float]:
         """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
-        cfg = self.cfg
         loss, parts = self.loss(buf, T)
         loss = inject_nan(loss, self.env_steps, self.nan_at_step)
-        check_finite("loss", loss)
+        return apply_update(self.optimizer, loss, parts, self._clip, self.params)
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = grad_norm_and_clip(self.policy.parameters(), cfg.max_grad_norm)
+    def _clip(self) -> torch.Tensor:
+        """Clip policy and critic gradients separately (their losses differ in scale by orders
+        of magnitude); returns the policy's gradient norm before clipping."""
+        grad_norm = grad_norm_and_clip(self.policy.parameters(), self.cfg.max_grad_norm)
         if self.value is not None:
-            grad_norm_and_clip(self.value.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        for p in self.policy.parameters():
-            check_finite("policy parameters", p)
-        if self.value is not None:
-            for p in self.value.parameters():
-                check_finite("value parameters", p)
-
-        metrics = {k: v.item() for k, v in parts.items()}
-        metrics["train/grad_norm"] = grad_norm
-        return metrics
+            grad_norm_and_clip(self.value.parameters(), self.cfg.max_grad_norm)
+        return grad_norm
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
@@ -275,6 +283,13 @@ class Reinforce:
             )
             if not on_update(update):
                 break
+
+    def compile(self) -> None:
+        """``torch.compile`` the networks in place (``hardware.compile``); parameters and
+        checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
+        self.policy.body.compile()
+        if self.value is not None:
+            self.value.compile()
 
     # ------------------------------------------------------------------ checkpoints
 

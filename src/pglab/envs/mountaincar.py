@@ -180,6 +180,7 @@ class MountainCarContinuousVectorEnv(_MountainCarBase):
         super().__init__(*args, **kwargs)
         # the state is float64 from a reset until the first step, float32 after it
         self._wide = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._power = torch.tensor(0.0015, dtype=_F32, device=self.device)  # float32(0.0015), as NumPy casts it
 
     def _action_space(self) -> gym.spaces.Space:
         return gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -200,7 +201,7 @@ class MountainCarContinuousVectorEnv(_MountainCarBase):
         force = actions[:, 0]  # float32, already clipped to [-1, 1]
         goal_v = self.goal_velocity
         # force * power: float32 · float32(0.0015)
-        push = force * torch.tensor(0.0015, dtype=_F32)
+        push = force * self._power
         # --- a float32 state (every step but the first of an episode)
         p32, v32 = self.position.float(), self.velocity.float()
         gravity = (0.0025 * _libm_cos((p32 * 3.0).double())).float()  # 3·p in float32, cos in float64
