@@ -139,3 +139,30 @@ def test_backend_picks_the_implementation() -> None:
         check_env_config(make_config("env=cartpole", "env.backend=torch").env)
     with pytest.raises(ConfigError, match=r"^env.backend=gymnasium: pglab/Maze-v0 is pglab's own"):
         check_env_config(make_config("env=maze", "env.backend=gymnasium").env)
+
+
+def test_sb3_sees_the_torch_mountaincar_through_its_vecenv_adapter() -> None:
+    """SB3 bootstraps a time-limit cut from ``terminal_observation`` only when
+    ``TimeLimit.truncated`` is set, and counts episodes from ``info["episode"]``."""
+    from pglab.algos.sb3 import SB3VecEnv
+
+    env = make_vec_env(make_config("env=mountaincar").env, 8, seed=0, device=torch.device("cpu"))
+    venv = SB3VecEnv(env)
+    obs = venv.reset()
+    assert obs.shape == (8, 2) and obs.dtype == np.float32
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(400):
+        actions = np.where(rng.random(8) < 0.5, np.where(obs[:, 1] >= 0, 2, 0), rng.integers(0, 3, 8))
+        obs, reward, done, infos = venv.step(actions)
+        assert (reward == -1.0).all()
+        for i in np.flatnonzero(done):
+            ends += 1
+            info = infos[i]
+            final = info["terminal_observation"]
+            at_flag = final[0] >= 0.5
+            assert info["TimeLimit.truncated"] == (not at_flag)  # cut at 200 steps, or the flag
+            assert info["episode"]["r"] == -info["episode"]["l"] and info["episode"]["l"] <= 200
+            assert obs[i][1] == 0.0 and -0.6 <= obs[i][0] < -0.4  # already the next episode's start
+        assert all(not infos[i] for i in np.flatnonzero(~done))
+    assert ends >= 8

@@ -84,10 +84,10 @@ class A2C:
             self.ret_rms.to(device)
         if cfg.optimizer == OptimizerName.rmsprop:
             self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
-                self.nets.parameters(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps
+                self.nets.parameters(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
             )
         else:
-            self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps)
+            self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps, foreach=True)
         self.params = list(self.nets.parameters())
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
@@ -129,16 +129,15 @@ class A2C:
             return rewards
         if self._returns is None:
             self._returns = torch.zeros(rewards.shape[1], dtype=torch.float64, device=rewards.device)
-        returns = torch.empty_like(rewards, dtype=torch.float64)
+        returns = rewards.double()  # overwritten in place, row by row, with the running returns
         running = self._returns
         for t in range(rewards.shape[0]):
-            running = running * self.cfg.gamma + rewards[t].double()
-            returns[t] = running
-            running = running.masked_fill(dones[t], 0.0)
+            torch.add(returns[t], running, alpha=self.cfg.gamma, out=returns[t])
+            running = returns[t].masked_fill(dones[t], 0.0)
         self._returns = running
         self.ret_rms.update(returns.flatten())
-        scaled = rewards.double() * torch.rsqrt(self.ret_rms.var + 1e-8)
-        return scaled.clamp(-self.cfg.clip_reward, self.cfg.clip_reward).to(rewards.dtype)
+        scaled = rewards * torch.rsqrt(self.ret_rms.var + 1e-8).float()
+        return scaled.clamp_(-self.cfg.clip_reward, self.cfg.clip_reward)
 
     # ------------------------------------------------------------------ acting
 
@@ -201,16 +200,25 @@ class A2C:
     def rollout_values(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(V(s_t), V(s'_t))``, each ``[T, N]``: the critic on the observations (with its
         gradient, for the critic's loss) and on the states the steps reached (a target,
-        without), each in one forward pass over the whole rollout.
+        without).
 
         ``s'_t`` is the final observation where an episode ended (a time-limit cut
         bootstraps from it; a terminal one is masked in :func:`gae`) and the next
-        observation otherwise, also after the rollout's last step.
+        observation otherwise, also after the rollout's last step. Where no episode
+        ended, ``s'_t`` is ``s_{t+1}`` (the statistics are fixed during a rollout), so
+        ``V(s'_t)`` is ``V(s_{t+1})``, already computed: the critic runs again only on the
+        rollout's last states and on the few states where episodes ended.
         """
         T, n = buf["rewards"].shape
         values = self.value(buf["obs"].flatten(0, 1)).view(T, n)
         with torch.no_grad():
-            next_values = self.value(self.normalize(buf["final_obs"].flatten(0, 1))).view(T, n)
+            next_values = torch.empty_like(values)
+            next_values[:-1] = values[1:]
+            next_values[-1] = self.value(self.normalize(buf["final_obs"][-1]))
+            ended = torch.nonzero(buf["dones"][:-1].flatten()).flatten()  # one device sync per update
+            if ended.numel():
+                final = buf["final_obs"][:-1].flatten(0, 1)[ended]
+                next_values[:-1].view(-1)[ended] = self.value(self.normalize(final))
         return values, next_values
 
     # ------------------------------------------------------------------ learning
@@ -273,9 +281,9 @@ class A2C:
     def compile(self) -> None:
         """``torch.compile`` the networks in place (``hardware.compile``); parameters and
         checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
-        self.policy.body.compile()
+        self.policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
         if self.value is not None:
-            self.value.compile()
+            self.value.compile(dynamic=True)
 
     # ------------------------------------------------------------------ checkpoints
 

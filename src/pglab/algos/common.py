@@ -128,7 +128,7 @@ def apply_update(
     if not math.isfinite(values[0]):
         raise NonFiniteError(f"loss became non-finite ({values[0]})")
     optimizer.step()
-    finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+    finite = torch.isfinite(torch.cat([p.detach().view(-1) for p in params])).all()
     if not bool(finite):
         bad = next(n for n, p in enumerate(params) if not bool(torch.isfinite(p).all()))
         raise NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
@@ -180,14 +180,13 @@ def gae(
         ``[T, N]`` advantages; the critic's targets are ``advantages + values``.
     """
     T = rewards.shape[0]
+    # everything that does not depend on A[t+1] at once, over [T, N]; the loop is one op a step
+    delta = rewards + gamma * next_values * (~terminated).to(rewards.dtype) - values
+    carry = (gamma * lam) * (~dones).to(rewards.dtype)
     adv = torch.empty_like(rewards)
-    last = torch.zeros_like(rewards[0])
-    not_term = (~terminated).to(rewards.dtype)
-    not_done = (~dones).to(rewards.dtype)
-    for t in range(T - 1, -1, -1):
-        delta = rewards[t] + gamma * next_values[t] * not_term[t] - values[t]
-        last = delta + gamma * lam * not_done[t] * last
-        adv[t] = last
+    adv[T - 1] = delta[T - 1]
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(delta[t], carry[t], adv[t + 1], out=adv[t])
     return adv
 
 

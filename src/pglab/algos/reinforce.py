@@ -87,7 +87,7 @@ class Reinforce:
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
         if self.value is not None:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
-        self.optimizer = torch.optim.Adam(groups, eps=1e-5)
+        self.optimizer = torch.optim.Adam(groups, eps=1e-5, foreach=True)
         self.params = [p for group in groups for p in group["params"]]
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
@@ -287,9 +287,9 @@ class Reinforce:
     def compile(self) -> None:
         """``torch.compile`` the networks in place (``hardware.compile``); parameters and
         checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
-        self.policy.body.compile()
+        self.policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
         if self.value is not None:
-            self.value.compile()
+            self.value.compile(dynamic=True)
 
     # ------------------------------------------------------------------ checkpoints
 

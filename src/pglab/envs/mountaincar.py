@@ -84,6 +84,10 @@ class _MountainCarBase(BatchedEnv):
         low = np.array([MIN_POSITION, -MAX_SPEED], dtype=np.float32)
         high = np.array([MAX_POSITION, MAX_SPEED], dtype=np.float32)
         self._init_spaces(gym.spaces.Box(low, high, dtype=np.float32), self._action_space())
+        self._init_constants()
+
+    def _init_constants(self) -> None:
+        """Tensors the subclass's step needs, made once on the device."""
 
     @classmethod
     def time_limit(cls, **_: Any) -> int:
@@ -152,20 +156,25 @@ class MountainCarVectorEnv(_MountainCarBase):
 
     default_time_limit = 200
 
+    def _init_constants(self) -> None:
+        # (action - 1) * force for the actions 0, 1, 2: exactly these float64 numbers
+        self._push = torch.tensor([-0.001, 0.0, 0.001], dtype=torch.float64, device=self.device)
+        self._reward = torch.full((self.num_envs,), -1.0, dtype=_F32, device=self.device)
+
     def _action_space(self) -> gym.spaces.Space:
         return gym.spaces.Discrete(3)
 
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         position, velocity = self.position, self.velocity
         # velocity += (action - 1) * force + cos(3 * position) * (-gravity), in float64
-        velocity = velocity + ((actions - 1).double() * 0.001 + _libm_cos(3.0 * position) * -0.0025)
+        velocity = velocity + (self._push[actions] + _libm_cos(3.0 * position) * -0.0025)
         velocity = velocity.clamp(-MAX_SPEED, MAX_SPEED)
         position = (position + velocity).clamp(MIN_POSITION, MAX_POSITION)
         velocity = torch.where((position == MIN_POSITION) & (velocity < 0), 0.0, velocity)
         self._terminated = (position >= 0.5) & (velocity >= self.goal_velocity)
         self.position.copy_(position)
         self.velocity.copy_(velocity)
-        return torch.full_like(self.position, -1.0, dtype=_F32), self._terminated
+        return self._reward.clone(), self._terminated
 
 
 class MountainCarContinuousVectorEnv(_MountainCarBase):
@@ -176,8 +185,7 @@ class MountainCarContinuousVectorEnv(_MountainCarBase):
 
     default_time_limit = 999
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def _init_constants(self) -> None:
         # the state is float64 from a reset until the first step, float32 after it
         self._wide = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._power = torch.tensor(0.0015, dtype=_F32, device=self.device)  # float32(0.0015), as NumPy casts it
