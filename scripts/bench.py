@@ -33,6 +33,7 @@ Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) an
     python scripts/bench.py --sections solve --seeds 0 1 2 3 4
     python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
     python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
+    python scripts/bench.py --report bench.json               # the tables of a saved result
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     seed_everything(case["seed"])
     env = make_vec_env(cfg.env, cfg.env.num_envs, seed=case["seed"], device=device)
     agent = build_agent(cfg, env, device)
-    agent.learn(env, 1, lambda u: True)  # warm-up: allocations, first calls, lazy inits
+    if cfg.hardware.compile:
+        agent.compile()
+    agent.learn(env, 1, lambda u: True)  # warm-up: allocations, first calls, lazy inits (compilation)
     _sync(device)
     start_steps = agent.env_steps
     seconds = case["seconds"]
@@ -267,6 +270,13 @@ def throughput_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
                 overrides = [f"env.backend={backend}", f"env.num_envs={n}", f"hardware.device={args.device}"]
                 label = f"{algo} ({n} envs, {backend})"
                 cases.append(base | {"algo": algo, "label": label, "overrides": overrides + args.set})
+    if "a2c" in args.algos and not args.no_variants:  # the same a2c case compiled, and on two threads
+        n = max(args.num_envs)
+        overrides = ["env.backend=torch", f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
+        label = f"a2c ({n} envs, torch, hardware.compile)"
+        cases.append(base | {"algo": "a2c", "label": label, "overrides": [*overrides, "hardware.compile=true"]})
+        label = f"a2c ({n} envs, torch, {2 * args.threads} threads)"
+        cases.append(base | {"algo": "a2c", "label": label, "overrides": overrides, "threads": 2 * args.threads})
     return cases
 
 
@@ -307,14 +317,14 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"| {r['label']} | {r['sps']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} |")
     solves = result.get("solve", [])
     if solves:
-        head = "| seed | a2c (tuned, torch env): s to −110 (env steps) | sb3_a2c Zoo: s to −110 (env steps) | ratio |"
+        head = "| seed | a2c (tuned, torch env): s to −110 (env steps) | sb3_a2c Zoo: s to −110 (env steps) | a2c / sb3_a2c |"
         lines += ["", head]
         lines += ["|---|---|---|---|"]
         for seed in sorted({r["seed"] for r in solves}):
             a = next((r for r in solves if r["seed"] == seed and r["algo"] == "a2c"), {})
             b = next((r for r in solves if r["seed"] == seed and r["algo"] == "sb3_a2c"), {})
             ta, tb = a.get("solved_at_train_s"), b.get("solved_at_train_s")
-            ratio = f"1/{tb / ta:.1f}" if ta and tb else ("sb3 unsolved" if ta else "a2c unsolved")
+            ratio = f"{ta / tb:.2f}" if ta and tb else ("sb3_a2c unsolved" if ta else "a2c unsolved")
             cell_a = f"{_fmt(ta, '.1f')} ({_fmt(a.get('solved_at_env_steps'))})"
             budget = f"not in {_fmt(b.get('env_steps'))}" if tb is None else _fmt(b.get("solved_at_env_steps"))
             cell_b = f"{_fmt(tb, '.1f')} ({budget})"
@@ -353,15 +363,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-steps", type=int, default=300_000)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
+    parser.add_argument(
+        "--no-variants", action="store_true", help="skip the compiled and the two-thread a2c cases (throughput)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-only", action="store_true", help="time the envs alone (random actions)")
     parser.add_argument("--envs", nargs="+", default=["mountaincar"], help="envs of --env-only")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of every case")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--report", type=Path, metavar="BENCH_JSON", help="print the tables of a saved result")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child)
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     if args.seconds <= 0 or any(n < 1 for n in args.num_envs) or args.threads < 1:
         parser.error("--seconds, --num-envs and --threads must be positive")
     unknown = set(args.sections) - {"throughput", "solve", "memory"}
