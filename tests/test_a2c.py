@@ -162,3 +162,17 @@ def test_a2c_solves_mountaincar_in_seconds_and_stops_when_solved(tmp_path: Path)
     assert 0 < summary["solved_at_train_s"] <= summary["train_s"]
     evals = [row for row in read_metrics(tmp_path) if "eval/return_mean" in row]
     assert evals[-2]["eval/return_mean"] == final and all(r["eval/return_mean"] < -110 for r in evals[:-2])
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_saves_the_plain_state_dict(tmp_path: Path) -> None:
+    """``hardware.compile`` compiles the networks in place: the run works, and its checkpoint
+    has the uncompiled module's keys, so it loads into a plain agent and evaluates the same."""
+    cfg = make_config(
+        "algo=a2c", "env=mountaincar", "hardware.compile=true", "total_steps=4096", "eval.final_episodes=10"
+    )
+    final = run(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / "policy.pt", weights_only=True)
+    assert not any("_orig_mod" in k for k in ckpt["agent"]["nets"])
+    plain = make_config("algo=a2c", "env=mountaincar", "total_steps=4096", "eval.final_episodes=10")
+    assert reload_and_evaluate(plain, ckpt) == final

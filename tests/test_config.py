@@ -91,6 +91,9 @@ BAD_INPUTS = [
     ("env=dialogue env.num_slots=0", "env.num_slots=0 is out of range: must be >= 1 and <= 8"),
     ("env=dialogue env.num_slots=5", "env.max_turns=10: must be >= 2*num_slots+1 = 11"),
     ("env=maze +env.kwargs.walls=1", "Maze-v0 cannot be made with them: got an unexpected keyword argument 'walls'"),
+    ("env=cartpole env.backend=torch", "env.backend=torch: CartPole-v1 has no torch implementation"),
+    ("env.backend=jax", "env.backend=jax: Invalid value 'jax', expected one of [auto, torch, gymnasium]"),
+    ("algo=sb3_a2c hardware.compile=true", "hardware.compile=true: algo=sb3_a2c does not support torch.compile"),
 ]
 
 

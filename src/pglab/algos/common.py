@@ -91,9 +91,11 @@ def discounted_returns(
 def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor:
     """Global L2 norm of the gradients (before clipping), as a 0-d tensor; clips in place
     when ``max_norm`` is set. Never waits for the device (no ``.item()``)."""
+    params = list(params)
+    device = params[0].device if params else None
     params = [p for p in params if p.grad is not None]
     if not params:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     if max_norm is None:
         return torch.nn.utils.get_total_norm([p.grad for p in params])
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
