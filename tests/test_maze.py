@@ -90,7 +90,7 @@ def test_random_layouts_give_a_new_maze_every_episode_and_local_views_see_walls(
     assert not np.array_equal(first[0], first[1])
     mazes = []
     for _ in range(40):  # 40 episodes of env 0 (its bank is refilled on the way)
-        env._begin(torch.tensor([0]))
+        env._begin_where(torch.tensor([True, False, False]))
         mazes.append(env.maze_grid(0).tobytes())
         assert int(env.optimal_steps[0]) == bfs_distances(env.maze_grid(0), (7, 7))[1, 1]
     assert len(set(mazes)) >= 35

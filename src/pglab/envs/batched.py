@@ -229,21 +229,11 @@ class BatchedEnv(gym.vector.VectorEnv):
                 raise ValueError(f"reset(seed=...): {len(seed)} seeds for {self.num_envs} envs")
             values = [rng.fold_seed(int(s)) for s in seed]
         self.seeds.copy_(torch.tensor(values, dtype=torch.int64))
-        self.episode.fill_(-1)  # _begin increments to 0
+        self.episode.fill_(-1)  # _begin_where increments to 0
         self._reseeded()
         first = values[0]
         self.action_space.seed(first)
         self.single_action_space.seed(first)
-
-    def _begin(self, idx: torch.Tensor) -> None:
-        self.episode[idx] += 1
-        self.t[idx] = 0
-        self._ep_return[idx] = 0.0
-        self._start(idx)
-        if self.trace_envs:
-            for i in idx.tolist():
-                if i < self.trace_envs:
-                    self._traces[i] = [self.trace_begin(i)]
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -261,15 +251,16 @@ class BatchedEnv(gym.vector.VectorEnv):
             self.seed_envs(seed)
         self._seeded = True
         self._traces = [[] for _ in range(self.trace_envs)]
-        self._begin(torch.arange(self.num_envs, device=self.device))
+        self._begin_where(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(), {}
 
     def _begin_where(self, done: torch.Tensor) -> bool:
-        """Autoreset: start the next episode of the envs that ended (``done``, bool ``[N]``).
+        """Start the next episode of the envs where ``done`` (bool ``[N]``) is set: at a
+        reset (all of them) and at the autoreset of a step (those whose episode ended).
 
         On the CPU, where asking costs nothing, a step in which no episode ended skips
         all of it; on a GPU it runs branch-free (no device sync) when the env overrides
-        :meth:`_start_where`.
+        :meth:`_start_where`. Returns whether any env may have started.
         """
         if self.device.type == "cpu" and not bool(done.any()):
             return False
@@ -378,7 +369,7 @@ class SingleEnv(gym.Env):
             core.seed_envs(core._initial_seeds)  # a seeds= given at construction, else fresh entropy
         core._seeded = True
         core._traces = [[] for _ in range(core.trace_envs)]
-        core._begin(torch.zeros(1, dtype=torch.int64))
+        core._begin_where(torch.ones(1, dtype=torch.bool))
         self._done = False
         return core._observe()[0].numpy(), {}
 
