@@ -54,6 +54,7 @@ __all__ = ["TorchVectorEnv", "backend_id", "check_env_config", "env_seeds", "mak
 NATIVE_ENVS = {
     "pglab/Maze-v0": ("pglab.envs.maze:MazeEnv", "pglab.envs.maze:MazeVectorEnv"),
     "pglab/Dialogue-v0": ("pglab.envs.dialogue:DialogueEnv", "pglab.envs.dialogue:DialogueVectorEnv"),
+    "pglab/DialogueLM-v0": ("pglab.envs.dialogue_lm:DialogueLMEnv", "pglab.envs.dialogue_lm:DialogueLMVectorEnv"),
     "pglab/MountainCar-v0": ("pglab.envs.mountaincar:MountainCarEnv", "pglab.envs.mountaincar:MountainCarVectorEnv"),
     "pglab/MountainCarContinuous-v0": (
         "pglab.envs.mountaincar:MountainCarContinuousEnv",
