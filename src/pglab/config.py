@@ -76,6 +76,7 @@ class Baseline(Enum):
     mean = "mean"
     value = "value"
     leave_one_out = "leave_one_out"
+    group_norm = "group_norm"
 
 
 class Activation(Enum):
@@ -122,6 +123,8 @@ class EnvConfig:
         id: gymnasium id (``MountainCar-v0``).
         num_envs: parallel training environments (one vector env).
         default_total_steps: training budget in env steps when ``total_steps`` is null.
+        default_sft_steps: steps of the SFT stage when ``sft.steps`` is null (envs with
+            demonstrations).
         max_episode_steps: time limit; null keeps the registered one.
         solved_threshold: mean eval return that counts as solved (reports, early stop).
         success_when: which episode end counts as a success.
@@ -133,6 +136,7 @@ class EnvConfig:
     id: str = MISSING
     num_envs: int = bounded(16, ge=1)
     default_total_steps: int = bounded(100_000, ge=1)
+    default_sft_steps: int = bounded(0, ge=0)
     max_episode_steps: int | None = bounded(None, ge=1)
     solved_threshold: float | None = None
     success_when: SuccessWhen = SuccessWhen.terminated
@@ -206,6 +210,45 @@ class DialogueEnvConfig(EnvConfig):
 
 
 @dataclass
+class DialogueLMEnvConfig(EnvConfig):
+    """Token-level replies to the dialogue's user (``pglab/DialogueLM-v0``; see ``pglab.envs.dialogue_lm``).
+
+    Attributes:
+        num_slots: K slots in each request (1..8).
+        max_reply_tokens: the longest reply (an episode's time limit).
+        length_budget: reply tokens the judge allows before each further one costs (null:
+            the slot phrases + 5).
+        error_rate: how often the expert mishears a value in its demonstrations.
+        ramble_rate: how often the expert adds a pleasantry (over the budget).
+        repeat_rate: how often the expert restates a slot (a repetition).
+    """
+
+    num_slots: int = bounded(3, ge=1, le=8)
+    max_reply_tokens: int = bounded(24, ge=1)
+    length_budget: int | None = bounded(None, ge=1)
+    error_rate: float = bounded(0.2, ge=0.0, le=1.0)
+    ramble_rate: float = bounded(0.3, ge=0.0, le=1.0)
+    repeat_rate: float = bounded(0.2, ge=0.0, le=1.0)
+
+
+@dataclass
+class TransformerConfig:
+    """The causal transformer that token-sequence envs (``dialogue_lm``) get as policy and critic.
+
+    Attributes:
+        layers: decoder blocks.
+        heads: attention heads (``width`` must be a multiple).
+        width: model width (embedding size).
+        ff_mult: the MLP's hidden width, as a multiple of ``width``.
+    """
+
+    layers: int = bounded(2, ge=1)
+    heads: int = bounded(4, ge=1)
+    width: int = bounded(64, ge=8)
+    ff_mult: int = bounded(4, ge=1)
+
+
+@dataclass
 class AlgoConfig:
     """What every algorithm shares.
 
@@ -219,6 +262,8 @@ class AlgoConfig:
         gamma: discount factor.
         ent_coef: weight of the entropy bonus.
         max_grad_norm: clip the global gradient norm to this (null: no clipping).
+        transformer: sizes of the causal transformer used instead of the MLPs on
+            token-sequence observations (``env=dialogue_lm``).
     """
 
     name: str = MISSING
@@ -229,6 +274,7 @@ class AlgoConfig:
     gamma: float = bounded(0.99, ge=0.0, le=1.0)
     ent_coef: float = bounded(0.0, ge=0.0)
     max_grad_norm: float | None = bounded(0.5, gt=0.0)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
 
 @dataclass
@@ -239,13 +285,24 @@ class ReinforceConfig(AlgoConfig):
         baseline: ``none``; ``mean`` (batch mean of the reward-to-go); ``value`` (a
             learned critic V(s), trained by regression on the reward-to-go);
             ``leave_one_out`` (RLOO: the mean reward-to-go of the *other* episodes of
-            the batch; needs ``env.num_envs >= 2``).
+            the batch; needs ``env.num_envs >= 2``); ``group_norm`` (the return standardised
+            over its group: minus the group's mean, divided by its std, as GRPO).
+        group_size: k, episodes per group that start from the same state (the same prompt:
+            k samples per prompt) and are compared with each other: with ``mean``,
+            ``leave_one_out`` (RLOO) and ``group_norm`` each episode is scored by its whole
+            return against its group. Null: every env starts its own episode and the whole
+            batch is one group. Needs an env that can share starts (``dialogue_lm``).
+        kl_coef: β of the KL penalty to the reference policy (the model the SFT stage
+            fitted): every step's reward loses ``β · (log π(a|s) − log π_ref(a|s))``.
+            Needs an SFT stage (``sft.steps > 0``).
         normalize_advantage: standardise advantages over the batch.
         value_lr: Adam learning rate of the critic (``baseline=value`` only).
         log_std_init: initial log standard deviation of a Gaussian policy.
     """
 
     baseline: Baseline = Baseline.value
+    group_size: int | None = bounded(None, ge=1)
+    kl_coef: float = bounded(0.0, ge=0.0)
     normalize_advantage: bool = True
     value_lr: float = bounded(1e-3, gt=0.0)
     log_std_init: float = 0.0
@@ -274,9 +331,12 @@ class A2CConfig(AlgoConfig):
             (clipped to ±clip_reward), as SB3's VecNormalize.
         clip_obs, clip_reward: clipping after normalisation.
         log_std_init: initial log standard deviation of a Gaussian policy.
+        kl_coef: β of the KL penalty to the reference policy (the SFT model): every step's
+            reward loses ``β · (log π(a|s) − log π_ref(a|s))``. Needs ``sft.steps > 0``.
     """
 
     n_steps: int = bounded(5, ge=1)
+    kl_coef: float = bounded(0.0, ge=0.0)
     gae_lambda: float = bounded(1.0, ge=0.0, le=1.0)
     vf_coef: float = bounded(0.5, ge=0.0)
     shared_network: bool = False
@@ -399,6 +459,27 @@ class LoggerConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Supervised fine-tuning on expert demonstrations before policy-gradient training.
+
+    The stage runs in the same job, before the first evaluation, on envs that provide
+    demonstrations (``dialogue_lm``: the expert's replies); the model it leaves is also the
+    frozen reference that ``algo.kl_coef`` penalises the distance to.
+
+    Attributes:
+        steps: gradient steps (null: the env's ``default_sft_steps``; 0: no SFT stage).
+        batch_size: demonstrations per step.
+        lr: Adam learning rate.
+        log_every: write one ``sft/*`` metrics line per this many steps.
+    """
+
+    steps: int | None = bounded(None, ge=0)
+    batch_size: int = bounded(64, ge=1)
+    lr: float = bounded(3e-3, gt=0.0)
+    log_every: int = bounded(50, ge=1)
+
+
+@dataclass
 class EvalConfig:
     """The one evaluation protocol (see ``pglab.evaluation``).
 
@@ -412,6 +493,10 @@ class EvalConfig:
         stop_when_solved: end training at the first periodic evaluation whose mean return
             reaches ``env.solved_threshold`` (the final evaluation still runs); for
             time-to-solve studies and for sweeps that only need a solution.
+        deterministic: evaluate the policy's mode (argmax / Gaussian mean); false samples
+            actions as in training (language-model replies are usually judged sampled),
+            from a generator seeded by the run seed, so evaluations stay reproducible and
+            never touch the training RNG.
     """
 
     every_steps: int = bounded(25_000, ge=1)
@@ -420,6 +505,7 @@ class EvalConfig:
     num_envs: int = bounded(10, ge=1)
     samples: int = bounded(3, ge=0)
     stop_when_solved: bool = False
+    deterministic: bool = True
 
 
 @dataclass
@@ -439,6 +525,7 @@ class Config:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     seed: int = bounded(0, ge=0)
     total_steps: int | None = bounded(None, ge=1)
@@ -450,6 +537,11 @@ class Config:
     def budget(self) -> int:
         """Training env steps of this run."""
         return self.total_steps if self.total_steps is not None else self.env.default_total_steps
+
+    @property
+    def sft_steps(self) -> int:
+        """Gradient steps of the SFT stage (0: none)."""
+        return self.sft.steps if self.sft.steps is not None else self.env.default_sft_steps
 
 
 LOGGER_BACKENDS = ("wandb", "none")
@@ -466,6 +558,7 @@ def register_configs() -> None:
     cs.store(name="schema_env_gym", node=EnvConfig)
     cs.store(name="schema_env_maze", node=MazeEnvConfig)
     cs.store(name="schema_env_dialogue", node=DialogueEnvConfig)
+    cs.store(name="schema_env_dialogue_lm", node=DialogueLMEnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
     cs.store(name="schema_algo_a2c", node=A2CConfig)
     cs.store(name="schema_algo_sb3", node=SB3Config)
@@ -563,6 +656,12 @@ def validate(cfg: DictConfig | Config) -> Config:
     if isinstance(cfg, DictConfig):
         check_known_keys(cfg, obj)
     check_ranges(obj)
+    t = getattr(obj.algo, "transformer", None)
+    if isinstance(t, TransformerConfig) and t.width % t.heads:
+        raise ConfigError(
+            f"algo.transformer.width={t.width} must be a multiple of algo.transformer.heads={t.heads} "
+            "(each head gets width/heads dimensions)"
+        )
     if obj.logger.backend not in LOGGER_BACKENDS:
         raise ConfigError(f"logger.backend={obj.logger.backend!r}: must be one of {', '.join(LOGGER_BACKENDS)}")
     return obj

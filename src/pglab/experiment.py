@@ -39,8 +39,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from pglab.algos.common import NonFiniteError, Update
+from pglab.algos.sft import supervised_finetune
 from pglab.config import Config, ConfigError, Device, HardwareConfig, validate
-from pglab.envs import check_env_config, env_seeds, make_vec_env, max_episode_steps
+from pglab.envs import backend_id, check_env_config, env_seeds, make_vec_env, max_episode_steps, native_class
 from pglab.evaluation import evaluate
 from pglab.logging import RunLogger, write_json_atomic
 from pglab.summary import offline_wandb_dirs
@@ -110,6 +111,24 @@ def preflight(cfg: Config, check_device: bool = True) -> torch.device:
         )
     if max_episode_steps(cfg.env) is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
+    native = native_class(backend_id(cfg.env))
+    if cfg.sft_steps > 0:
+        if native is None or not hasattr(native, "demonstrations"):
+            raise ConfigError(
+                f"sft.steps={cfg.sft_steps}: env={cfg.env.name} has no expert demonstrations to fine-tune on "
+                "(dialogue_lm has); set sft.steps=0"
+            )
+        if not hasattr(algo_class, "set_reference"):
+            raise ConfigError(
+                f"sft.steps={cfg.sft_steps}: algo={cfg.algo.name} has no SFT stage (pglab's reinforce and a2c "
+                "have); set sft.steps=0"
+            )
+    group = getattr(cfg.algo, "group_size", None)
+    if group is not None and (native is None or not hasattr(native, "set_group_size")):
+        raise ConfigError(
+            f"algo.group_size={group}: env={cfg.env.name} cannot start several envs from the same state "
+            "(dialogue_lm can: k samples per prompt); leave algo.group_size null"
+        )
     if not check_device:
         return torch.device("cpu")
     return resolve_device(cfg.hardware)
@@ -376,14 +395,18 @@ def run(
         threshold = cfg.env.solved_threshold
 
         def run_eval(episodes: int, env_steps: int) -> dict[str, float]:
-            result = evaluate(
-                lambda o: agent.act(o, deterministic=True),
-                eval_env,
-                episodes,
-                eval_seeds,
-                cfg.env.success_when,
-                samples=cfg.eval.samples,
-            )
+            deterministic = cfg.eval.deterministic
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                if not deterministic:  # sampled actions from a generator of the evaluation's own
+                    torch.manual_seed(eval_seeds[0])
+                result = evaluate(
+                    lambda o: agent.act(o, deterministic=deterministic),
+                    eval_env,
+                    episodes,
+                    eval_seeds,
+                    cfg.env.success_when,
+                    samples=cfg.eval.samples,
+                )
             logger.log_samples(env_steps, result.samples)
             return result.metrics()
 
@@ -404,6 +427,9 @@ def run(
             _set_rng_state(ckpt["rng"])
             state.update({k: progress_state[k] for k in state if k in progress_state})
         else:
+            if cfg.sft_steps > 0:
+                summary["sft"] = run_sft(cfg, agent, env, logger)
+                log.info("%s: SFT done: %s", name, summary["sft"])
             first = run_eval(cfg.eval.episodes, 0)
             logger.log(0, {**first, "time/wall_s": time.perf_counter() - t_start})
             state["last_eval"] = first["eval/return_mean"]
@@ -515,6 +541,22 @@ def run(
     finally:
         for e in envs:
             e.close()
+
+
+def run_sft(cfg: Config, agent: Any, env: Any, logger: RunLogger) -> dict[str, float]:
+    """The SFT stage: fit the agent's policy to the env's expert demonstrations, log its
+    ``sft/*`` lines (at env step 0), then freeze the result as the KL reference."""
+    t0 = time.perf_counter()
+    last = supervised_finetune(
+        agent.policy,
+        env.unwrapped.demonstrations,
+        cfg.sft,
+        cfg.sft_steps,
+        lambda metrics: logger.log(0, metrics),
+        max_grad_norm=cfg.algo.max_grad_norm,
+    )
+    agent.set_reference()
+    return {**last, "wall_s": time.perf_counter() - t0}
 
 
 CHECKPOINT = "checkpoint.pt"

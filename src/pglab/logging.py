@@ -162,6 +162,8 @@ class RunLogger:
             self.mode = "offline"
             run = wandb.init(mode="offline", settings=wandb.Settings(**quiet), **kwargs)
         run.define_metric("env_steps")
+        run.define_metric("sft/step")  # the SFT stage's lines (all at env step 0) have their own axis
+        run.define_metric("sft/*", step_metric="sft/step")
         run.define_metric("*", step_metric="env_steps")
         return run
 

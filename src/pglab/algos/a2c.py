@@ -28,6 +28,7 @@ Shapes: T = ``n_steps``, N = ``env.num_envs``, D = observation size.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -40,12 +41,16 @@ from pglab.algos.common import (
     RunningMeanStd,
     Update,
     apply_update,
+    check_kl_config,
+    frozen_copy,
     gae,
     grad_norm_and_clip,
     inject_nan,
+    obs_dtype,
+    rollout_terms,
 )
-from pglab.config import A2CConfig, OptimizerName
-from pglab.nets import ValueNet, make_policy, obs_dim
+from pglab.config import A2CConfig, ConfigError, OptimizerName
+from pglab.nets import make_policy, make_value
 
 
 class A2C:
@@ -71,9 +76,15 @@ class A2C:
     ) -> None:
         self.cfg = cfg
         self.device = device
-        self.policy = make_policy(observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init)
+        self.policy = make_policy(
+            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.transformer
+        )
         body = self.policy.body if cfg.shared_network else None
-        self.value = ValueNet(obs_dim(observation_space), cfg.hidden_sizes, cfg.activation, body=body)
+        self.value = make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer, body=body)
+        self.reference: nn.Module | None = None  # the frozen SFT policy, see set_reference
+        self._sampler = self.policy.sampler()  # rollouts' actions (a transformer's keeps a key-value cache)
+        self._success_reported = False  # the env reports each episode's success
+        self._ep_kl: torch.Tensor | None = None  # per env: KL to the reference so far in its episode
         self.obs_rms = RunningMeanStd(observation_space.shape) if cfg.normalize_obs else None
         self.ret_rms = RunningMeanStd(()) if cfg.normalize_reward else None
         # one module holding everything: parameters() counts a shared body once
@@ -93,6 +104,13 @@ class A2C:
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
         self._norm_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @staticmethod
+    def check_config(cfg: Any) -> None:
+        """Cross-key constraints, checked before the run starts."""
+        check_kl_config(cfg)
+        if cfg.algo.normalize_obs and cfg.env.name == "dialogue_lm":
+            raise ConfigError("algo.normalize_obs=true: dialogue_lm observes token ids, which must not be normalised")
 
     # ------------------------------------------------------------------ normalisation
 
@@ -157,15 +175,17 @@ class A2C:
         else:
             actions = torch.zeros(T, n, *act_space.shape, device=dev)
         obs_shape = env.single_observation_space.shape
+        dtype = obs_dtype(env.single_observation_space)
         return {
-            "obs": torch.zeros(T, n, *obs_shape, device=dev),  # normalised, as the policy saw them
-            "final_obs": torch.zeros(T, n, *obs_shape, device=dev),  # raw: the state each step reached
+            "obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev),  # normalised, as the policy saw them
+            "final_obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev),  # raw: the state each step reached
             "actions": actions,
             "rewards": torch.zeros(T, n, device=dev),  # raw
             "terminated": torch.zeros(T, n, dtype=torch.bool, device=dev),
             "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
             "episode_return": torch.zeros(T, n, device=dev),
             "episode_length": torch.zeros(T, n, dtype=torch.long, device=dev),
+            "success": torch.zeros(T, n, dtype=torch.bool, device=dev),
         }
 
     @torch.inference_mode()
@@ -177,9 +197,11 @@ class A2C:
         preallocated storage, all on the device; no critic (values are computed for the
         whole rollout at once in :meth:`loss`), no host round trip.
         """
+        sample = self._sampler
+        sample.reset()  # the policy changed since the last rollout: a key-value cache is stale
         for t in range(self.cfg.n_steps):
             nobs = self.normalize(obs)
-            action = self.policy.sample(nobs)
+            action = sample(nobs)
             obs, reward, terminated, truncated, info = env.step(action)
             buf["obs"][t] = nobs
             buf["actions"][t] = action
@@ -189,6 +211,9 @@ class A2C:
             buf["final_obs"][t] = info["final_obs"]
             buf["episode_return"][t] = info["episode_return"]
             buf["episode_length"][t] = info["episode_length"]
+            if "success" in info:
+                self._success_reported = True
+                buf["success"][t] = info["success"]
         return obs
 
     @staticmethod
@@ -210,7 +235,10 @@ class A2C:
         rollout's last states and on the few states where episodes ended.
         """
         T, n = buf["rewards"].shape
-        values = self.value(buf["obs"].flatten(0, 1)).view(T, n)
+        if hasattr(self.value, "rollout_values"):  # a transformer: one pass per episode piece
+            values = self.value.rollout_values(buf["obs"], buf["actions"], buf["dones"])
+        else:
+            values = self.value(buf["obs"].flatten(0, 1)).view(T, n)
         with torch.no_grad():
             next_values = torch.empty_like(values)
             next_values[:-1] = values[1:]
@@ -226,22 +254,53 @@ class A2C:
     def loss(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss of a collected rollout and its parts.
 
+        With a reference policy, ``train/kl`` is the mean over the episodes that ended in
+        the rollout of their summed exact per-step KL(π ‖ π_ref), and with ``kl_coef = β > 0``
+        every reward loses ``β · (log π(a|s) − log π_ref(a|s))`` before GAE (see
+        :meth:`pglab.algos.reinforce.Reinforce.loss`).
+
         Call once per rollout: it updates the reward-scaling statistics.
         """
         cfg = self.cfg
+        T, n = buf["rewards"].shape
+        terms = rollout_terms(self.policy, buf["obs"], buf["actions"], buf["dones"], self.reference)
         values, next_values = self.rollout_values(buf)
-        rewards = self.scale_rewards(buf["rewards"], buf["dones"])
+        rewards = buf["rewards"]
+        parts: dict[str, torch.Tensor] = {}
+        if terms.kl is not None and terms.logp_ref is not None:
+            parts["train/kl"] = self.episode_kl(terms.kl.view(T, n), buf["dones"])
+            if cfg.kl_coef > 0:
+                rewards = rewards - cfg.kl_coef * (terms.logp.detach() - terms.logp_ref).view(T, n)
+        rewards = self.scale_rewards(rewards, buf["dones"])
         adv = gae(rewards, values.detach(), next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
         targets = (adv + values.detach()).flatten()
         adv = adv.flatten()
         if cfg.normalize_advantage and adv.numel() > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        logp, entropy = self.policy.log_prob_entropy(buf["obs"].flatten(0, 1), buf["actions"].flatten(0, 1))
-        entropy = entropy.mean()
-        policy_loss = -(logp * adv).mean()
+        entropy = terms.entropy.mean()
+        policy_loss = -(terms.logp * adv).mean()
         value_loss = F.mse_loss(values.flatten(), targets)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-        return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -entropy}
+        return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -entropy, **parts}
+
+    def episode_kl(self, kl: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Mean summed KL of the episodes that ended in the rollout (NaN where none did).
+
+        Args:
+            kl: ``[T, N]`` exact per-step KL to the reference.
+            dones: ``[T, N]`` episode ends; each env's sum runs on across rollouts.
+        """
+        if self._ep_kl is None or self._ep_kl.shape[0] != kl.shape[1]:
+            self._ep_kl = torch.zeros(kl.shape[1], device=kl.device)
+        finished = torch.zeros_like(kl)
+        running = self._ep_kl
+        for t in range(kl.shape[0]):
+            running = running + kl[t]
+            finished[t] = running
+            running = running.masked_fill(dones[t], 0.0)
+        self._ep_kl = running
+        count = dones.sum()
+        return torch.where(count > 0, (finished * dones).sum() / count.clamp(min=1), torch.nan)
 
     def update(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on the rollout in ``buf``; then the observation statistics take
@@ -275,6 +334,10 @@ class A2C:
             metrics = self.update(buf)
             self.env_steps += batch
             returns, lengths = self.finished_episodes(buf)
+            if self._success_reported and bool(buf["dones"].any()):
+                metrics["train/success_rate"] = float(buf["success"][buf["dones"]].float().mean())
+            if math.isnan(metrics.get("train/kl", 0.0)):
+                del metrics["train/kl"]  # no episode ended in this rollout
             if not on_update(Update(self.env_steps, metrics, returns, lengths)):
                 break
 
@@ -284,6 +347,10 @@ class A2C:
         self.policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
         if self.value is not None:
             self.value.compile(dynamic=True)
+
+    def set_reference(self) -> None:
+        """Freeze a copy of the current policy as the KL penalty's reference (after SFT)."""
+        self.reference = frozen_copy(self.policy)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -298,9 +365,15 @@ class A2C:
             state["obs_rms"] = self.obs_rms.state_dict()
         if self.ret_rms is not None:
             state["ret_rms"] = self.ret_rms.state_dict()
+        if self.reference is not None:
+            state["reference"] = self.reference.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "reference" in state:
+            self.set_reference()
+            assert self.reference is not None
+            self.reference.load_state_dict(state["reference"])
         self.nets.load_state_dict(state["nets"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.obs_rms is not None:

@@ -12,13 +12,17 @@ False to stop training early.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
+
+from pglab.config import ConfigError
 
 
 class NonFiniteError(RuntimeError):
@@ -216,3 +220,125 @@ class RunningMeanStd(torch.nn.Module):
         m2 = self.var * self.count + b_var * b + delta.pow(2) * self.count * b / total
         self.var.copy_(m2 / total)
         self.count.copy_(total)
+
+
+# --------------------------------------------------------------------------- reference policies
+
+
+@dataclass
+class ActionTerms:
+    """What a policy-gradient loss needs about the actions taken, for B steps.
+
+    Attributes:
+        logp: ``[B]`` log π(a|s), differentiable.
+        entropy: ``[B]`` entropy of π(·|s), differentiable.
+        logp_ref: ``[B]`` log π_ref(a|s) of the reference policy (None without one).
+        kl: ``[B]`` KL(π(·|s) ‖ π_ref(·|s)) over the whole action set, exact, detached
+            (None without a reference).
+    """
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    logp_ref: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+
+
+def _terms(logp_all: torch.Tensor, ref_all: torch.Tensor | None, actions: torch.Tensor) -> ActionTerms:
+    """Terms from full log-probabilities ``[B, A]`` (policy, reference) and actions ``[B]``."""
+    index = actions.long()[:, None]
+    probs = logp_all.exp()
+    terms = ActionTerms(logp_all.gather(1, index).squeeze(1), -(probs * logp_all).sum(dim=1))
+    if ref_all is not None:
+        terms.logp_ref = ref_all.gather(1, index).squeeze(1)
+        terms.kl = (probs * (logp_all - ref_all)).sum(dim=1).detach()
+    return terms
+
+
+def action_terms(policy: Any, obs: torch.Tensor, actions: torch.Tensor, reference: Any = None) -> ActionTerms:
+    """:class:`ActionTerms` of ``actions[B]`` taken at ``obs[B, ...]``.
+
+    Without a reference this is the policy's own (fast) ``log_prob_entropy``; with one,
+    both policies' full log-probabilities (categorical policies only).
+    """
+    if reference is None:
+        return ActionTerms(*policy.log_prob_entropy(obs, actions))
+    with torch.no_grad():
+        ref_all = reference.log_probs(obs)
+    return _terms(policy.log_probs(obs), ref_all, actions)
+
+
+def rollout_terms(
+    policy: Any, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor, reference: Any = None
+) -> ActionTerms:
+    """:class:`ActionTerms` of every step of a rollout ``[T, N]`` (episodes continue across
+    rollouts), in ``obs.flatten(0, 1)`` order.
+
+    A sequence policy scores each episode piece of the rollout in one causal pass
+    (:func:`pglab.nets.rollout_features`); any other policy scores the steps one by one.
+    """
+    if not hasattr(policy, "rollout_log_probs"):
+        return action_terms(policy, obs.flatten(0, 1), actions.flatten(0, 1), reference)
+    ref_all = None
+    if reference is not None:
+        with torch.no_grad():
+            ref_all = reference.rollout_log_probs(obs, actions, dones).flatten(0, 1)
+    logp_all = policy.rollout_log_probs(obs, actions, dones).flatten(0, 1)
+    return _terms(logp_all, ref_all, actions.flatten())
+
+
+def episode_terms(
+    policy: Any, obs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, reference: Any = None
+) -> ActionTerms:
+    """:class:`ActionTerms` of the valid steps of whole episodes, in ``obs[valid]`` order.
+
+    Args:
+        policy: the policy; a sequence policy (``policy.sequence``, e.g. a
+            :class:`~pglab.nets.TokenPolicy`) scores each episode in one causal pass.
+        obs: ``[T, N, ...]`` observations, episode n in column n from step 0.
+        actions: ``[T, N]`` actions.
+        valid: ``[T, N]`` which steps belong to the episodes.
+        reference: a frozen reference policy, or None.
+
+    Returns:
+        the terms of the ``B = valid.sum()`` valid steps, row-major over ``[T, N]``.
+    """
+    if not getattr(policy, "sequence", False):
+        return action_terms(policy, obs[valid], actions[valid], reference)
+    ref_all = None
+    if reference is not None:
+        with torch.no_grad():
+            ref_all = reference.episode_log_probs(obs[0], actions)[valid]
+    return _terms(policy.episode_log_probs(obs[0], actions)[valid], ref_all, actions[valid])
+
+
+def frozen_copy(policy: nn.Module) -> nn.Module:
+    """A copy of ``policy`` that never trains (the KL penalty's reference)."""
+    ref = copy.deepcopy(policy)
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
+
+
+def obs_dtype(space: Any) -> torch.dtype:
+    """The torch dtype rollout storage keeps observations of ``space`` in: int64 for
+    integer observations (token ids), float32 otherwise."""
+    dtype = getattr(space, "dtype", None)
+    return torch.int64 if dtype is not None and np.issubdtype(dtype, np.integer) else torch.float32
+
+
+def check_kl_config(cfg: Any) -> None:
+    """A KL penalty needs a reference policy, which only the SFT stage makes."""
+    if cfg.algo.kl_coef > 0 and cfg.sft_steps == 0:
+        raise ConfigError(
+            f"algo.kl_coef={cfg.algo.kl_coef:g}: the KL penalty needs a reference policy, which the SFT stage "
+            "makes; set sft.steps > 0 (on an env with demonstrations: dialogue_lm) or algo.kl_coef=0"
+        )
+
+
+def check_group_config(cfg: Any, group: int) -> None:
+    """``algo.group_size`` divides ``env.num_envs``. (Whether the env can start a group's envs
+    from the same state is checked by the experiment's preflight, which knows the envs.)"""
+    if cfg.env.num_envs % group:
+        raise ConfigError(
+            f"algo.group_size={group}: must divide env.num_envs={cfg.env.num_envs} (the envs form groups of k)"
+        )

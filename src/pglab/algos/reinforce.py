@@ -42,12 +42,19 @@ from pglab.algos.common import (
     OnUpdate,
     Update,
     apply_update,
+    check_group_config,
+    check_kl_config,
     discounted_returns,
+    episode_terms,
+    frozen_copy,
     grad_norm_and_clip,
     inject_nan,
+    obs_dtype,
 )
 from pglab.config import Baseline, ConfigError, ReinforceConfig
-from pglab.nets import ValueNet, make_policy, obs_dim
+from pglab.nets import make_policy, make_value
+
+GROUP_BASELINES = (Baseline.mean, Baseline.leave_one_out, Baseline.group_norm)
 
 
 class Reinforce:
@@ -77,13 +84,15 @@ class Reinforce:
         self.device = device
         self.max_episode_steps = int(max_episode_steps)
         self.policy = make_policy(
-            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init
+            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.transformer
         ).to(device)
         self.value = (
-            ValueNet(obs_dim(observation_space), cfg.hidden_sizes, cfg.activation).to(device)
+            make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer).to(device)
             if cfg.baseline == Baseline.value
             else None
         )
+        self.reference: torch.nn.Module | None = None  # the frozen SFT policy, see set_reference
+        self._success_reported = False  # the env reports each episode's success
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
         if self.value is not None:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
@@ -100,6 +109,19 @@ class Reinforce:
                 f"algo.baseline=leave_one_out needs env.num_envs >= 2 (got {cfg.env.num_envs}): "
                 "each episode's baseline is the mean of the other episodes of the batch"
             )
+        group = cfg.algo.group_size
+        if group is not None:
+            check_group_config(cfg, group)
+            if group < 2 and cfg.algo.baseline in (Baseline.leave_one_out, Baseline.group_norm):
+                raise ConfigError(
+                    f"algo.group_size={group}: baseline={cfg.algo.baseline.value} compares the episodes "
+                    "of a group, so a group needs >= 2"
+                )
+        elif cfg.algo.baseline == Baseline.group_norm and cfg.env.num_envs < 2:
+            raise ConfigError(
+                f"algo.baseline=group_norm needs env.num_envs >= 2 (got {cfg.env.num_envs}) or algo.group_size >= 2"
+            )
+        check_kl_config(cfg)
 
     # ------------------------------------------------------------------ acting
 
@@ -117,7 +139,8 @@ class Reinforce:
         Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
         belongs to the env's episode), ``dones[T,N]`` (its last step), ``cut[T,N]`` (its
         last step, cut by the time limit), ``final_obs[T,N,D]`` (with a critic: the state
-        each step reached, what a cut bootstraps from), and ``ep_returns[N]``/``ep_lengths[N]``.
+        each step reached, what a cut bootstraps from), and ``ep_returns[N]``/``ep_lengths[N]``/
+        ``ep_success[N]`` (where the env reports success).
 
         The loop asks the device whether every episode has ended only every
         ``sync_every`` steps (1 on the CPU, where asking is free; 16 on a GPU): the
@@ -125,6 +148,7 @@ class Reinforce:
         """
         obs, _ = env.reset()
         n = env.num_envs
+        sample = self.policy.sampler()  # a transformer's keeps a key-value cache over the episode
         active = torch.ones(n, dtype=torch.bool, device=self.device)
         sync_every = 1 if self.device.type == "cpu" else 16
         t = 0
@@ -134,7 +158,7 @@ class Reinforce:
                     f"an episode ran past the time limit of {self.max_episode_steps} steps; "
                     "is the env's max_episode_steps right?"
                 )
-            action = self.policy.sample(obs)
+            action = sample(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
             buf["obs"][t] = obs
             buf["actions"][t] = action
@@ -147,6 +171,9 @@ class Reinforce:
                 buf["final_obs"][t] = info["final_obs"]
             buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
             buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
+            if "success" in info:
+                self._success_reported = True
+                buf["ep_success"].copy_(torch.where(ended, info["success"], buf["ep_success"]))
             active &= ~ended
             obs = next_obs
             t += 1
@@ -157,23 +184,25 @@ class Reinforce:
         """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
         T, n, dev = self.max_episode_steps, env.num_envs, self.device
         obs_shape = env.single_observation_space.shape
+        dtype = obs_dtype(env.single_observation_space)
         act_space = env.single_action_space
         if isinstance(act_space, gym.spaces.Discrete):
             actions = torch.zeros(T, n, dtype=torch.long, device=dev)
         else:
             actions = torch.zeros(T, n, *act_space.shape, dtype=torch.float32, device=dev)
         return {
-            "obs": torch.zeros(T, n, *obs_shape, dtype=torch.float32, device=dev),
+            "obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev),
             "actions": actions,
             "rewards": torch.zeros(T, n, device=dev),
             "valid": torch.zeros(T, n, dtype=torch.bool, device=dev),
             "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
             "cut": torch.zeros(T, n, dtype=torch.bool, device=dev),
-            "final_obs": torch.zeros(T, n, *obs_shape, dtype=torch.float32, device=dev)
+            "final_obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev)
             if self.value is not None
             else torch.zeros(0, device=dev),
             "ep_returns": torch.zeros(n, device=dev),
             "ep_lengths": torch.zeros(n, dtype=torch.long, device=dev),
+            "ep_success": torch.zeros(n, dtype=torch.bool, device=dev),
         }
 
     # ------------------------------------------------------------------ learning
@@ -194,7 +223,9 @@ class Reinforce:
         G = returns[valid]
         values = None
         baseline = self.cfg.baseline
-        if baseline == Baseline.value:
+        if (self.cfg.group_size is not None and baseline in GROUP_BASELINES) or baseline == Baseline.group_norm:
+            adv = self.group_advantages(returns[0])[None, :].expand_as(returns)[valid]
+        elif baseline == Baseline.value:
             assert self.value is not None
             values = self.value(obs)
             adv = G - values.detach()
@@ -217,6 +248,32 @@ class Reinforce:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         return adv, values
 
+    def group_advantages(self, episode_returns: torch.Tensor) -> torch.Tensor:
+        """``[N]`` advantage of each whole episode against its group (k = ``group_size``,
+        the whole batch when null): groups are envs ``[g·k, (g+1)·k)``, which started from
+        the same state.
+
+        * ``mean``: ``R_i - mean(R_group)``;
+        * ``leave_one_out`` (RLOO, Ahmadian et al. 2024): ``R_i - mean of the k-1 others``
+          ``= k/(k-1) · (R_i - mean(R_group))``;
+        * ``group_norm`` (GRPO, Shao et al. 2024): ``(R_i - mean(R_group)) / (std(R_group) + 1e-6)``,
+          the sample standard deviation (``k - 1`` in the denominator).
+
+        Every step of episode i gets this advantage (the reply is scored as a whole).
+        """
+        n = episode_returns.shape[0]
+        k = self.cfg.group_size or n
+        r = episode_returns.view(n // k, k)
+        centred = r - r.mean(dim=1, keepdim=True)
+        baseline = self.cfg.baseline
+        if baseline == Baseline.leave_one_out:
+            adv = centred * (k / (k - 1))
+        elif baseline == Baseline.group_norm:
+            adv = centred / (r.std(dim=1, keepdim=True) + 1e-6)
+        else:
+            adv = centred
+        return adv.reshape(n)
+
     def bootstrap(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
         """``[T, N]``: γ-less value added at each episode end, V(final observation) where the
         time limit cut the episode (with a critic), 0 elsewhere (and at terminal states)."""
@@ -227,28 +284,44 @@ class Reinforce:
             values = self.value(buf["final_obs"][:T].flatten(0, 1)).view_as(cut)
         return torch.where(cut, values, 0.0)
 
-    def returns_to_go(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
-        """``[T, N]`` discounted reward-to-go of the batch in ``buf[:T]`` (garbage on invalid steps)."""
-        return discounted_returns(buf["rewards"][:T], buf["dones"][:T], self.bootstrap(buf, T), self.cfg.gamma)
+    def returns_to_go(self, buf: dict[str, torch.Tensor], T: int, rewards: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, N]`` discounted reward-to-go of the batch in ``buf[:T]`` (garbage on invalid
+        steps), of ``rewards[T, N]`` when given (the KL-penalised rewards), else the env's."""
+        rewards = buf["rewards"][:T] if rewards is None else rewards
+        return discounted_returns(rewards, buf["dones"][:T], self.bootstrap(buf, T), self.cfg.gamma)
 
     def loss(self, buf: dict[str, torch.Tensor], T: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The scalar loss of the batch in ``buf[:T]`` and its parts (policy, entropy, value).
+        """The scalar loss of the batch in ``buf[:T]`` and its parts (policy, entropy, value,
+        and with a reference policy ``train/kl``: the mean over episodes of the summed exact
+        per-step KL(π ‖ π_ref)).
 
         ``-grad(policy part)`` is the REINFORCE gradient estimate: mean over valid steps of
-        ``grad log π(a|s) · A``.
+        ``grad log π(a|s) · A``. With a reference policy and ``kl_coef = β > 0`` the rewards
+        are ``r - β · (log π(a|s) - log π_ref(a|s))`` first (the sampled KL estimate whose
+        expectation over π is the KL: penalising it through the returns gives the exact
+        gradient of ``E[return] - β · KL``, as in RLHF).
         """
         cfg = self.cfg
-        returns = self.returns_to_go(buf, T)
         valid = buf["valid"][:T]
         obs = buf["obs"][:T][valid]
-        actions = buf["actions"][:T][valid]
-
+        actions = buf["actions"][:T]
+        terms = episode_terms(self.policy, buf["obs"][:T], actions, valid, self.reference)
+        rewards = buf["rewards"][:T]
+        parts: dict[str, torch.Tensor] = {}
+        if terms.kl is not None and terms.logp_ref is not None:
+            kl = torch.zeros_like(rewards)
+            kl[valid] = terms.kl
+            parts["train/kl"] = kl.sum(dim=0).mean()
+            if cfg.kl_coef > 0:
+                log_ratio = torch.zeros_like(rewards)
+                log_ratio[valid] = terms.logp.detach() - terms.logp_ref
+                rewards = rewards - cfg.kl_coef * log_ratio
+        returns = self.returns_to_go(buf, T, rewards)
         adv, values = self.advantages(returns, valid, obs)
-        logp, entropy = self.policy.log_prob_entropy(obs, actions)
-        entropy = entropy.mean()
-        policy_loss = -(logp * adv).mean()
+        entropy = terms.entropy.mean()
+        policy_loss = -(terms.logp * adv).mean()
         loss = policy_loss - cfg.ent_coef * entropy
-        parts = {"loss/policy": policy_loss, "loss/entropy": -entropy}
+        parts = {"loss/policy": policy_loss, "loss/entropy": -entropy, **parts}
         if values is not None:
             parts["loss/value"] = F.mse_loss(values, returns[valid])
             loss = loss + parts["loss/value"]  # the critic has its own parameters and learning rate
@@ -270,10 +343,14 @@ class Reinforce:
 
     def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
+        if self.cfg.group_size is not None:
+            env.unwrapped.set_group_size(self.cfg.group_size)  # k samples per prompt
         buf = self.buffers(env)
         while self.env_steps < total_steps:
             T = self.collect(env, buf)
             metrics = self.update(buf, T)
+            if self._success_reported:
+                metrics["train/success_rate"] = float(buf["ep_success"].float().mean())
             self.env_steps += int(buf["valid"][:T].sum())
             update = Update(
                 env_steps=self.env_steps,
@@ -291,6 +368,10 @@ class Reinforce:
         if self.value is not None:
             self.value.compile(dynamic=True)
 
+    def set_reference(self) -> None:
+        """Freeze a copy of the current policy as the KL penalty's reference (after SFT)."""
+        self.reference = frozen_copy(self.policy)
+
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
@@ -302,9 +383,15 @@ class Reinforce:
         }
         if self.value is not None:
             state["value"] = self.value.state_dict()
+        if self.reference is not None:
+            state["reference"] = self.reference.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "reference" in state:
+            self.set_reference()
+            assert self.reference is not None
+            self.reference.load_state_dict(state["reference"])
         self.policy.load_state_dict(state["policy"])
         if self.value is not None:
             self.value.load_state_dict(state["value"])

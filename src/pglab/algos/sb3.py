@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from pglab.algos.common import NonFiniteError, OnUpdate, Update, check_finite
 from pglab.config import Activation, ConfigError, SB3Config
+from pglab.envs import backend_id
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO}
 # SB3's recorded keys -> pglab's metric names
@@ -184,6 +185,11 @@ class _UpdateCallback(BaseCallback):
             self._post_hook.remove()
 
 
+# pglab envs SB3 cannot learn: token sequences need a sequence model, an SFT stage and a
+# reference policy, none of which SB3's policies have.
+UNSUPPORTED_ENVS = ("pglab/DialogueLM-v0",)
+
+
 class SB3Agent:
     """A Stable-Baselines3 A2C or PPO model behind pglab's algorithm interface.
 
@@ -240,7 +246,14 @@ class SB3Agent:
 
     @staticmethod
     def check_config(cfg: Any) -> None:
-        """``algo.kwargs`` must be constructor arguments of the chosen SB3 class."""
+        """The env must be one SB3 can learn; ``algo.kwargs`` must be constructor arguments of
+        the chosen SB3 class."""
+        if backend_id(cfg.env) in UNSUPPORTED_ENVS:
+            raise ConfigError(
+                f"algo={cfg.algo.name} does not support env={cfg.env.name}: SB3 baselines run on envs with vector "
+                "observations (mountaincar, mountaincar_continuous, maze, dialogue, cartpole, or a gymnasium id); "
+                "token-level replies with an SFT stage and a KL penalty need algo=reinforce or algo=a2c"
+            )
         algo = ALGORITHMS[cfg.algo.algorithm.value]
         allowed = set(inspect.signature(algo.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
         own = {
