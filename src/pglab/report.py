@@ -28,6 +28,13 @@ Edge of the Statistical Precipice":
   interval estimates and performance profiles over envs on normalised scores (0 = a
   random policy, 1 = the solved threshold; envs without both in the reference file are
   left out of the aggregates, and the report says so);
+* for runs that log ``train/kl`` (a policy trained with a KL penalty to a frozen reference,
+  such as ``env=dialogue_lm`` swept over ``algo.kl_coef``), the reward-vs-KL trade-off: a
+  table per env and group of the last ``train/episode_return`` (judge reward) and the last
+  ``train/kl`` (nats per reply) of each run, mean ± sample std over seeds, with the final
+  evaluation return and success rate (``reward_kl.md``, ``.tex``, ``.csv``), and a plot of
+  each group's trajectory over training, reward against KL (``reward_vs_kl.png``, ``.pdf``);
+  see :func:`reward_kl_table` and :func:`plot_reward_vs_kl`;
 * ``report.md`` with the tables and the plots embedded.
 """
 
@@ -128,6 +135,48 @@ def load_curves(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["env_steps", "wall_s", "return"])
 
 
+def _finite(value: Any) -> float:
+    """A logged number as a float; NaN for a missing, non-numeric or non-finite one.
+
+    ``metrics.jsonl`` holds non-finite values as text (``"nan"``, ``"inf"``), see
+    :mod:`pglab.logging`; they would swamp a mean over seeds, so they count as missing.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def load_train_curves(run_dir: Path) -> pd.DataFrame:
+    """The training lines of one run that carry a KL to the reference policy.
+
+    Args:
+        run_dir: A run folder holding ``metrics.jsonl``.
+
+    Returns:
+        One row per log line with ``train/kl``, sorted by env steps (stable, so file order
+        among equal steps): ``env_steps``; ``kl``, the line's ``train/kl`` (mean
+        KL(policy ‖ reference) per reply since the previous log line, nats); ``reward``, its
+        ``train/episode_return`` (mean judge reward of those replies). A missing or
+        non-finite value is NaN. Lines of the supervised (SFT) stage, those with any
+        ``sft/`` key, are left out. Empty when the run logs no ``train/kl``.
+    """
+    rows = []
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or "train/kl" not in row or any(k.startswith("sft/") for k in row):
+                continue
+            rows.append((row["env_steps"], _finite(row["train/kl"]), _finite(row.get("train/episode_return"))))
+    frame = pd.DataFrame(rows, columns=["env_steps", "kl", "reward"])
+    return frame.sort_values("env_steps", kind="stable", ignore_index=True)
+
+
 def load_reference(path: Path | None = None) -> pd.DataFrame:
     """Published numbers, solved thresholds and random-policy scores, each with its source."""
     if path is None:
@@ -192,6 +241,7 @@ class Report:
     by: list[str]
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    reward_kl: pd.DataFrame | None = None  # reward_kl_table(runs, by); None when no run logs train/kl
 
 
 def group_label(row: pd.Series, by: list[str]) -> str:
@@ -408,16 +458,22 @@ def _bootstrap_band(values: np.ndarray, rng: np.random.Generator, n: int = 2000)
         return np.nanpercentile(means, 2.5, axis=0), np.nanpercentile(means, 97.5, axis=0)
 
 
-def _on_grid(curves: list[pd.DataFrame], column: str, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Each run's eval return interpolated on a common grid of ``column``, up to where the
-    shortest run ends: every point of the curve averages all runs."""
+def _on_grid(
+    curves: list[pd.DataFrame], column: str, points: int = 200, value: str = "return", start: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's ``value`` (eval return by default) interpolated on a common grid of ``column``
+    from ``start`` up to where the shortest run ends: every point of the curve averages all runs.
+
+    Returns:
+        ``grid [points]`` and ``values [runs, points]``.
+    """
     top = min(float(c[column].max()) for c in curves)
-    grid = np.linspace(0.0, top, points)
+    grid = np.linspace(min(start, top), top, points)
     values = np.full((len(curves), points), np.nan)
     for i, c in enumerate(curves):
-        c = c.dropna(subset=[column]).sort_values(column)
+        c = c.dropna(subset=[column, value]).sort_values(column)
         inside = grid <= c[column].max()
-        values[i, inside] = np.interp(grid[inside], c[column], c["return"])
+        values[i, inside] = np.interp(grid[inside], c[column], c[value])
     return grid, values
 
 
@@ -531,6 +587,269 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
     return written, agg
 
 
+# --------------------------------------------------------------------------- reward vs KL
+
+
+@dataclass
+class _KLGroup:
+    """The completed runs of one env and group that log ``train/kl``, with their training lines."""
+
+    env: str
+    keys: dict[str, str]  # --by key -> its value as text
+    label: str  # legend label: the keys that vary between the env's groups, e.g. "kl_coef=0.05"
+    runs: pd.DataFrame  # rows of load_runs
+    curves: list[pd.DataFrame]  # load_train_curves, one per run, in the order of ``runs``
+
+
+def _order_key(value: str) -> tuple[int, float, str]:
+    """Sort key for a group key's text: numbers by value (``"2.0"`` before ``"10.0"``), then text."""
+    try:
+        number = float(value)
+    except ValueError:
+        return (1, 0.0, value)
+    return (1, 0.0, value) if math.isnan(number) else (0, number, value)
+
+
+def _labels(keys: list[tuple[str, ...]], by: list[str]) -> list[str]:
+    """Legend labels ``name=value`` of the keys that differ between ``keys`` (all of them if none
+    differs); ``name`` is the key's last dotted part (``algo.kl_coef`` -> ``kl_coef``) unless two
+    shown keys share it."""
+    shown = [i for i in range(len(by)) if len({k[i] for k in keys}) > 1] or list(range(len(by)))
+    short = [by[i].rsplit(".", 1)[-1] for i in shown]
+    names = short if len(set(short)) == len(short) else [by[i] for i in shown]
+    return [", ".join(f"{name}={k[i]}" for name, i in zip(names, shown, strict=True)) for k in keys]
+
+
+def _kl_groups(runs: pd.DataFrame, by: list[str]) -> list[_KLGroup]:
+    """The completed runs with ``train/kl`` lines, per env (sorted) and group (sorted by the
+    group keys, numbers by value: a ``kl_coef`` sweep in increasing order)."""
+    done = runs[runs["status"] == "completed"]
+    curves = {d: load_train_curves(Path(d)) for d in done["run_dir"]}
+    curves = {d: c for d, c in curves.items() if c["kl"].notna().any()}
+    done = done[done["run_dir"].isin(list(curves))]
+    if done.empty:
+        return []
+    keyed, by_cols = with_group_keys(done, by)
+    groups = []
+    for env, env_runs in keyed.groupby("env", sort=True):
+        cells = []
+        for key, cell in env_runs.groupby(by_cols, sort=False):
+            cells.append((tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))), cell))
+        cells.sort(key=lambda kc: tuple(_order_key(v) for v in kc[0]))
+        labels = _labels([k for k, _ in cells], by)
+        for (key, cell), label in zip(cells, labels, strict=True):
+            groups.append(
+                _KLGroup(
+                    env=str(env),
+                    keys=dict(zip(by, key, strict=True)),
+                    label=label,
+                    runs=cell,
+                    curves=[curves[d] for d in cell["run_dir"]],
+                )
+            )
+    return groups
+
+
+def _last(values: pd.Series) -> float:
+    """The last non-NaN value of a series (NaN if none)."""
+    values = values.dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample std (ddof 1) of the non-NaN values; NaN where there are too few."""
+    x = x[~np.isnan(x)]
+    return (float(np.mean(x)) if len(x) else math.nan, float(np.std(x, ddof=1)) if len(x) > 1 else math.nan)
+
+
+def _by_or_auto(runs: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
+    return auto_by(runs) if by is None or list(by) == ["auto"] else list(by)
+
+
+def reward_kl_table(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """The reward-vs-KL trade-off at the end of training, one row per env and group.
+
+    Only completed runs whose ``metrics.jsonl`` has ``train/kl`` lines count (see
+    :func:`load_train_curves`); groups without such runs have no row.
+
+    Args:
+        runs: Runs as :func:`load_runs` reads them.
+        by: Group keys, as for :func:`build_table`; ``None`` (or ``["auto"]``) for
+            :func:`auto_by` (in a ``kl_coef`` sweep: ``algo``, ``algo.kl_coef``).
+
+    Returns:
+        Columns ``env``, one per ``by`` key (its value as text), ``runs`` (completed runs
+        with ``train/kl``), ``reward_mean``/``reward_std`` (each run's last
+        ``train/episode_return``, the judge reward: mean and sample std over runs),
+        ``kl_mean``/``kl_std`` (each run's last ``train/kl``, nats per reply),
+        ``eval_return_mean`` and ``eval_success_rate`` (the final evaluation's
+        ``return_mean`` and ``success_rate`` from ``summary.json``, mean over runs). Rows
+        sorted by env, then by the group keys, numbers by value (increasing ``kl_coef``).
+        Empty (with these columns) when no run logs ``train/kl``.
+
+    Example:
+        >>> reward_kl_table(load_runs([Path("outputs/multirun/kl_sweep")]))  # doctest: +SKIP
+    """
+    by = _by_or_auto(runs, by)
+    rows = []
+    for g in _kl_groups(runs, by):
+        reward_mean, reward_std = _mean_std(np.array([_last(c["reward"]) for c in g.curves]))
+        kl_mean, kl_std = _mean_std(np.array([_last(c["kl"]) for c in g.curves]))
+        evals = {
+            name: _mean_std(g.runs[f"final.{name}"].to_numpy(dtype=float))[0]
+            if f"final.{name}" in g.runs.columns
+            else math.nan
+            for name in ("return_mean", "success_rate")
+        }
+        rows.append(
+            {
+                "env": g.env,
+                **g.keys,
+                "runs": len(g.curves),
+                "reward_mean": reward_mean,
+                "reward_std": reward_std,
+                "kl_mean": kl_mean,
+                "kl_std": kl_std,
+                "eval_return_mean": evals["return_mean"],
+                "eval_success_rate": evals["success_rate"],
+            }
+        )
+    columns = ["env", *by, "runs", "reward_mean", "reward_std", "kl_mean", "kl_std"]
+    return pd.DataFrame(rows, columns=[*columns, "eval_return_mean", "eval_success_rate"])
+
+
+def reward_kl_trajectories(runs: pd.DataFrame, by: Sequence[str] | None = None, points: int = 200) -> pd.DataFrame:
+    """Each group's path through (KL, reward) over training: the lines of :func:`plot_reward_vs_kl`.
+
+    Each run's ``train/kl`` and ``train/episode_return`` are interpolated (linearly in env
+    steps) on a common grid of env steps, from where the latest-starting run logs its
+    first line to where the shortest run ends, so that every point averages all runs of
+    the group; then both are averaged over the runs. SFT lines are left out (see
+    :func:`load_train_curves`).
+
+    Args:
+        runs: Runs as :func:`load_runs` reads them.
+        by: Group keys, as for :func:`reward_kl_table`.
+        points: Grid points per group.
+
+    Returns:
+        ``points`` rows per env and group, in the order of :func:`reward_kl_table`, in
+        increasing env steps: ``env``, ``label`` (legend label, e.g. ``kl_coef=0.05``),
+        one column per ``by`` key, ``runs`` (runs averaged), ``env_steps``, ``kl``
+        (mean over runs, nats per reply), ``reward`` (mean judge reward). Empty when no
+        run logs ``train/kl``.
+    """
+    by = _by_or_auto(runs, by)
+    return _trajectories(_kl_groups(runs, by), by, points)
+
+
+def _trajectories(groups: list[_KLGroup], by: list[str], points: int) -> pd.DataFrame:
+    frames = []
+    for g in groups:
+        curves = [c.dropna(subset=["kl", "reward"]) for c in g.curves]
+        curves = [c for c in curves if len(c)]
+        if not curves:
+            continue
+        start = max(float(c["env_steps"].min()) for c in curves)
+        grid, kl = _on_grid(curves, "env_steps", points, value="kl", start=start)
+        _, reward = _on_grid(curves, "env_steps", points, value="reward", start=start)
+        columns = {"env": g.env, "label": g.label, **g.keys, "runs": len(curves), "env_steps": grid}
+        frames.append(pd.DataFrame({**columns, "kl": np.nanmean(kl, axis=0), "reward": np.nanmean(reward, axis=0)}))
+    if not frames:
+        return pd.DataFrame(columns=["env", "label", *by, "runs", "env_steps", "kl", "reward"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_reward_vs_kl(runs: pd.DataFrame, out: Path, by: Sequence[str] | None = None, points: int = 200) -> list[Path]:
+    """Plot judge reward against KL to the reference over training, one line per group.
+
+    x: ``train/kl`` (KL(policy ‖ reference), nats per reply); y: ``train/episode_return``
+    (judge reward). Each line is a group's mean trajectory over training
+    (:func:`reward_kl_trajectories`), coloured in group order (increasing ``kl_coef``),
+    with a large marker at its final point and a small dot at each run's own last
+    (KL, reward). One panel per env with ``train/kl`` lines.
+
+    Args:
+        runs: Runs as :func:`load_runs` reads them.
+        out: Output folder (exists).
+        by: Group keys, as for :func:`reward_kl_table`.
+        points: Grid points per line.
+
+    Returns:
+        The files written, ``reward_vs_kl.png`` and ``reward_vs_kl.pdf`` in ``out``; none
+        when no run logs ``train/kl``.
+    """
+    by = _by_or_auto(runs, by)
+    kl_groups = _kl_groups(runs, by)
+    trajectories = _trajectories(kl_groups, by, points)
+    if trajectories.empty:
+        return []
+    groups = {(g.env, g.label): g for g in kl_groups}
+    plt = _pyplot()
+    envs = list(dict.fromkeys(trajectories["env"]))
+    fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 5), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        env_lines = trajectories[trajectories["env"] == env]
+        labels = list(dict.fromkeys(env_lines["label"]))
+        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(labels)))
+        for label, color in zip(labels, colors, strict=True):
+            line = env_lines[env_lines["label"] == label]
+            ax.plot(line["kl"], line["reward"], color=color, linewidth=1.8, label=label)
+            end = (line["kl"].iloc[-1], line["reward"].iloc[-1])
+            ax.plot(*end, marker="o", markersize=9, color=color, markeredgecolor="black", linestyle="none")
+            finals = [(_last(c["kl"]), _last(c["reward"])) for c in groups[(env, label)].curves]
+            ax.scatter(*zip(*finals, strict=True), s=14, color=color, alpha=0.6, linewidths=0, zorder=3)
+        ax.set_xlabel("KL(policy ‖ reference), nats per reply  [train/kl]")
+        ax.set_ylabel("judge reward  [train/episode_return]")
+        ax.set_title(
+            f"{env}: reward vs KL to the reference over training\n"
+            "(mean over seeds; ● end of training, dots: each seed's last log)"
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "reward_vs_kl")
+
+
+def format_reward_kl_markdown(table: pd.DataFrame, by: list[str]) -> str:
+    """:func:`reward_kl_table` as markdown, one row per env and group."""
+    header = ["env", *by, "runs", "final judge reward (mean ± std)", "final KL, nats/reply (mean ± std)"]
+    header += ["final eval return", "final eval success rate"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for d in table.to_dict("records"):
+        cells = [
+            str(d["env"]),
+            *(str(d[k]) for k in by),
+            str(d["runs"]),
+            f"{_fmt(d['reward_mean'], 3)} ± {_fmt(d['reward_std'], 3)}",
+            f"{_fmt(d['kl_mean'], 3)} ± {_fmt(d['kl_std'], 3)}",
+            _fmt(d["eval_return_mean"], 3),
+            _fmt(d["eval_success_rate"], 3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_reward_kl_latex(table: pd.DataFrame, by: list[str]) -> str:
+    """:func:`reward_kl_table` as booktabs LaTeX."""
+    cols = ["Environment", *(_tex(k) for k in by), "Runs", "Judge reward (mean $\\pm$ std)"]
+    cols += ["KL, nats (mean $\\pm$ std)", "Eval return", "Eval success"]
+    lines = ["\\begin{tabular}{" + "l" * (1 + len(by)) + "rrrrr}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
+    for d in table.to_dict("records"):
+        cells = [
+            _tex(str(d["env"])),
+            *(_tex(str(d[k])) for k in by),
+            str(d["runs"]),
+            f"{_fmt(d['reward_mean'], 3)} $\\pm$ {_fmt(d['reward_std'], 3)}",
+            f"{_fmt(d['kl_mean'], 3)} $\\pm$ {_fmt(d['kl_std'], 3)}",
+            _fmt(d["eval_return_mean"], 3),
+            _fmt(d["eval_success_rate"], 3),
+        ]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines).replace("—", "---")
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -544,7 +863,10 @@ def write_report(
     """Read the runs under ``roots``; write tables, plots and ``report.md`` into ``out``.
 
     One table per final evaluation metric: ``table.*`` for the first (the return by
-    default), ``table_<metric>.*`` for the others (e.g. ``success_rate``).
+    default), ``table_<metric>.*`` for the others (e.g. ``success_rate``). When runs log
+    ``train/kl``, also the reward-vs-KL table (``reward_kl.*``, :func:`reward_kl_table`, in
+    ``Report.reward_kl``) and plot (``reward_vs_kl.png``/``.pdf``, :func:`plot_reward_vs_kl`),
+    and a "Reward vs KL" section in ``report.md``.
     """
     runs = load_runs([Path(r) for r in roots])
     by = auto_by(runs) if list(by) == ["auto"] else list(by)
@@ -565,6 +887,15 @@ def write_report(
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     keyed, by_cols = with_group_keys(runs, by)
     report.figures += plot_curves(keyed, by_cols, out, thresholds)
+    reward_kl = reward_kl_table(runs, by)
+    kl_markdown = ""
+    if not reward_kl.empty:  # runs trained with a KL penalty to a reference policy (train/kl lines)
+        report.reward_kl = reward_kl
+        kl_markdown = format_reward_kl_markdown(reward_kl, by)
+        (out / "reward_kl.md").write_text(kl_markdown + "\n")
+        (out / "reward_kl.tex").write_text(format_reward_kl_latex(reward_kl, by) + "\n")
+        reward_kl.to_csv(out / "reward_kl.csv", index=False)
+        report.figures += plot_reward_vs_kl(runs, out, by)
     scores, left_out = normalised_scores(keyed, by_cols, reference)
     figures, agg = plot_aggregates(scores, out)
     report.figures += figures
@@ -590,6 +921,19 @@ def write_report(
     ]
     for metric in list(metrics)[1:]:
         lines += [f"### Final `{metric}`", "", markdowns[metric], ""]
+    if kl_markdown:
+        lines += [
+            "## Reward vs KL",
+            "",
+            "Judge reward against KL(policy ‖ reference) per env and "
+            f"{', '.join(by)}, over the completed runs that log `train/kl`: final judge reward = each run's "
+            "last `train/episode_return`, final KL = its last `train/kl` (nats per reply), mean ± sample std "
+            "over seeds; final eval return and success rate = the final evaluation, mean over seeds. "
+            "Trajectories over training: `reward_vs_kl.png` (mean over seeds on a common env-steps grid).",
+            "",
+            kl_markdown,
+            "",
+        ]
     if not agg.empty:
         lines += [
             "## Aggregate over envs (normalised: 0 = random policy, 1 = solved threshold)",
@@ -609,6 +953,8 @@ def write_report(
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if not quiet:
         print(markdown)
+        if kl_markdown:
+            print(f"\nReward vs KL\n\n{kl_markdown}")
         print(f"\nreport: {out / 'report.md'} (table.md, table.tex, table.csv, {len(report.figures)} plots)")
     return report
 
