@@ -20,6 +20,10 @@ memory is its own. Sections (``--sections``, all by default):
     gymnasium backend), seeds ``--seeds``. Both go through
     ``pglab.experiment.run`` with ``eval.stop_when_solved=true``, the same evaluation
     envs and seeds, an evaluation every ``--solve-eval-every`` steps.
+``lm``
+    Tokens per second on ``env=dialogue_lm`` (the 2-layer transformer, REINFORCE with RLOO
+    and a KL penalty): generating replies, the RL update, both, and SFT, for each
+    ``--lm-batch`` replies per batch.
 ``memory``
     Peak resident memory of one ordinary training run (``python run.py algo=a2c
     env=mountaincar``, W&B offline), the whole process tree summed (W&B's service
@@ -31,6 +35,7 @@ Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) an
     python scripts/bench.py                                 # everything (about 15 minutes here)
     python scripts/bench.py --sections throughput --seconds 3
     python scripts/bench.py --sections solve --seeds 0 1 2 3 4
+    python scripts/bench.py --sections lm --lm-batch 64 256 1024
     python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
     python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
     python scripts/bench.py --report bench.json               # the tables of a saved result
@@ -55,6 +60,9 @@ CONF = ROOT / "conf"
 
 
 # --------------------------------------------------------------------------- one case (child process)
+
+
+SECTIONS = ("throughput", "solve", "lm", "memory")
 
 
 def load_config(algo: str, env_name: str, overrides: list[str]) -> Any:
@@ -168,7 +176,65 @@ def solve_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case}
+def lm_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Tokens/s of dialogue_lm: SFT, reply generation, the RL update, and both together.
+
+    REINFORCE with its tuned dialogue_lm setting (RLOO, k = 4, a KL penalty to a reference
+    copy of the policy) on ``env.num_envs`` replies per batch. ``generation`` times the
+    sampling of whole replies through the env (one transformer forward over the context
+    and one env step per token); ``update`` times the loss (one causal pass over every
+    reply, the reference's pass, backward, Adam); ``sft`` times supervised steps on the
+    expert's replies; tokens are the reply tokens (env steps) each covers.
+    """
+    import torch
+
+    from pglab.algos.sft import supervised_finetune
+    from pglab.envs import make_vec_env
+    from pglab.experiment import build_agent, seed_everything
+
+    cfg = load_config(case["algo"], "dialogue_lm", case["overrides"])
+    device = _device(case["device"])
+    torch.set_num_threads(case["threads"])
+    seed_everything(case["seed"])
+    env = make_vec_env(cfg.env, cfg.env.num_envs, seed=case["seed"], device=device)
+    agent = build_agent(cfg, env, device)
+    t0 = time.perf_counter()
+    sft_steps = 0
+    while time.perf_counter() - t0 < case["seconds"] / 2:
+        supervised_finetune(agent.policy, env.unwrapped.demonstrations, cfg.sft, 10, lambda m: None)
+        sft_steps += 10
+    sft_s = time.perf_counter() - t0
+    per_call = sum(int(env.unwrapped.demonstrations(cfg.sft.batch_size, i)["valid"].sum()) for i in range(10))
+    demo_tokens = per_call * sft_steps // 10  # each call above trained on batches 0..9
+    agent.set_reference()
+    env.unwrapped.set_group_size(cfg.algo.group_size or 1)
+    buf = agent.buffers(env)
+    agent.update(buf, agent.collect(env, buf))  # warm-up
+    gen_s = upd_s = 0.0
+    tokens = 0
+    t_all = time.perf_counter()
+    while time.perf_counter() - t_all < case["seconds"]:
+        t1 = time.perf_counter()
+        T = agent.collect(env, buf)
+        _sync(device)
+        t2 = time.perf_counter()
+        agent.update(buf, T)
+        _sync(device)
+        gen_s += t2 - t1
+        upd_s += time.perf_counter() - t2
+        tokens += int(buf["valid"][:T].sum())
+    env.close()
+    return {
+        "tokens": tokens,
+        "generation_tps": tokens / gen_s,
+        "update_tps": tokens / upd_s,
+        "rl_tps": tokens / (gen_s + upd_s),
+        "sft_tps": demo_tokens / sft_s,
+        "sps": tokens / (gen_s + upd_s),
+    }
+
+
+CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case, "lm": lm_case}
 
 
 def child_main(spec: str) -> int:
@@ -332,6 +398,19 @@ def report(result: dict[str, Any]) -> str:
             budget = f"not in {_fmt(b.get('env_steps'))}" if tb is None else _fmt(b.get("solved_at_env_steps"))
             cell_b = f"{_fmt(tb, '.1f')} ({budget})"
             lines.append(f"| {seed} | {cell_a} | {cell_b} | {ratio} |")
+    lm = result.get("lm", [])
+    if lm:
+        lines += [
+            "",
+            "| dialogue_lm (reinforce, RLOO k=4, KL to the reference) | generation | RL update | RL (both) | SFT |",
+        ]
+        lines += ["|---|---|---|---|---|"]
+        for r in lm:
+            if "error" in r:
+                lines.append(f"| {r['label']} | failed: {r['error']} | | | |")
+                continue
+            cells = " | ".join(f"{r[k]:,.0f}" for k in ("generation_tps", "update_tps", "rl_tps", "sft_tps"))
+            lines.append(f"| {r['label']} (tokens/s) | {cells} |")
     mem = result.get("memory")
     if mem:
         lines += ["", f"Peak RSS of `{mem['command']}` (process tree, W&B {mem.get('wandb_mode')}): "]
@@ -356,7 +435,10 @@ def machine(device: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["throughput", "solve", "memory"])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS))
+    parser.add_argument(
+        "--lm-batch", nargs="+", type=int, default=[64, 256], help="replies per batch of the lm section"
+    )
     parser.add_argument("--algos", nargs="+", default=["reinforce", "a2c"], help="pglab's algorithms (throughput)")
     parser.add_argument("--num-envs", nargs="+", type=int, default=[16, 256, 1024])
     parser.add_argument("--seconds", type=float, default=4.0, help="timed training per throughput case")
@@ -384,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.seconds <= 0 or any(n < 1 for n in args.num_envs) or args.threads < 1:
         parser.error("--seconds, --num-envs and --threads must be positive")
-    unknown = set(args.sections) - {"throughput", "solve", "memory"}
+    unknown = set(args.sections) - set(SECTIONS)
     if unknown:
-        parser.error(f"--sections: unknown {sorted(unknown)}; choose from throughput, solve, memory")
+        parser.error(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     if args.device == "cuda":
         import torch
 
@@ -431,6 +513,15 @@ def main(argv: list[str] | None = None) -> int:
                 else f"not solved in {row['env_steps']:,} steps ({row['train_s']:.0f} s)"
             )
             show(row, text)
+    if not args.env_only and "lm" in args.sections:
+        result["lm"] = []
+        for n in args.lm_batch:
+            case = {"kind": "lm", "algo": "reinforce", "seed": args.seed, "threads": args.threads}
+            case |= {"seconds": args.seconds * 2, "device": args.device, "label": f"dialogue_lm, {n} replies/batch"}
+            case["overrides"] = [f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
+            row = run_case(case)
+            result["lm"].append(row)
+            show(row, row.get("error") or f"{row['rl_tps']:>12,.0f} tokens/s (RL)")
     if not args.env_only and "memory" in args.sections:
         result["memory"] = memory_run(args.memory_steps, args.threads)
         show({"label": "memory: run.py a2c mountaincar"}, f"{result['memory']['peak_tree_rss_mb']:.0f} MB")

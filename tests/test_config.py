@@ -50,6 +50,15 @@ def test_per_env_defaults_live_in_the_env_config() -> None:
     assert (cp.env.id, cp.env.solved_threshold) == ("CartPole-v1", 475.0)
     cont = make_config("env=mountaincar_continuous")
     assert (cont.env.id, cont.env.solved_threshold) == ("MountainCarContinuous-v0", 90.0)
+    lm = make_config("env=dialogue_lm")  # with conf/tuned/reinforce_dialogue_lm.yaml: RLOO, k = 4
+    assert (lm.env.id, lm.sft_steps, lm.algo.baseline, lm.algo.group_size) == (
+        "pglab/DialogueLM-v0",
+        800,
+        Baseline.leave_one_out,
+        4,
+    )
+    assert (lm.algo.gamma, lm.algo.kl_coef, lm.eval.deterministic) == (1.0, 0.05, False)
+    assert (mc.sft_steps, mc.algo.kl_coef, mc.algo.group_size, mc.eval.deterministic) == (0, 0.0, None, True)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +103,15 @@ BAD_INPUTS = [
     ("env=cartpole env.backend=torch", "env.backend=torch: CartPole-v1 has no torch implementation"),
     ("env.backend=jax", "env.backend=jax: Invalid value 'jax', expected one of [auto, torch, gymnasium]"),
     ("algo=sb3_a2c hardware.compile=true", "hardware.compile=true: algo=sb3_a2c does not support torch.compile"),
+    ("env=dialogue_lm algo=sb3_ppo", "algo=sb3_ppo does not support env=dialogue_lm: SB3 baselines run on envs with"),
+    ("algo.kl_coef=0.1", "algo.kl_coef=0.1: the KL penalty needs a reference policy, which the SFT stage makes"),
+    ("env=dialogue_lm sft.steps=0", "algo.kl_coef=0.05: the KL penalty needs a reference policy"),
+    ("env=cartpole sft.steps=10", "sft.steps=10: env=cartpole has no expert demonstrations to fine-tune on"),
+    ("env=maze algo.group_size=4", "algo.group_size=4: env=maze cannot start several envs from the same state"),
+    ("env=dialogue_lm algo.group_size=5", "algo.group_size=5: must divide env.num_envs=64"),
+    ("env=dialogue_lm algo.baseline=group_norm algo.group_size=1", "algo.group_size=1: baseline=group_norm compares"),
+    ("env=dialogue_lm env.max_reply_tokens=10", "env.max_reply_tokens=10: must be >= 23, the expert's longest reply"),
+    ("env=dialogue_lm algo.transformer.width=66", "algo.transformer.width=66 must be a multiple of"),
 ]
 
 
