@@ -45,7 +45,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -120,18 +120,28 @@ def load_runs(roots: Sequence[Path]) -> pd.DataFrame:
     return frame
 
 
+def metric_lines(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The lines of a run's ``metrics.jsonl`` as dicts (none if there is no file; a line
+    that is not a JSON object, e.g. one cut by a kill, is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            yield row
+
+
 def load_curves(run_dir: Path) -> pd.DataFrame:
     """The evaluation lines of one run: ``env_steps``, ``wall_s``, ``return`` (mean eval return)."""
-    rows = []
-    path = Path(run_dir) / "metrics.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if "eval/return_mean" in row:
-                rows.append((row["env_steps"], row.get("time/wall_s", math.nan), row["eval/return_mean"]))
+    rows = [
+        (row["env_steps"], row.get("time/wall_s", math.nan), row["eval/return_mean"])
+        for row in metric_lines(run_dir)
+        if "eval/return_mean" in row
+    ]
     return pd.DataFrame(rows, columns=["env_steps", "wall_s", "return"])
 
 
@@ -162,17 +172,11 @@ def load_train_curves(run_dir: Path) -> pd.DataFrame:
         non-finite value is NaN. Lines of the supervised (SFT) stage, those with any
         ``sft/`` key, are left out. Empty when the run logs no ``train/kl``.
     """
-    rows = []
-    path = Path(run_dir) / "metrics.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(row, dict) or "train/kl" not in row or any(k.startswith("sft/") for k in row):
-                continue
-            rows.append((row["env_steps"], _finite(row["train/kl"]), _finite(row.get("train/episode_return"))))
+    rows = [
+        (row["env_steps"], _finite(row["train/kl"]), _finite(row.get("train/episode_return")))
+        for row in metric_lines(run_dir)
+        if "train/kl" in row and not any(k.startswith("sft/") for k in row)
+    ]
     frame = pd.DataFrame(rows, columns=["env_steps", "kl", "reward"])
     return frame.sort_values("env_steps", kind="stable", ignore_index=True)
 

@@ -19,6 +19,10 @@ rollout, and one gradient step minimises
 * The hot path (:meth:`A2C.collect`) is one policy forward, one env step and a few copies
   into preallocated device storage per step; the critic runs once over the whole
   rollout in :meth:`A2C.loss`; metrics leave the device once per update.
+* A reference policy (:meth:`A2C.set_reference`, the SFT model): ``train/kl`` and, with
+  ``kl_coef`` β, rewards penalised by β·(log π − log π_ref) before GAE. On token sequences
+  the policy and critic are causal transformers, sampled through a key-value cache and
+  scored one pass per episode piece of the rollout (:func:`~pglab.algos.common.rollout_terms`).
 * Policy and critic are separate MLPs, or share their hidden layers
   (``shared_network``); orthogonal initialisation; RMSprop or Adam; one global
   gradient-norm clip; optional linear learning-rate decay.

@@ -18,6 +18,17 @@ current policy (N i.i.d. episodes, the textbook Monte-Carlo estimator):
   b = the mean reward-to-go of the *other* episodes at the same step — unbiased; the
   batch standardisation of ``normalize_advantage`` rescales it with batch statistics,
   a small bias of its own, so turn that off for an exactly unbiased estimate).
+* Groups (``group_size`` k, language-model style): envs ``[g·k, (g+1)·k)`` start every
+  episode from the same state (k replies to one prompt, on envs that can share starts);
+  with ``mean``, ``leave_one_out`` (RLOO) and ``group_norm`` (GRPO's (R − mean) / std) each
+  episode's whole return is compared with its group's and every one of its steps gets that
+  advantage (:meth:`Reinforce.group_advantages`). ``group_norm`` without groups treats the
+  batch as one group.
+* A reference policy (:meth:`Reinforce.set_reference`, the SFT model): ``train/kl`` logs
+  the exact KL to it, summed over each episode; with ``kl_coef`` β every reward loses
+  β·(log π(a|s) − log π_ref(a|s)) before the returns are computed.
+* Sequence policies (the transformer on ``dialogue_lm``) sample through a key-value cache
+  and score each episode in one causal pass (:func:`~pglab.algos.common.episode_terms`).
 * Time limits (``truncated``): with a critic, a truncated episode's reward-to-go is
   completed with γ·V(final observation) — the time limit is treated as a cut of an
   ongoing task, as in actor-critic methods (Pardo et al. 2018). Without a critic there is
