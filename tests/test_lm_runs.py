@@ -115,9 +115,12 @@ def test_the_kl_coef_sweep_runs_and_its_report_shows_the_trade_off(tmp_path: Pat
     summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
     assert len(summaries) == 6 and all(s["status"] == "completed" for s in summaries)
     assert sorted(s["config"]["algo"]["kl_coef"] for s in summaries) == [0.0, 0.0, 0.05, 0.05, 0.2, 0.2]
+    table = (sweep / "sweep_table.md").read_text()  # one row per coefficient, 2 seeds each
+    for kl in ("0.0", "0.05", "0.2"):
+        assert f"| reinforce | dialogue_lm | algo.kl_coef={kl} | " in table and table.count(" | 2 |  |") == 3
     report = sweep / "report"
     assert (report / "reward_vs_kl.png").stat().st_size > 10_000
     text = (report / "report.md").read_text()
     assert "## Reward vs KL" in text and "reward_vs_kl.png" in text
-    table = (report / "reward_kl.csv").read_text().splitlines()
-    assert len(table) == 4  # a header and one row per kl_coef
+    rows = (report / "reward_kl.csv").read_text().splitlines()
+    assert len(rows) == 4  # a header and one row per kl_coef

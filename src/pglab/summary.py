@@ -28,6 +28,7 @@ class RunRecord:
     status: str
     final_return: float | None
     error: str | None
+    variant: str = ""  # the job's own overrides besides algo, env and seed (e.g. algo.kl_coef=0.05)
 
     @property
     def name(self) -> str:
@@ -41,8 +42,36 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _overrides(run_dir: Path) -> list[str]:
+    """The job's command-line overrides, as Hydra recorded them (``.hydra/overrides.yaml``)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+    except Exception:  # no Hydra record (a run made without Hydra), or an unreadable one
+        return []
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
+_NOT_VARIANTS = ("seed", "algo", "env")
+
+
+def _label_variants(records: list[RunRecord]) -> None:
+    """Set each record's ``variant``: its overrides that not every job shares, besides algo,
+    env and seed (a sweep over ``algo.kl_coef`` gets one row per coefficient, not one row
+    that mixes them)."""
+    overrides = {r.run_dir: _overrides(r.run_dir) for r in records}
+    if not overrides:
+        return
+    common = set.intersection(*(set(o) for o in overrides.values()))
+    for r in records:
+        own = [o for o in overrides[r.run_dir] if o not in common]
+        r.variant = " ".join(o for o in own if o.split("=", 1)[0].lstrip("+~") not in _NOT_VARIANTS)
+
+
 def collect_runs(root: Path) -> list[RunRecord]:
-    """Every run under ``root`` (any depth), sorted by algo, env, seed."""
+    """Every run under ``root`` (any depth), sorted by algo, env, variant, seed."""
     records = []
     for path in sorted(Path(root).rglob("summary.json")):
         if any(part.startswith("earlier-") for part in path.relative_to(root).parts):
@@ -59,23 +88,29 @@ def collect_runs(root: Path) -> list[RunRecord]:
         status = data.get("status", "unknown")
         error = data.get("error") or (None if status == "completed" else f"status {status}")
         records.append(RunRecord(path.parent, str(algo), str(env), seed, status, final, error))
-    return sorted(records, key=lambda r: (r.algo, r.env, -1 if r.seed is None else r.seed))
+    _label_variants(records)
+    return sorted(records, key=lambda r: (r.algo, r.env, r.variant, -1 if r.seed is None else r.seed))
 
 
 def format_sweep_table(runs: list[RunRecord]) -> str:
-    """Markdown: algo × env, final eval return mean ± std over completed seeds, seeds, failed."""
-    cells: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    """Markdown: algo × env (× the jobs' other varying overrides, when there are any), final
+    eval return mean ± std over completed seeds, seeds, failed."""
+    cells: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for r in runs:
-        cells[(r.algo, r.env)].append(r)
+        cells[(r.algo, r.env, r.variant)].append(r)
+    variants = any(r.variant for r in runs)
+    head = "| algo | env | " + ("overrides | " if variants else "")
     lines = [
-        "| algo | env | final eval return (mean ± std) | seeds | failed |",
-        "|---|---|---|---|---|",
+        head + "final eval return (mean ± std) | seeds | failed |",
+        "|---|---|" + ("---|" if variants else "") + "---|---|---|",
     ]
-    for (algo, env), rs in sorted(cells.items()):
+    for (algo, env, variant), rs in sorted(cells.items()):
         done = [r.final_return for r in rs if r.status == "completed" and r.final_return is not None]
         failed = len(rs) - len(done)
-        value = f"{np.mean(done):.1f} ± {np.std(done):.1f}" if done else "— (no completed run)"
-        lines.append(f"| {algo} | {env} | {value} | {len(done)} | {failed if failed else ''} |")
+        digits = 1 if not done or max(abs(x) for x in done) >= 10 else 3  # returns of a few units (judge scores)
+        value = f"{np.mean(done):.{digits}f} ± {np.std(done):.{digits}f}" if done else "— (no completed run)"
+        keys = f"| {algo} | {env} | " + (f"{variant} | " if variants else "")
+        lines.append(f"{keys}{value} | {len(done)} | {failed if failed else ''} |")
     if not cells:
         lines.append("| — | — | no runs found | 0 | |")
     return "\n".join(lines)
