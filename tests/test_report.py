@@ -229,7 +229,7 @@ def test_one_table_per_metric(tmp_path: Path) -> None:
     make_runs(tmp_path)
     assert main([str(tmp_path), "--metrics", "return_mean,success_rate", "--out", str(tmp_path / "r")]) == 0
     success = (tmp_path / "r" / "table_success_rate.md").read_text()
-    assert "| mountaincar | sb3_ppo | 1.0 ± 0.0 |" in success and "| 4 | 1 |" in success
+    assert "| mountaincar | sb3_ppo | 1.000 ± 0.000 |" in success and "| 4 | 1 |" in success
     assert "### Final `success_rate`" in (tmp_path / "r" / "report.md").read_text()
     assert main([str(tmp_path), "--metrics", "nope"]) == 2
 

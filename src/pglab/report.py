@@ -356,6 +356,13 @@ def _fmt(x: float, digits: int = 1) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
 
+def _digits(values: pd.Series) -> int:
+    """Decimals for a table of these values: 1 for returns in the tens and hundreds, 3 for
+    scores of a few units (success rates, judge rewards), where one decimal hides the differences."""
+    finite = values.dropna().abs()
+    return 3 if len(finite) and float(finite.max()) < 10 else 1
+
+
 def _steps(x: float) -> str:
     if x is None or math.isnan(x):
         return "—"
@@ -370,13 +377,14 @@ def format_markdown(table: pd.DataFrame, by: list[str]) -> str:
     header = ["env", *keys, "mean ± std", "IQM [95% CI]", "seeds", "failed", "missing"]
     header += ["solved", "steps to threshold", "wall s to threshold", "wall s", "SPS", "published"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    digits = _digits(table["mean"])
     for d in table.to_dict("records"):
-        ci = f"{_fmt(d['iqm'])} [{_fmt(d['iqm_low'])}, {_fmt(d['iqm_high'])}]"
+        ci = f"{_fmt(d['iqm'], digits)} [{_fmt(d['iqm_low'], digits)}, {_fmt(d['iqm_high'], digits)}]"
         solved = f"{d['solved']}/{d['seeds']}" + (f" (≥ {d['threshold']:g})" if not math.isnan(d["threshold"]) else "")
         cells = [
             str(d["env"]),
             *(str(d[k]) for k in keys),
-            f"{_fmt(d['mean'])} ± {_fmt(d['std'])}" if d["seeds"] else "— (no completed run)",
+            f"{_fmt(d['mean'], digits)} ± {_fmt(d['std'], digits)}" if d["seeds"] else "— (no completed run)",
             ci if d["seeds"] else "—",
             str(d["seeds"]),
             str(d["failed"] or ""),
