@@ -354,6 +354,7 @@ def run(
         "solved_at_env_steps": progress_state.get("solved_at_env_steps"),  # first eval >= env.solved_threshold
         "solved_at_wall_s": progress_state.get("solved_at_wall_s"),
         "solved_at_train_s": progress_state.get("solved_at_train_s"),  # the same, without evaluations
+        "sft": progress_state.get("sft"),
         "resumed_from_env_steps": ckpt["env_steps"] if ckpt else None,
         "run_dir": str(run_dir),
         "host": socket.gethostname(),
@@ -442,6 +443,7 @@ def run(
                 "solved_at_env_steps": summary["solved_at_env_steps"],
                 "solved_at_wall_s": summary["solved_at_wall_s"],
                 "solved_at_train_s": summary["solved_at_train_s"],
+                "sft": summary.get("sft"),  # the SFT stage's last metrics (it does not rerun on resume)
                 "wandb_id": logger.run_id,
             }
             payload = {
