@@ -41,12 +41,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from pglab.algos.common import (
+    KLReference,
     OnUpdate,
     RunningMeanStd,
     Update,
     apply_update,
     check_kl_config,
-    frozen_copy,
     gae,
     grad_norm_and_clip,
     inject_nan,
@@ -57,7 +57,7 @@ from pglab.config import A2CConfig, ConfigError, OptimizerName
 from pglab.nets import make_policy, make_value
 
 
-class A2C:
+class A2C(KLReference):
     """A2C agent; see the module docstring.
 
     Args:
@@ -85,7 +85,6 @@ class A2C:
         )
         body = self.policy.body if cfg.shared_network else None
         self.value = make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer, body=body)
-        self.reference: nn.Module | None = None  # the frozen SFT policy, see set_reference
         self._sampler = self.policy.sampler()  # rollouts' actions (a transformer's keeps a key-value cache)
         self._success_reported = False  # the env reports each episode's success
         self._ep_kl: torch.Tensor | None = None  # per env: KL to the reference so far in its episode
@@ -352,10 +351,6 @@ class A2C:
         if self.value is not None:
             self.value.compile(dynamic=True)
 
-    def set_reference(self) -> None:
-        """Freeze a copy of the current policy as the KL penalty's reference (after SFT)."""
-        self.reference = frozen_copy(self.policy)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
@@ -369,15 +364,10 @@ class A2C:
             state["obs_rms"] = self.obs_rms.state_dict()
         if self.ret_rms is not None:
             state["ret_rms"] = self.ret_rms.state_dict()
-        if self.reference is not None:
-            state["reference"] = self.reference.state_dict()
-        return state
+        return state | self.reference_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "reference" in state:
-            self.set_reference()
-            assert self.reference is not None
-            self.reference.load_state_dict(state["reference"])
+        self.load_reference(state)
         self.nets.load_state_dict(state["nets"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.obs_rms is not None:

@@ -319,6 +319,29 @@ def frozen_copy(policy: nn.Module) -> nn.Module:
     return ref
 
 
+class KLReference:
+    """What pglab's algorithms share about the KL penalty's reference policy (the SFT model):
+    freezing it, and carrying it through checkpoints. A mixin of an algorithm with a ``policy``."""
+
+    policy: nn.Module
+    reference: nn.Module | None = None  # None until set_reference: no KL term, no train/kl
+
+    def set_reference(self) -> None:
+        """Freeze a copy of the current policy as the reference (after the SFT stage)."""
+        self.reference = frozen_copy(self.policy)
+
+    def reference_state(self) -> dict[str, Any]:
+        """``{"reference": its state dict}`` for a checkpoint, or ``{}`` without a reference."""
+        return {} if self.reference is None else {"reference": self.reference.state_dict()}
+
+    def load_reference(self, state: dict[str, Any]) -> None:
+        """Restore the reference from a checkpoint's ``state`` if it holds one."""
+        if "reference" in state:
+            self.set_reference()
+            assert self.reference is not None
+            self.reference.load_state_dict(state["reference"])
+
+
 def obs_dtype(space: Any) -> torch.dtype:
     """The torch dtype rollout storage keeps observations of ``space`` in: int64 for
     integer observations (token ids), float32 otherwise."""

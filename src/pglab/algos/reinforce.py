@@ -50,6 +50,7 @@ import torch
 from torch.nn import functional as F
 
 from pglab.algos.common import (
+    KLReference,
     OnUpdate,
     Update,
     apply_update,
@@ -57,7 +58,6 @@ from pglab.algos.common import (
     check_kl_config,
     discounted_returns,
     episode_terms,
-    frozen_copy,
     grad_norm_and_clip,
     inject_nan,
     obs_dtype,
@@ -68,7 +68,7 @@ from pglab.nets import make_policy, make_value
 GROUP_BASELINES = (Baseline.mean, Baseline.leave_one_out, Baseline.group_norm)
 
 
-class Reinforce:
+class Reinforce(KLReference):
     """REINFORCE agent; see the module docstring for the algorithm and its choices.
 
     Args:
@@ -102,7 +102,6 @@ class Reinforce:
             if cfg.baseline == Baseline.value
             else None
         )
-        self.reference: torch.nn.Module | None = None  # the frozen SFT policy, see set_reference
         self._success_reported = False  # the env reports each episode's success
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
         if self.value is not None:
@@ -379,10 +378,6 @@ class Reinforce:
         if self.value is not None:
             self.value.compile(dynamic=True)
 
-    def set_reference(self) -> None:
-        """Freeze a copy of the current policy as the KL penalty's reference (after SFT)."""
-        self.reference = frozen_copy(self.policy)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
@@ -394,15 +389,10 @@ class Reinforce:
         }
         if self.value is not None:
             state["value"] = self.value.state_dict()
-        if self.reference is not None:
-            state["reference"] = self.reference.state_dict()
-        return state
+        return state | self.reference_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "reference" in state:
-            self.set_reference()
-            assert self.reference is not None
-            self.reference.load_state_dict(state["reference"])
+        self.load_reference(state)
         self.policy.load_state_dict(state["policy"])
         if self.value is not None:
             self.value.load_state_dict(state["value"])
