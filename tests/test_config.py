@@ -110,6 +110,7 @@ BAD_INPUTS = [
     ("env=maze algo.group_size=4", "algo.group_size=4: env=maze cannot start several envs from the same state"),
     ("env=dialogue_lm algo.group_size=5", "algo.group_size=5: must divide env.num_envs=64"),
     ("env=dialogue_lm algo.baseline=group_norm algo.group_size=1", "algo.group_size=1: baseline=group_norm compares"),
+    ("env=dialogue_lm algo.baseline=mean algo.group_size=1", "algo.group_size=1: baseline=mean compares"),
     ("env=dialogue_lm env.max_reply_tokens=10", "env.max_reply_tokens=10: must be >= 23, the expert's longest reply"),
     ("env=dialogue_lm algo.transformer.width=66", "algo.transformer.width=66 must be a multiple of"),
 ]

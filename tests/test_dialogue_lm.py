@@ -151,6 +151,42 @@ def test_k_samples_per_prompt_share_the_prompt_and_groups_differ() -> None:
         env.set_group_size(3)
 
 
+def test_a_group_keeps_sharing_its_prompt_when_its_members_restart_unevenly() -> None:
+    """In a REINFORCE batch an env whose reply ends early keeps writing (and restarting)
+    until the slowest is done: its episode count runs ahead of its group's."""
+    env = DialogueLMVectorEnv(num_envs=4, seeds=[1, 2, 3, 4])
+    env.set_group_size(2)
+    token = encode("booked")[0]
+    for _ in range(3):  # three batches; env 0 ends at every step, the others after 5 tokens
+        obs, _ = env.reset()
+        assert torch.equal(obs[0], obs[1]) and torch.equal(obs[2], obs[3]) and not torch.equal(obs[0], obs[2])
+        for t in range(5):
+            env.step(torch.tensor([END_ID, token if t < 4 else END_ID, token, END_ID if t == 4 else token]))
+    assert env.episode[0] > env.episode[1]  # the counts drifted; the prompts did not
+
+
+def test_demonstrations_follow_the_envs_seeds_before_any_reset() -> None:
+    """The SFT stage runs before the training env's first reset: its data must still depend on the seed."""
+    a = DialogueLMVectorEnv(num_envs=2, seeds=[0, 1]).demonstrations(8, 0)["actions"]
+    b = DialogueLMVectorEnv(num_envs=2, seeds=[5, 6]).demonstrations(8, 0)["actions"]
+    env = DialogueLMVectorEnv(num_envs=2, seeds=[5, 6])
+    env.reset()
+    assert not torch.equal(a, b) and torch.equal(env.demonstrations(8, 0)["actions"], b)
+
+
+def test_a_time_limit_below_max_reply_tokens_cuts_and_judges_the_reply() -> None:
+    env = DialogueLMVectorEnv(num_envs=1, max_episode_steps=10, seeds=[0])
+    env.reset()
+    token = encode("booked")[0]
+    for _ in range(9):
+        assert env.step(torch.tensor([token]))[1].item() == 0.0
+    _, reward, terminated, truncated, info = env.step(torch.tensor([token]))
+    # 10 x booked (the padding after them not counted): 9 repeats, 0 over the budget of 12, unfinished
+    assert terminated.item() and truncated.item() and reward.item() == -4.5 - 1.0
+    stats = info["episode_stats"]
+    assert (stats["reply_length"].item(), stats["repeats"].item(), stats["unfinished"].item()) == (10.0, 9.0, 1.0)
+
+
 def test_demonstrations_of_a_perfect_expert_are_all_judged_successes() -> None:
     env = DialogueLMVectorEnv(num_envs=1, error_rate=0.0, ramble_rate=0.0, repeat_rate=0.0, seeds=[0])
     demo = env.demonstrations(64, 0)

@@ -102,15 +102,29 @@ def test_token_sampling_follows_the_softmax() -> None:
     assert chi2 < 16.3 and counts[4] == 0  # 3 degrees of freedom, p = 0.001
 
 
+def test_rollouts_keep_token_ids_as_integers_and_anything_else_as_float32() -> None:
+    import gymnasium as gym
+    import numpy as np
+
+    from pglab.algos.common import obs_dtype
+    from pglab.envs.spaces import TokenSequence
+
+    assert obs_dtype(TokenSequence(153, 18, 24)) == torch.int64
+    assert obs_dtype(gym.spaces.Box(0, 10, (4,), dtype=np.int64)) == torch.float32  # a gymnasium env's, as handed over
+    assert obs_dtype(gym.spaces.Box(-1.0, 1.0, (2,))) == torch.float32
+
+
 def test_k_replies_are_sampled_per_prompt() -> None:
     agent, env = build(lm_config())
     env.unwrapped.set_group_size(4)
     buf = agent.buffers(env)
-    T = agent.collect(env, buf)
-    first = buf["obs"][0]
-    assert torch.equal(first[0], first[3]) and torch.equal(first[4], first[7]) and not torch.equal(first[0], first[4])
-    replies = buf["actions"][:T].t()
-    assert len({tuple(r.tolist()) for r in replies[:4]}) > 1  # the same prompt, sampled replies differ
+    for _ in range(3):  # batches after the first too (envs restart unevenly within a batch)
+        T = agent.collect(env, buf)
+        first = buf["obs"][0]
+        assert torch.equal(first[0], first[3]) and torch.equal(first[4], first[7])
+        assert not torch.equal(first[0], first[4])
+        replies = buf["actions"][:T].t()
+        assert len({tuple(r.tolist()) for r in replies[:4]}) > 1  # the same prompt, sampled replies differ
 
 
 def test_rloo_advantages_match_hand_computed_values() -> None:

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
 from pglab.config import ConfigError
+from pglab.envs.spaces import TokenSequence
 
 
 class NonFiniteError(RuntimeError):
@@ -343,10 +343,10 @@ class KLReference:
 
 
 def obs_dtype(space: Any) -> torch.dtype:
-    """The torch dtype rollout storage keeps observations of ``space`` in: int64 for
-    integer observations (token ids), float32 otherwise."""
-    dtype = getattr(space, "dtype", None)
-    return torch.int64 if dtype is not None and np.issubdtype(dtype, np.integer) else torch.float32
+    """The torch dtype rollout storage keeps observations of ``space`` in: int64 for token
+    sequences (ids a transformer embeds), float32 otherwise (what the vector envs hand over,
+    integer Boxes included)."""
+    return torch.int64 if isinstance(space, TokenSequence) else torch.float32
 
 
 def check_kl_config(cfg: Any) -> None:

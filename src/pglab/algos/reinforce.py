@@ -122,7 +122,7 @@ class Reinforce(KLReference):
         group = cfg.algo.group_size
         if group is not None:
             check_group_config(cfg, group)
-            if group < 2 and cfg.algo.baseline in (Baseline.leave_one_out, Baseline.group_norm):
+            if group < 2 and cfg.algo.baseline in GROUP_BASELINES:
                 raise ConfigError(
                     f"algo.group_size={group}: baseline={cfg.algo.baseline.value} compares the episodes "
                     "of a group, so a group needs >= 2"

@@ -181,6 +181,7 @@ def judge(
     goal: torch.Tensor,
     length_budget: int,
     rules: JudgeRules = JudgeRules(),
+    written: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Score replies by the judge's rules.
 
@@ -189,6 +190,8 @@ def judge(
         goal: long ``[N, K]`` token ids of the user's slot values.
         length_budget: tokens a reply may have before each further one costs.
         rules: the weights.
+        written: ``[N]`` tokens written so far (null: all R); later positions are ignored,
+            and a reply without ``<end>`` among them is unfinished.
 
     Returns:
         float32 ``[N]`` tensors: ``score``, ``correct``, ``wrong``, ``repeats``,
@@ -197,9 +200,10 @@ def judge(
     """
     n, r = reply.shape
     dev = reply.device
-    is_end = reply == END_ID
+    limit = torch.full((n,), r, device=dev) if written is None else written.clamp(max=r)
+    is_end = (reply == END_ID) & (torch.arange(r, device=dev)[None, :] < limit[:, None])
     ended = is_end.any(dim=1)
-    length = torch.where(ended, is_end.long().argmax(dim=1), r)
+    length = torch.where(ended, is_end.long().argmax(dim=1), limit)
     inside = torch.arange(r, device=dev)[None, :] < length[:, None]
     counts = torch.zeros(n, len(VOCAB), device=dev).scatter_add_(1, reply, inside.float())  # [N, V]
     is_value = _token_table({v for _, values in SLOTS for v in values}, dev)
@@ -442,8 +446,11 @@ class DialogueLMVectorEnv(BatchedEnv):
     # ----------------------------------------------------------------- episodes
 
     def _episode_keys(self, idx: torch.Tensor) -> torch.Tensor:
-        leader = idx - idx % self.group_size  # the group's first env decides the prompt
-        return rng.bits(self.seeds[leader], self.episode[idx], _LM)
+        # The group's first env decides the prompt, by its seed and its episode count: the
+        # members' own counts drift apart when some restart more often than others (an env
+        # whose reply ended early keeps writing, and restarting, until the slowest is done).
+        leader = idx - idx % self.group_size
+        return rng.bits(self.seeds[leader], self.episode[leader], _LM)
 
     def _start(self, idx: torch.Tensor) -> None:
         key = self._episode_keys(idx)
@@ -455,8 +462,9 @@ class DialogueLMVectorEnv(BatchedEnv):
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pos = self.t.clamp(max=self.max_reply_tokens - 1)
         self.reply.scatter_(1, pos[:, None], actions[:, None])
-        ended = (actions == END_ID) | (self.t + 1 >= self.max_reply_tokens)
-        self._verdict = judge(self.reply, self.goal, self.length_budget, self.rules)
+        written = self.t + 1
+        ended = (actions == END_ID) | (written >= self._limit())  # the limit: max_reply_tokens or less
+        self._verdict = judge(self.reply, self.goal, self.length_budget, self.rules, written=written)
         reward = torch.where(ended, self._verdict["score"], 0.0)
         return reward.float(), ended
 
@@ -481,6 +489,8 @@ class DialogueLMVectorEnv(BatchedEnv):
             ``actions`` long ``[R, n]`` (the expert's tokens), ``valid`` bool ``[R, n]``
             (the token belongs to the reply, ``<end>`` included).
         """
+        if not self._seeded:  # before the first reset: the construction seeds (reset applies them again)
+            self.seed_envs(self._initial_seeds)
         with torch.no_grad():
             dev, r = self.device, self.max_reply_tokens
             rows = torch.arange(n, device=dev)
