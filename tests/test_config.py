@@ -53,7 +53,7 @@ def test_per_env_defaults_live_in_the_env_config() -> None:
     lm = make_config("env=dialogue_lm")  # with conf/tuned/reinforce_dialogue_lm.yaml: RLOO, k = 4
     assert (lm.env.id, lm.sft_steps, lm.algo.baseline, lm.algo.group_size) == (
         "pglab/DialogueLM-v0",
-        800,
+        1500,
         Baseline.leave_one_out,
         4,
     )
