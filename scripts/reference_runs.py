@@ -46,7 +46,10 @@ SWEEPS = (
     ("ours", (f"algo={','.join(OURS)}", f"env={','.join(ENVS)}")),
     ("lm", (f"algo={','.join(OURS)}", *LM)),
     ("sb3", (f"algo={','.join(SB3)}", f"env={','.join(ENVS)}")),
-    ("gymnasium_backend", (f"algo={','.join(OURS)}", "env=mountaincar,mountaincar_continuous", "env.backend=gymnasium")),
+    (
+        "gymnasium_backend",
+        (f"algo={','.join(OURS)}", "env=mountaincar,mountaincar_continuous", "env.backend=gymnasium"),
+    ),
     ("variants", ("algo=a2c", "env=cartpole", "algo.shared_network=true", "algo.normalize_obs=true,false")),
     ("groups", ("algo=reinforce", *LM, "algo.baseline=group_norm,mean")),
 )

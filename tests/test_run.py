@@ -10,7 +10,7 @@ import torch
 
 from conftest import make_config
 from pglab.experiment import TIMING_KEYS, run
-from pglab.logging import resolve_wandb_mode
+from pglab.run_logger import resolve_wandb_mode
 from wandb_file import read_run
 
 
@@ -196,11 +196,11 @@ def test_wandb_mode_auto_goes_online_only_with_a_key(tmp_path: Path, monkeypatch
 def test_an_unreachable_wandb_server_falls_back_to_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    import pglab.logging
+    import pglab.run_logger
 
     monkeypatch.setenv("WANDB_API_KEY", "c" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
-    monkeypatch.setattr(pglab.logging, "ONLINE_INIT_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(pglab.run_logger, "ONLINE_INIT_TIMEOUT_S", 5.0)
     cfg = make_config(*SMALL, "logger=wandb", "logger.mode=auto")
     assert resolve_wandb_mode(cfg.logger) == "online"
     t0 = time.monotonic()

@@ -17,7 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pglab.summary import collect_runs, format_sweep_table, offline_wandb_dirs
+from pglab.run_logger import offline_wandb_dirs
+from pglab.summary import collect_runs, format_sweep_table
 
 
 class SweepCallback(Callback):

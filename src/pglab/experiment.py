@@ -5,7 +5,7 @@ function behind it (no Hydra needed), returning the final evaluation's mean retu
 
 What a run folder holds when it ends (completed or failed):
 
-* ``metrics.jsonl`` — one line per log, ``env_steps`` first (see ``pglab.logging``);
+* ``metrics.jsonl`` — one line per log, ``env_steps`` first (see ``pglab.run_logger``);
 * ``samples.jsonl`` — a few evaluation episodes as text (maze walks, dialogues), where
   the env can describe them;
 * ``summary.json`` — status (``completed|failed``), error and traceback if failed, final
@@ -43,8 +43,7 @@ from pglab.algos.sft import supervised_finetune
 from pglab.config import Config, ConfigError, Device, HardwareConfig, validate
 from pglab.envs import backend_id, check_env_config, env_seeds, make_vec_env, max_episode_steps, native_class
 from pglab.evaluation import evaluate
-from pglab.logging import RunLogger, write_json_atomic
-from pglab.summary import offline_wandb_dirs
+from pglab.run_logger import RunLogger, offline_wandb_dirs, write_json_atomic
 
 log = logging.getLogger("pglab")
 

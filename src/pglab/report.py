@@ -149,7 +149,7 @@ def _finite(value: Any) -> float:
     """A logged number as a float; NaN for a missing, non-numeric or non-finite one.
 
     ``metrics.jsonl`` holds non-finite values as text (``"nan"``, ``"inf"``), see
-    :mod:`pglab.logging`; they would swamp a mean over seeds, so they count as missing.
+    :mod:`pglab.run_logger`; they would swamp a mean over seeds, so they count as missing.
     """
     try:
         number = float(value)

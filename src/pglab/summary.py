@@ -114,8 +114,3 @@ def format_sweep_table(runs: list[RunRecord]) -> str:
     if not cells:
         lines.append("| — | — | no runs found | 0 | |")
     return "\n".join(lines)
-
-
-def offline_wandb_dirs(root: Path) -> list[Path]:
-    """Offline W&B run folders under ``root`` (what ``wandb sync`` uploads)."""
-    return sorted(p for p in Path(root).rglob("offline-run-*") if p.is_dir())

@@ -219,3 +219,8 @@ class RunLogger:
             finally:
                 self.wandb_run.finish(exit_code=1 if failed else 0)
                 self.wandb_run = None
+
+
+def offline_wandb_dirs(root: Path) -> list[Path]:
+    """Offline W&B run folders under ``root`` (what ``wandb sync`` uploads)."""
+    return sorted(p for p in Path(root).rglob("offline-run-*") if p.is_dir())
