@@ -44,7 +44,7 @@ def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Pat
     cp = [finals["0_reinforce-cartpole-s0"], finals["1_reinforce-cartpole-s1"]]
     import numpy as np
 
-    assert f"| reinforce | cartpole | {np.mean(cp):.1f} ± {np.std(cp):.1f} | 2 |  |" in table
+    assert f"| reinforce | cartpole | {np.mean(cp):.1f} ± {np.std(cp, ddof=1):.1f} | 2 |  |" in table
     assert table in proc.stdout + "\n"
     assert f"wandb sync {sweep}/*/wandb/offline-run-*" in proc.stdout
 

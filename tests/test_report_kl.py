@@ -163,7 +163,8 @@ def test_the_report_writes_the_section_table_files_and_plot(tmp_path: Path) -> N
     assert csv["reward_mean"].tolist() == pytest.approx([0.85, 0.74, 0.55, 0.32])
     md = (out / "reward_kl.md").read_text()
     assert md.startswith(
-        "| env | algo | algo.kl_coef | runs | final judge reward (mean ± std) | final KL, nats/reply (mean ± std) |"
+        "| env | algo | algo.kl_coef | runs | final judge reward (mean ± sample std) |"
+        " final KL, nats/reply (mean ± sample std) |"
         " final eval return | final eval success rate |"
     )
     assert "| dialogue_lm | reinforce | 0.05 | 3 | 0.740 ± 0.040 | 1.200 ± 0.200 | 6.400 | 0.880 |" in md

@@ -1,11 +1,12 @@
 """Hydra callbacks: what happens around a multirun.
 
 At the end of a sweep :class:`SweepCallback` reads every job's ``summary.json`` in the
-sweep folder, prints and saves a compact table (algo × env: final eval return mean ± std
-over seeds, number of seeds, failed jobs), prints one line per failed job and the one
-command that syncs the offline W&B runs, writes the sweep's report (``pglab.report``:
-tables, plots and ``report.md`` in ``<sweep dir>/report``), and exits non-zero when any
-job failed.
+sweep folder (through :mod:`pglab.report.runs`, the reader the report uses), prints and
+saves a compact table (:mod:`pglab.report.sweep_table`; algo × env: final eval return
+mean ± sample std over seeds, number of seeds, failed jobs), prints one line per failed
+job and the one command that syncs the offline W&B runs, writes the sweep's report
+(``pglab.report``: tables, plots and ``report.md`` in ``<sweep dir>/report``), and exits
+non-zero when any job failed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pglab.report.sweep_table import collect_runs, format_sweep_table  # no pandas or matplotlib
 from pglab.run_logger import offline_wandb_dirs
-from pglab.summary import collect_runs, format_sweep_table
 
 
 class SweepCallback(Callback):
@@ -30,11 +31,11 @@ class SweepCallback(Callback):
         table = format_sweep_table(runs)
         (sweep_dir / "sweep_table.md").write_text(table + "\n")
         print(f"\nSweep results ({sweep_dir}):\n{table}")
-        failed = [r for r in runs if r.status != "completed"]
+        failed = [r for r in runs if not r.completed]
         for r in failed:
-            print(f"FAILED {r.name}: {r.error}  [{r.run_dir}]", file=sys.stderr)
+            print(f"FAILED {r.name}: {r.reason}  [{r.run_dir}]", file=sys.stderr)
         try:  # the report (tables, plots, report.md) goes into <sweep dir>/report
-            from pglab.report import write_report
+            from pglab.report.write import write_report
 
             write_report([sweep_dir], sweep_dir / "report", quiet=True)
             print(f"Report: {sweep_dir / 'report' / 'report.md'}")

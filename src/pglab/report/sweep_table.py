@@ -1,0 +1,46 @@
+"""The compact end-of-sweep table (``sweep_table.md``) that :mod:`pglab.callbacks` prints.
+
+One row per algo × env (× the jobs' other varying overrides, when there are any): the
+final eval return, mean ± sample std over completed seeds (as in the report, see
+:func:`pglab.report.stats.mean_std`; ± 0.0 for a single seed), seeds, failed jobs. The
+runs come from :func:`pglab.report.runs.collect_runs`, the reader the report uses too.
+Loads no pandas, scipy or matplotlib.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pglab.report.fmt import MEAN_STD, digits, markdown_row
+from pglab.report.runs import RunRecord, collect_runs
+from pglab.report.stats import mean_std
+
+__all__ = ["RunRecord", "collect_runs", "format_sweep_table"]
+
+
+def _value(done: list[float]) -> str:
+    """The mean ± sample std of a row's completed finals."""
+    if not done:
+        return "— (no completed run)"
+    places = digits(done)  # 3 decimals for returns of a few units (judge scores)
+    mean, std = mean_std(done)
+    return f"{mean:.{places}f} ± {std:.{places}f}"
+
+
+def format_sweep_table(runs: list[RunRecord]) -> str:
+    """Markdown: algo × env (× the jobs' other varying overrides, when there are any), final
+    eval return mean ± sample std over completed seeds, seeds, failed."""
+    cells: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        cells[(str(r.algo or "?"), str(r.env or "?"), r.variant)].append(r)
+    variants = any(r.variant for r in runs)
+    head = ["algo", "env", *(["overrides"] if variants else []), f"final eval return ({MEAN_STD})", "seeds", "failed"]
+    lines = [markdown_row(head), "|" + "---|" * len(head)]
+    for (algo, env, variant), rs in sorted(cells.items()):
+        done = [r.final_return for r in rs if r.final_return is not None]
+        failed = len(rs) - len(done)
+        keys = [algo, env, *([variant] if variants else [])]
+        lines.append(markdown_row([*keys, _value(done), str(len(done)), str(failed) if failed else ""]))
+    if not cells:
+        lines.append("| — | — | no runs found | 0 | |")
+    return "\n".join(lines)
