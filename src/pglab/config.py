@@ -3,10 +3,16 @@
 Every config group has a dataclass schema. The YAML files under ``conf/`` hold the
 values and name their schema in their defaults list (``/schema_algo_reinforce@_here_``),
 so Hydra rejects an unknown key or a wrong type while composing, before any work.
+The schemas hold types and ranges, not values: a field that a YAML file states is
+``MISSING`` here (every option of its group must give it, or composition fails naming
+the key); the few fields that keep a default here are ones no option states
+(``tests/test_config_values.py`` checks both, on every option of every group).
 What OmegaConf cannot express — ranges, "at least one", "this env id exists" — is
 declared next to the field (``metadata``) and checked by :func:`validate`, which turns
 the composed config into these dataclasses and raises :class:`ConfigError` with a
-one-line message that names the key, the bad value and what is allowed.
+one-line message that names the key, the bad value and what is allowed. The ranges
+of an env's own parameters (the maze's ``size``, ...) are the env's: its constructor
+checks them, and ``pglab.envs`` runs that check on the config before any work.
 
 Runtime-only values (spaces, the torch device) are never written back into the
 config; they are passed to constructors.
@@ -44,9 +50,13 @@ def bounded(
     return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
 
 
-def non_empty(default_factory: Any, each_ge: float | None = None) -> Any:
-    """A list field that must hold at least one element, each ``>= each_ge`` if given."""
-    return field(default_factory=default_factory, metadata={"non_empty": True, "each_ge": each_ge})
+def non_empty(default: Any = MISSING, each_ge: float | None = None) -> Any:
+    """A list field that must hold at least one element, each ``>= each_ge`` if given.
+
+    ``default``: ``MISSING`` (the YAML gives the list) or a factory of the default list.
+    """
+    kwargs = {"default": MISSING} if default is MISSING else {"default_factory": default}
+    return field(**kwargs, metadata={"non_empty": True, "each_ge": each_ge})
 
 
 # --------------------------------------------------------------------------- choices
@@ -134,12 +144,12 @@ class EnvConfig:
 
     name: str = MISSING
     id: str = MISSING
-    num_envs: int = bounded(16, ge=1)
-    default_total_steps: int = bounded(100_000, ge=1)
-    default_sft_steps: int = bounded(0, ge=0)
+    num_envs: int = bounded(MISSING, ge=1)
+    default_total_steps: int = bounded(MISSING, ge=1)
+    default_sft_steps: int = bounded(0, ge=0)  # envs with demonstrations require it (DialogueLMEnvConfig)
     max_episode_steps: int | None = bounded(None, ge=1)
-    solved_threshold: float | None = None
-    success_when: SuccessWhen = SuccessWhen.terminated
+    solved_threshold: float | None = MISSING
+    success_when: SuccessWhen = MISSING
     backend: EnvBackend = EnvBackend.auto
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -169,6 +179,9 @@ class MazeObservation(Enum):
 class MazeEnvConfig(EnvConfig):
     """pglab's maze (``pglab/Maze-v0``; see ``pglab.envs.maze``).
 
+    The values are in ``conf/env/maze.yaml``; the allowed ranges are the env's own
+    (``pglab.envs.maze.check_maze_params``, run on the config before any work).
+
     Attributes:
         size: tiles per side, odd (walls and rooms alternate), 5..101.
         layout: ``fixed`` (one maze from ``maze_seed``) or ``random`` (a new maze each episode).
@@ -180,19 +193,22 @@ class MazeEnvConfig(EnvConfig):
         random_start: start in a random room instead of the top-left one.
     """
 
-    size: int = bounded(11, ge=5, le=101)
-    layout: MazeLayout = MazeLayout.fixed
-    maze_seed: int = bounded(0, ge=0)
-    observation: MazeObservation = MazeObservation.onehot
-    view_radius: int = bounded(2, ge=1)
-    step_cost: float = bounded(0.01, ge=0.0)
-    goal_reward: float = bounded(1.0, gt=0.0)
-    random_start: bool = False
+    size: int = MISSING
+    layout: MazeLayout = MISSING
+    maze_seed: int = MISSING
+    observation: MazeObservation = MISSING
+    view_radius: int = MISSING
+    step_cost: float = MISSING
+    goal_reward: float = MISSING
+    random_start: bool = MISSING
 
 
 @dataclass
 class DialogueEnvConfig(EnvConfig):
     """pglab's task-oriented dialogue (``pglab/Dialogue-v0``; see ``pglab.envs.dialogue``).
+
+    The values are in ``conf/env/dialogue.yaml``; the allowed ranges are the env's own
+    (``pglab.envs.dialogue.check_dialogue_params``, run on the config before any work).
 
     Attributes:
         num_slots: K slots the user's goal has (1..8).
@@ -202,18 +218,22 @@ class DialogueEnvConfig(EnvConfig):
         failure_penalty: for a wrong booking, a bye or running out of turns.
     """
 
-    num_slots: int = bounded(3, ge=1, le=8)
-    error_rate: float = bounded(0.2, ge=0.0, le=1.0)
-    max_turns: int = bounded(10, ge=3)
-    success_reward: float = bounded(20.0, gt=0.0)
-    failure_penalty: float = bounded(10.0, ge=0.0)
+    num_slots: int = MISSING
+    error_rate: float = MISSING
+    max_turns: int = MISSING
+    success_reward: float = MISSING
+    failure_penalty: float = MISSING
 
 
 @dataclass
 class DialogueLMEnvConfig(EnvConfig):
     """Token-level replies to the dialogue's user (``pglab/DialogueLM-v0``; see ``pglab.envs.dialogue_lm``).
 
+    The values are in ``conf/env/dialogue_lm.yaml``; the allowed ranges are the env's own
+    (``pglab.envs.dialogue_lm.check_lm_params``, run on the config before any work).
+
     Attributes:
+        default_sft_steps: required here (the env has demonstrations; see :class:`EnvConfig`).
         num_slots: K slots in each request (1..8).
         max_reply_tokens: the longest reply (an episode's time limit).
         length_budget: reply tokens the judge allows before each further one costs (null:
@@ -223,12 +243,13 @@ class DialogueLMEnvConfig(EnvConfig):
         repeat_rate: how often the expert restates a slot (a repetition).
     """
 
-    num_slots: int = bounded(3, ge=1, le=8)
-    max_reply_tokens: int = bounded(24, ge=1)
-    length_budget: int | None = bounded(None, ge=1)
-    error_rate: float = bounded(0.2, ge=0.0, le=1.0)
-    ramble_rate: float = bounded(0.3, ge=0.0, le=1.0)
-    repeat_rate: float = bounded(0.2, ge=0.0, le=1.0)
+    default_sft_steps: int = bounded(MISSING, ge=0)
+    num_slots: int = MISSING
+    max_reply_tokens: int = MISSING
+    length_budget: int | None = MISSING
+    error_rate: float = MISSING
+    ramble_rate: float = MISSING
+    repeat_rate: float = MISSING
 
 
 @dataclass
@@ -268,12 +289,12 @@ class AlgoConfig:
 
     name: str = MISSING
     impl: str = MISSING
-    hidden_sizes: list[int] = non_empty(lambda: [64, 64], each_ge=1)
-    activation: Activation = Activation.tanh
-    lr: float = bounded(1e-3, gt=0.0)
-    gamma: float = bounded(0.99, ge=0.0, le=1.0)
-    ent_coef: float = bounded(0.0, ge=0.0)
-    max_grad_norm: float | None = bounded(0.5, gt=0.0)
+    hidden_sizes: list[int] = non_empty(each_ge=1)
+    activation: Activation = MISSING
+    lr: float = bounded(MISSING, gt=0.0)
+    gamma: float = bounded(MISSING, ge=0.0, le=1.0)
+    ent_coef: float = bounded(MISSING, ge=0.0)
+    max_grad_norm: float | None = bounded(MISSING, gt=0.0)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
 
@@ -300,12 +321,12 @@ class ReinforceConfig(AlgoConfig):
         log_std_init: initial log standard deviation of a Gaussian policy.
     """
 
-    baseline: Baseline = Baseline.value
+    baseline: Baseline = MISSING
     group_size: int | None = bounded(None, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
-    normalize_advantage: bool = True
-    value_lr: float = bounded(1e-3, gt=0.0)
-    log_std_init: float = 0.0
+    normalize_advantage: bool = MISSING
+    value_lr: float = bounded(MISSING, gt=0.0)
+    log_std_init: float = MISSING
 
 
 class OptimizerName(Enum):
@@ -335,20 +356,20 @@ class A2CConfig(AlgoConfig):
             reward loses ``β · (log π(a|s) − log π_ref(a|s))``. Needs ``sft.steps > 0``.
     """
 
-    n_steps: int = bounded(5, ge=1)
+    n_steps: int = bounded(MISSING, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
-    gae_lambda: float = bounded(1.0, ge=0.0, le=1.0)
-    vf_coef: float = bounded(0.5, ge=0.0)
-    shared_network: bool = False
-    optimizer: OptimizerName = OptimizerName.rmsprop
-    optimizer_eps: float = bounded(1e-5, gt=0.0)
-    anneal_lr: bool = False
-    normalize_advantage: bool = False
-    normalize_obs: bool = False
-    normalize_reward: bool = False
-    clip_obs: float = bounded(10.0, gt=0.0)
-    clip_reward: float = bounded(10.0, gt=0.0)
-    log_std_init: float = 0.0
+    gae_lambda: float = bounded(MISSING, ge=0.0, le=1.0)
+    vf_coef: float = bounded(MISSING, ge=0.0)
+    shared_network: bool = MISSING
+    optimizer: OptimizerName = MISSING
+    optimizer_eps: float = bounded(MISSING, gt=0.0)
+    anneal_lr: bool = MISSING
+    normalize_advantage: bool = MISSING
+    normalize_obs: bool = MISSING
+    normalize_reward: bool = MISSING
+    clip_obs: float = bounded(MISSING, gt=0.0)
+    clip_reward: float = bounded(MISSING, gt=0.0)
+    log_std_init: float = MISSING
 
 
 class SB3Algorithm(Enum):
@@ -372,15 +393,15 @@ class SB3Config(AlgoConfig):
             checked against the class's signature before the run starts.
     """
 
-    algorithm: SB3Algorithm = SB3Algorithm.A2C
-    n_steps: int = bounded(5, ge=1)
-    gae_lambda: float = bounded(1.0, ge=0.0, le=1.0)
-    vf_coef: float = bounded(0.5, ge=0.0)
-    normalize: bool = False
-    normalize_reward: bool = True
-    ortho_init: bool = True
-    log_std_init: float = 0.0
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    algorithm: SB3Algorithm = MISSING
+    n_steps: int = bounded(MISSING, ge=1)
+    gae_lambda: float = bounded(MISSING, ge=0.0, le=1.0)
+    vf_coef: float = bounded(MISSING, ge=0.0)
+    normalize: bool = MISSING
+    normalize_reward: bool = MISSING
+    ortho_init: bool = MISSING
+    log_std_init: float = MISSING
+    kwargs: dict[str, Any] = MISSING
 
 
 @dataclass
@@ -418,8 +439,8 @@ class HardwareConfig:
         cluster: resources of one job on a SLURM cluster.
     """
 
-    device: Device = Device.cpu
-    num_threads: int = bounded(1, ge=0)
+    device: Device = MISSING
+    num_threads: int = bounded(MISSING, ge=0)
     compile: bool = False
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
@@ -435,8 +456,8 @@ class DebugConfig:
             update would: the run must stop at once as failed.
     """
 
-    fail_at_step: int | None = bounded(None, ge=0)
-    nan_at_step: int | None = bounded(None, ge=0)
+    fail_at_step: int | None = bounded(MISSING, ge=0)
+    nan_at_step: int | None = bounded(MISSING, ge=0)
 
 
 @dataclass
@@ -451,11 +472,11 @@ class LoggerConfig:
         tags: W&B tags.
     """
 
-    backend: str = "wandb"
-    mode: WandbMode = WandbMode.auto
-    project: str = "pglab"
-    entity: str | None = None
-    tags: list[str] = field(default_factory=list)
+    backend: str = MISSING
+    mode: WandbMode = MISSING
+    project: str = MISSING
+    entity: str | None = MISSING
+    tags: list[str] = MISSING
 
 
 @dataclass
@@ -473,10 +494,10 @@ class SFTConfig:
         log_every: write one ``sft/*`` metrics line per this many steps.
     """
 
-    steps: int | None = bounded(None, ge=0)
-    batch_size: int = bounded(64, ge=1)
-    lr: float = bounded(3e-3, gt=0.0)
-    log_every: int = bounded(50, ge=1)
+    steps: int | None = bounded(MISSING, ge=0)
+    batch_size: int = bounded(MISSING, ge=1)
+    lr: float = bounded(MISSING, gt=0.0)
+    log_every: int = bounded(MISSING, ge=1)
 
 
 @dataclass
@@ -499,13 +520,13 @@ class EvalConfig:
             never touch the training RNG.
     """
 
-    every_steps: int = bounded(25_000, ge=1)
-    episodes: int = bounded(10, ge=1)
-    final_episodes: int = bounded(100, ge=1)
-    num_envs: int = bounded(10, ge=1)
+    every_steps: int = bounded(MISSING, ge=1)
+    episodes: int = bounded(MISSING, ge=1)
+    final_episodes: int = bounded(MISSING, ge=1)
+    num_envs: int = bounded(MISSING, ge=1)
     samples: int = bounded(3, ge=0)
     stop_when_solved: bool = False
-    deterministic: bool = True
+    deterministic: bool = MISSING
 
 
 @dataclass
@@ -518,6 +539,9 @@ class Config:
         log_every_steps: write one metrics line per this many env steps (at update ends).
         checkpoint_every_steps: save ``checkpoint.pt`` (everything a resume needs) this often.
         progress_every_s: seconds between plain progress lines when no bar is shown.
+        tuned_file: the name of the ``conf/tuned/<algo>_<env>.yaml`` file that was applied
+            (each tuned file sets its own name), null when the pair has none. A label: it
+            shows in ``--cfg job`` and in ``summary.json``'s config and changes nothing else.
     """
 
     env: Any = MISSING
@@ -527,11 +551,12 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
-    seed: int = bounded(0, ge=0)
-    total_steps: int | None = bounded(None, ge=1)
-    log_every_steps: int = bounded(5_000, ge=1)
-    checkpoint_every_steps: int = bounded(50_000, ge=1)
-    progress_every_s: float = bounded(10.0, gt=0.0)
+    seed: int = bounded(MISSING, ge=0)
+    total_steps: int | None = bounded(MISSING, ge=1)
+    log_every_steps: int = bounded(MISSING, ge=1)
+    checkpoint_every_steps: int = bounded(MISSING, ge=1)
+    progress_every_s: float = bounded(MISSING, gt=0.0)
+    tuned_file: str | None = MISSING
 
     @property
     def budget(self) -> int:

@@ -65,7 +65,10 @@ _DIALOGUE, _GOAL = 0x4449414C, 0x474F414C  # purpose constants of the counter-ba
 def check_dialogue_params(
     num_slots: int, error_rate: float, max_turns: int, success_reward: float, failure_penalty: float
 ) -> None:
-    """Raise ValueError naming the parameter, its value and what is allowed."""
+    """Raise ValueError naming the parameter, its value and what is allowed.
+
+    The one place of these ranges: ``pglab.envs`` runs this check on ``env.*`` before a run.
+    """
     if not isinstance(num_slots, int) or not 1 <= num_slots <= MAX_SLOTS:
         raise ValueError(f"num_slots={num_slots}: must be an integer from 1 to {MAX_SLOTS}")
     if not 0.0 <= error_rate <= 1.0:
@@ -75,6 +78,9 @@ def check_dialogue_params(
             f"max_turns={max_turns}: must be >= 2*num_slots+1 = {2 * num_slots + 1} "
             "(time to request and confirm every slot, then book)"
         )
+    for name, value in (("success_reward", success_reward), ("failure_penalty", failure_penalty)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value}: must be a finite number")
     if success_reward <= 0:
         raise ValueError(f"success_reward={success_reward}: must be > 0")
     if failure_penalty < 0:

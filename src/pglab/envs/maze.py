@@ -51,9 +51,18 @@ _NO_BANK = -(2**40)
 
 
 def check_maze_params(
-    size: int, layout: str, observation: str, view_radius: int, step_cost: float, goal_reward: float
+    size: int,
+    layout: str,
+    observation: str,
+    view_radius: int,
+    step_cost: float,
+    goal_reward: float,
+    maze_seed: int = 0,
 ) -> None:
-    """Raise ValueError naming the parameter, its value and what is allowed."""
+    """Raise ValueError naming the parameter, its value and what is allowed.
+
+    The one place of these ranges: ``pglab.envs`` runs this check on ``env.*`` before a run.
+    """
     if not isinstance(size, int) or size < 5 or size % 2 == 0 or size > MAX_SIZE:
         raise ValueError(
             f"size={size}: must be an odd number of tiles from 5 to {MAX_SIZE} "
@@ -63,8 +72,13 @@ def check_maze_params(
         raise ValueError(f"layout={layout!r}: must be one of {', '.join(LAYOUTS)}")
     if observation not in OBSERVATIONS:
         raise ValueError(f"observation={observation!r}: must be one of {', '.join(OBSERVATIONS)}")
+    if maze_seed < 0:
+        raise ValueError(f"maze_seed={maze_seed}: must be >= 0")
     if not isinstance(view_radius, int) or view_radius < 1:
         raise ValueError(f"view_radius={view_radius}: must be an integer >= 1")
+    for name, value in (("step_cost", step_cost), ("goal_reward", goal_reward)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name}={value}: must be a finite number")
     if step_cost < 0:
         raise ValueError(f"step_cost={step_cost}: must be >= 0")
     if goal_reward <= 0:
@@ -207,7 +221,7 @@ class MazeVectorEnv(BatchedEnv):
         seeds: int | list[int] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        check_maze_params(size, layout, observation, view_radius, step_cost, goal_reward)
+        check_maze_params(size, layout, observation, view_radius, step_cost, goal_reward, maze_seed)
         if max_episode_steps is None:
             max_episode_steps = self.time_limit(size=size)
         super().__init__(num_envs, max_episode_steps, device, seeds, render_mode)
@@ -248,7 +262,7 @@ class MazeVectorEnv(BatchedEnv):
 
     @staticmethod
     def _check_params(args: dict[str, Any]) -> None:
-        names = ("size", "layout", "observation", "view_radius", "step_cost", "goal_reward")
+        names = ("size", "layout", "observation", "view_radius", "step_cost", "goal_reward", "maze_seed")
         check_maze_params(*(args[k] for k in names))
 
     @staticmethod
