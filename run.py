@@ -13,17 +13,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from pglab.cli import preflight
-from pglab.experiment import main as run_experiment
+from pglab.cli import check_command_line
+from pglab.hydra_job import main as run_job
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    return run_experiment(cfg)
+    return run_job(cfg)
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:], CONFIG_DIR)  # every job's config checked before any job starts
+    check_command_line(sys.argv[1:], CONFIG_DIR)  # every job's config checked before any job starts
     main()

@@ -92,14 +92,15 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     """Env steps/s of ``case["algo"]`` training for ``case["seconds"]`` (after one warm-up update)."""
     import torch
 
-    from pglab.envs import make_vec_env
-    from pglab.experiment import build_agent, seed_everything
+    from pglab.envs import make_vec_env, resolve_env
+    from pglab.experiment import build_agent
+    from pglab.random_state import seed_everything
 
     cfg = load_config(case["algo"], case["env"], case["overrides"])
     device = _device(case["device"])
     torch.set_num_threads(case["threads"])
     seed_everything(case["seed"])
-    env = make_vec_env(cfg.env, cfg.env.num_envs, seed=case["seed"], device=device)
+    env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=case["seed"], device=device)
     agent = build_agent(cfg, env, device)
     if cfg.hardware.compile:
         agent.compile()
@@ -121,13 +122,13 @@ def env_case(case: dict[str, Any]) -> dict[str, Any]:
     import gymnasium as gym
     import torch
 
-    from pglab.envs import make_vec_env
+    from pglab.envs import make_vec_env, resolve_env
 
     cfg = load_config("reinforce", case["env"], case["overrides"])
     device = _device(case["device"])
     torch.set_num_threads(case["threads"])
     n = cfg.env.num_envs
-    env = make_vec_env(cfg.env, n, seed=case["seed"], device=device)
+    env = make_vec_env(resolve_env(cfg.env), n, seed=case["seed"], device=device)
     space = env.single_action_space
     if isinstance(space, gym.spaces.Discrete):
 
@@ -189,14 +190,15 @@ def lm_case(case: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from pglab.algos.sft import supervised_finetune
-    from pglab.envs import make_vec_env
-    from pglab.experiment import build_agent, seed_everything
+    from pglab.envs import make_vec_env, resolve_env
+    from pglab.experiment import build_agent
+    from pglab.random_state import seed_everything
 
     cfg = load_config(case["algo"], "dialogue_lm", case["overrides"])
     device = _device(case["device"])
     torch.set_num_threads(case["threads"])
     seed_everything(case["seed"])
-    env = make_vec_env(cfg.env, cfg.env.num_envs, seed=case["seed"], device=device)
+    env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=case["seed"], device=device)
     agent = build_agent(cfg, env, device)
     t0 = time.perf_counter()
     sft_steps = 0

@@ -12,6 +12,7 @@ from conftest import make_config
 from pglab.algos.a2c import A2C
 from pglab.algos.common import discounted_returns, gae
 from pglab.experiment import run
+from pglab.nets import ValueFunction
 from test_returns import chain_env
 from test_run import read_metrics, reload_and_evaluate
 
@@ -53,11 +54,16 @@ def test_gae_with_lambda_zero_is_the_td_error() -> None:
     assert torch.allclose(gae(R, V, NEXT_V, TERM, DONE, g, 0.0), R + g * NEXT_V * (~TERM) - V)
 
 
+class ReadableCritic(ValueFunction):
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return 10.0 * obs[:, 0]
+
+
 def test_collect_bootstraps_from_the_state_each_step_actually_reached() -> None:
     env = chain_env()  # env 0 terminates after 2 steps, env 1 is cut by a 3-step time limit; obs = [t]
     cfg = make_config("algo=a2c", "~tuned", "algo.n_steps=4", "algo.gamma=0.5")
     agent = A2C(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"))
-    agent.value = lambda obs: 10.0 * obs[:, 0]  # a critic we can read: V(s) = 10 t
+    agent.value = ReadableCritic()  # a critic we can read: V(s) = 10 t
     buf = agent.buffers(env)
     obs, _ = env.reset()
     agent.collect(env, obs, buf)

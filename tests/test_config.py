@@ -94,10 +94,10 @@ BAD_INPUTS = [
     ("hardware.device=tpu", "hardware.device=tpu: Invalid value 'tpu', expected one of [cpu, cuda, auto]"),
     ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered gymnasium environment"),
     ("env=maze env.size=8", "env.size=8: must be an odd number of tiles from 5 to 101"),
-    ("env=maze env.size=3", "env.size=3 is out of range: must be >= 5 and <= 101"),
+    ("env=maze env.size=3", "env.size=3: must be an odd number of tiles from 5 to 101"),  # the env's own check
     ("env=maze env.layout=spiral", "env.layout=spiral: Invalid value 'spiral', expected one of [fixed, random]"),
-    ("env=dialogue env.error_rate=1.5", "env.error_rate=1.5 is out of range: must be >= 0 and <= 1"),
-    ("env=dialogue env.num_slots=0", "env.num_slots=0 is out of range: must be >= 1 and <= 8"),
+    ("env=dialogue env.error_rate=1.5", "env.error_rate=1.5: must be a probability in [0, 1]"),
+    ("env=dialogue env.num_slots=0", "env.num_slots=0: must be an integer from 1 to 8"),
     ("env=dialogue env.num_slots=5", "env.max_turns=10: must be >= 2*num_slots+1 = 11"),
     ("env=maze +env.kwargs.walls=1", "Maze-v0 cannot be made with them: got an unexpected keyword argument 'walls'"),
     ("env=cartpole env.backend=torch", "env.backend=torch: CartPole-v1 has no torch implementation"),
@@ -113,6 +113,8 @@ BAD_INPUTS = [
     ("env=dialogue_lm algo.baseline=mean algo.group_size=1", "algo.group_size=1: baseline=mean compares"),
     ("env=dialogue_lm env.max_reply_tokens=10", "env.max_reply_tokens=10: must be >= 23, the expert's longest reply"),
     ("env=dialogue_lm algo.transformer.width=66", "algo.transformer.width=66 must be a multiple of"),
+    ("sweep=zoo_table", "sweep=zoo_table: a named sweep runs its jobs with -m (--multirun); run: python run.py -m"),
+    ("-m +sweep=zoo_table", "+sweep=zoo_table: sweep is a config group with a default (none); choose a named sweep"),
 ]
 
 
@@ -159,7 +161,7 @@ def test_help_lists_the_groups_and_their_options(tmp_path: Path) -> None:
 def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(capsys) -> None:
     from hydra import initialize_config_dir
 
-    from pglab.cli import job_overrides, preflight
+    from pglab.cli import check_command_line, job_overrides
 
     seeds = "seed=" + ",".join(str(i) for i in range(40))
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
@@ -169,7 +171,7 @@ def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(ca
     assert {j[0] for j in jobs} == {"env=cartpole", "env=mountaincar"}
     assert {o for j in jobs for o in j if o.startswith("seed=")} == {f"seed={i}" for i in range(40)}
     with pytest.raises(SystemExit) as info:
-        preflight(["-m", "env=cartpole,mountaincar", seeds, "algo.lr=0.1,-3"], CONF)
+        check_command_line(["-m", "env=cartpole,mountaincar", seeds, "algo.lr=0.1,-3"], CONF)
     assert info.value.code == 2
     assert "algo.lr=-3.0 is out of range: must be > 0" in capsys.readouterr().err
 
@@ -177,17 +179,18 @@ def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(ca
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_a_gpu_slurm_sweep_passes_preflight_on_a_machine_without_a_gpu() -> None:
     """The jobs run on GPU nodes; the login node that submits them needs no GPU."""
-    from pglab.cli import preflight
+    from pglab.cli import check_command_line
 
-    preflight(["-m", "hardware=slurm_gpu", "hardware.cluster.partition=gpu", "seed=0,1"], CONF)  # no SystemExit
+    # no SystemExit
+    check_command_line(["-m", "hardware=slurm_gpu", "hardware.cluster.partition=gpu", "seed=0,1"], CONF)
     cfg = validate(compose_config("hardware=slurm_gpu"))
     assert cfg.hardware.device == Device.cuda and cfg.hardware.cluster.gpus_per_job == 1
 
 
 def test_cluster_resources_are_checked_before_submission(capsys: pytest.CaptureFixture[str]) -> None:
-    from pglab.cli import preflight
+    from pglab.cli import check_command_line
 
     with pytest.raises(SystemExit) as info:
-        preflight(["-m", "hardware=slurm", "hardware.cluster.time_limit_min=0", "seed=0,1"], CONF)
+        check_command_line(["-m", "hardware=slurm", "hardware.cluster.time_limit_min=0", "seed=0,1"], CONF)
     assert info.value.code == 2
     assert "hardware.cluster.time_limit_min=0 is out of range: must be >= 1" in capsys.readouterr().err

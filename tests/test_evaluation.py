@@ -35,10 +35,10 @@ def test_success_when_truncated_counts_survival() -> None:
 def test_evaluation_is_repeatable_and_leaves_the_training_rng_alone() -> None:
     from conftest import make_config
     from pglab.algos.reinforce import Reinforce
-    from pglab.envs import env_seeds, make_vec_env
+    from pglab.envs import env_seeds, make_vec_env, resolve_env
 
     cfg = make_config("env=cartpole")
-    env = make_vec_env(cfg.env, 4, seed=123, device=torch.device("cpu"), stream="eval")
+    env = make_vec_env(resolve_env(cfg.env), 4, seed=123, device=torch.device("cpu"), stream="eval")
     torch.manual_seed(0)
     agent = Reinforce(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"), 500)
     seeds = env_seeds(123, 4, "eval")

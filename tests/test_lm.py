@@ -15,7 +15,7 @@ from pglab.algos.common import episode_terms
 from pglab.algos.reinforce import Reinforce
 from pglab.algos.sft import supervised_finetune
 from pglab.config import Baseline, Config, SFTConfig
-from pglab.envs import make_vec_env
+from pglab.envs import make_vec_env, resolve_env
 from pglab.envs.dialogue_lm import END_ID
 from pglab.experiment import build_agent
 
@@ -26,7 +26,7 @@ def lm_config(*overrides: str) -> Config:
 
 def build(cfg: Config) -> tuple[Reinforce, object]:
     torch.manual_seed(cfg.seed)
-    env = make_vec_env(cfg.env, cfg.env.num_envs, seed=cfg.seed, device=torch.device("cpu"))
+    env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=cfg.seed, device=torch.device("cpu"))
     return build_agent(cfg, env, torch.device("cpu")), env
 
 
@@ -92,7 +92,7 @@ def test_the_key_value_cache_gives_the_full_passs_logits_through_resets_and_clea
 
 
 def test_token_sampling_follows_the_softmax() -> None:
-    from pglab.nets import _draw
+    from pglab.nets.transformer import _draw
 
     torch.manual_seed(0)
     logits = torch.tensor([0.0, 1.0, -1.0, 2.0, -30.0])

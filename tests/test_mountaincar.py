@@ -11,7 +11,7 @@ from scipy import stats
 
 from conftest import make_config
 from pglab.config import ConfigError
-from pglab.envs import backend_id, check_env_config, make_vec_env, max_episode_steps
+from pglab.envs import make_vec_env, resolve_env
 from pglab.envs.mountaincar import MountainCarContinuousVectorEnv, MountainCarVectorEnv
 
 N = 16
@@ -127,18 +127,18 @@ def test_gymnasium_registrations_pass_check_env_and_clip_continuous_actions() ->
 
 
 def test_backend_picks_the_implementation() -> None:
-    assert backend_id(make_config("env=mountaincar").env) == "pglab/MountainCar-v0"
-    assert backend_id(make_config("env=mountaincar", "env.backend=gymnasium").env) == "MountainCar-v0"
-    assert backend_id(make_config("env=mountaincar_continuous").env) == "pglab/MountainCarContinuous-v0"
-    assert backend_id(make_config("env=cartpole").env) == "CartPole-v1"
+    assert resolve_env(make_config("env=mountaincar").env).id == "pglab/MountainCar-v0"
+    assert resolve_env(make_config("env=mountaincar", "env.backend=gymnasium").env).id == "MountainCar-v0"
+    assert resolve_env(make_config("env=mountaincar_continuous").env).id == "pglab/MountainCarContinuous-v0"
+    assert resolve_env(make_config("env=cartpole").env).id == "CartPole-v1"
     cfg = make_config("env=mountaincar_continuous")
-    assert max_episode_steps(cfg.env) == 999
-    env = make_vec_env(cfg.env, 3, seed=0, device=torch.device("cpu"))
+    assert resolve_env(cfg.env).time_limit == 999
+    env = make_vec_env(resolve_env(cfg.env), 3, seed=0, device=torch.device("cpu"))
     assert isinstance(env.unwrapped, MountainCarContinuousVectorEnv)
     with pytest.raises(ConfigError, match=r"^env.backend=torch: CartPole-v1 has no torch implementation"):
-        check_env_config(make_config("env=cartpole", "env.backend=torch").env)
+        resolve_env(make_config("env=cartpole", "env.backend=torch").env)
     with pytest.raises(ConfigError, match=r"^env.backend=gymnasium: pglab/Maze-v0 is pglab's own"):
-        check_env_config(make_config("env=maze", "env.backend=gymnasium").env)
+        resolve_env(make_config("env=maze", "env.backend=gymnasium").env)
 
 
 def test_sb3_sees_the_torch_mountaincar_through_its_vecenv_adapter() -> None:
@@ -146,7 +146,7 @@ def test_sb3_sees_the_torch_mountaincar_through_its_vecenv_adapter() -> None:
     ``TimeLimit.truncated`` is set, and counts episodes from ``info["episode"]``."""
     from pglab.algos.sb3 import SB3VecEnv
 
-    env = make_vec_env(make_config("env=mountaincar").env, 8, seed=0, device=torch.device("cpu"))
+    env = make_vec_env(resolve_env(make_config("env=mountaincar").env), 8, seed=0, device=torch.device("cpu"))
     venv = SB3VecEnv(env)
     obs = venv.reset()
     assert obs.shape == (8, 2) and obs.dtype == np.float32

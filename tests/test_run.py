@@ -66,12 +66,12 @@ def test_a_run_writes_metrics_summary_and_a_loadable_checkpoint(tmp_path: Path) 
 
 def reload_and_evaluate(cfg, ckpt) -> float:
     """Rebuild the agent from a checkpoint and run the final evaluation as the run did."""
-    from pglab.envs import env_seeds, make_vec_env
+    from pglab.envs import env_seeds, make_vec_env, resolve_env
     from pglab.evaluation import evaluate
     from pglab.experiment import build_agent
 
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
-    eval_env = make_vec_env(cfg.env, n, seed=cfg.seed, device=torch.device("cpu"), stream="eval")
+    eval_env = make_vec_env(resolve_env(cfg.env), n, seed=cfg.seed, device=torch.device("cpu"), stream="eval")
     agent = build_agent(cfg, eval_env, torch.device("cpu"))
     agent.load_state_dict(ckpt["agent"])
     result = evaluate(

@@ -63,7 +63,7 @@ def test_sb3_with_vecnormalize_saves_its_statistics_and_evaluates_with_them(tmp_
     from stable_baselines3 import A2C as SB3A2C
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from pglab.envs import env_seeds, make_vec_env
+    from pglab.envs import env_seeds, make_vec_env, resolve_env
     from pglab.evaluation import evaluate
 
     cfg = make_config("algo=sb3_a2c", *TINY, "algo.normalize=true")
@@ -85,7 +85,7 @@ def test_sb3_with_vecnormalize_saves_its_statistics_and_evaluates_with_them(tmp_
     stats = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), venv=_dummy_venv())
     stats.training, stats.norm_reward = False, False
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
-    env = make_vec_env(cfg.env, n, seed=cfg.seed, device=torch.device("cpu"), stream="eval")
+    env = make_vec_env(resolve_env(cfg.env), n, seed=cfg.seed, device=torch.device("cpu"), stream="eval")
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         actions, _ = model.predict(stats.normalize_obs(obs.numpy()), deterministic=True)

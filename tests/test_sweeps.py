@@ -16,7 +16,8 @@ import torch
 
 from conftest import CONF, RUN_PY, clean_env, make_config, run_py
 from pglab.algos.common import NonFiniteError
-from pglab.experiment import CHECKPOINT, run
+from pglab.experiment import run
+from pglab.run_dir import CHECKPOINT
 from wandb_file import read_run
 
 
@@ -75,7 +76,7 @@ def test_checkpoints_are_atomic_weights_only_and_hold_what_a_resume_needs(tmp_pa
     assert 3000 <= ckpt["env_steps"] < 3500
     assert {"nets", "optimizer", "env_steps"} <= set(ckpt["agent"])
     assert {"python", "numpy", "torch"} <= set(ckpt["rng"])
-    assert ckpt["progress"]["next_checkpoint"] > ckpt["env_steps"]
+    assert ckpt["run_state"]["loop"]["checkpoint"]["next"] > ckpt["env_steps"]
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
 
 
@@ -206,7 +207,7 @@ def test_named_sweeps_enumerate_their_jobs() -> None:
     from pglab.cli import job_overrides
 
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        jobs = job_overrides("config", ["+sweep=mountaincar_compare"], multirun=True)
+        jobs = job_overrides("config", ["sweep=mountaincar_compare"], multirun=True)
     assert jobs is not None and len(jobs) == 4 * 5
     assert {j[0] for j in jobs} == {"algo=reinforce", "algo=a2c", "algo=sb3_a2c", "algo=sb3_ppo"}
     assert {j[1] for j in jobs} == {f"seed={i}" for i in range(5)}
@@ -217,7 +218,7 @@ def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "tune"
     proc = run_py(
         "-m",
-        "+sweep=tune_a2c_cartpole",
+        "sweep=tune_a2c_cartpole",
         "hydra.sweeper.n_trials=3",
         *TINY,
         "logger=none",

@@ -1,15 +1,16 @@
-"""Command-line preflight: every job's config is checked before any job starts.
+"""The command line checked before Hydra runs it: every job's config, before any job starts.
 
-``run.py`` calls :func:`preflight` with its arguments before handing them to Hydra. It
+``run.py`` calls :func:`check_command_line` with its arguments before handing them to Hydra. It
 composes the config of every job the command would run — one for a single run; the
 whole grid of a basic multirun sweep, ``hydra.sweeper.params`` included — and checks
-each one fully (types, unknown keys, unknown options, ranges, env ids, CUDA). The first
+each one fully (:func:`pglab.config.validate`, then :func:`pglab.preflight.preflight`: types,
+unknown keys, unknown options, ranges, env ids, CUDA). The first
 problem is printed as one line, ``pglab: config error: <key>=<value>: <what is allowed>``,
 and the process exits with code 2 before anything is trained or written.
 
 Hydra's own messages for these cases span several lines and do not list what is
 allowed; composing with Hydra's compose API keeps Hydra the single source of truth about
-what the config is, while the message is ours. Commands preflight cannot model (help,
+what the config is, while the message is ours. Commands it cannot model (help,
 ``--cfg``, a non-basic sweeper, another config dir) pass straight through to Hydra.
 """
 
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from pglab.config import ConfigError, validate
+from pglab.preflight import preflight
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXHAUSTIVE_JOBS = 64  # larger sweeps are checked on a cover (see job_overrides)
@@ -79,8 +81,6 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 def _check(cfg: DictConfig) -> None:
     """Validate one composed job config (the ``hydra`` node removed first)."""
-    from pglab.experiment import preflight as run_preflight
-
     job = copy.deepcopy(cfg)
     launcher = OmegaConf.select(cfg, "hydra.launcher")
     if launcher is not None:  # e.g. SLURM resources interpolated from hardware.cluster
@@ -92,7 +92,7 @@ def _check(cfg: DictConfig) -> None:
     remote = "submitit" in str(OmegaConf.select(cfg, "hydra.launcher._target_") or "")
     with read_write(job), open_dict(job):
         job.pop("hydra", None)  # as Hydra does before it hands the config to the task
-    run_preflight(validate(job), check_device=not remote)  # remote jobs check their node's device
+    preflight(validate(job), check_device=not remote)  # remote jobs check their node's device
 
 
 def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
@@ -117,7 +117,7 @@ def _culprit(err: BaseException, overrides: list[str]) -> str | None:
 
 
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]] | None:
-    """The override lists of the jobs to check; None if preflight cannot enumerate them.
+    """The override lists of the jobs to check; None if they cannot be enumerated here.
 
     A sweep of up to ``EXHAUSTIVE_JOBS`` jobs is checked job by job. A larger grid is
     checked on a cover: every combination of the swept config *groups* (which decide the
@@ -127,11 +127,23 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
     """
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
+    appended = [o.input_line for o in parsed if o.input_line.startswith("+sweep=")]
+    if appended:
+        raise ConfigError(
+            f"{appended[0]}: sweep is a config group with a default (none); choose a named sweep with "
+            f"{appended[0].removeprefix('+')}"
+        )
     sweeps = [o for o in parsed if o.is_sweep_override()]
     if not multirun:
         if sweeps:
             raise ConfigError(
                 f"{sweeps[0].input_line}: a comma-separated list is a sweep; add -m (--multirun) to run one"
+            )
+        named = [o for o in parsed if o.get_key_element().lstrip("+~") == "sweep"]
+        if named and named[0].get_value_element_as_str() not in ("null", "None"):
+            raise ConfigError(
+                f"{named[0].input_line}: a named sweep runs its jobs with -m (--multirun); "
+                f"run: python run.py -m {named[0].input_line.lstrip('+')}"
             )
         return [overrides]
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -171,7 +183,7 @@ def _cover(parsed: list[Any]) -> list[list[str]]:
     return jobs
 
 
-def preflight(argv: Sequence[str], config_dir: Path, config_name: str = "config") -> None:
+def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str = "config") -> None:
     """Check every job of this command line; print one line and exit 2 on the first problem."""
     try:
         args, _ = get_args_parser().parse_known_args(list(argv))

@@ -24,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from pglab.config import SuccessWhen
+from pglab.envs import VectorEnv
 
 ActFn = Callable[[torch.Tensor], torch.Tensor]
+AgentAct = Callable[[torch.Tensor, bool], torch.Tensor]  # an agent's act(obs, deterministic)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class EvalResult:
 
 def evaluate(
     act: ActFn,
-    env: gym.vector.VectorEnv,
+    env: VectorEnv,
     episodes: int,
     seed: int | list[int],
     success_when: SuccessWhen,
@@ -82,7 +83,7 @@ def evaluate(
         samples: describe the first episode of envs 0..samples-1 in text, where the env can.
     """
     n = env.num_envs
-    traced = min(samples, n) if getattr(env, "supports_traces", False) else 0
+    traced = min(samples, n) if env.supports_traces else 0
     if traced:
         env.trace_envs = traced
     quota = torch.tensor([(episodes + n - 1 - i) // n for i in range(n)])
@@ -138,3 +139,50 @@ def evaluate(
         {k: np.asarray(v) for k, v in stats.items()},
         sorted(texts, key=lambda t: t["env"]),
     )
+
+
+class Evaluator:
+    """A run's evaluations: ``evaluator(episodes)`` runs the protocol on the run's own
+    evaluation envs and seeds.
+
+    With ``deterministic=False`` (sampled actions, as language-model replies are judged) the
+    actions come from a generator seeded by the first evaluation seed inside
+    ``torch.random.fork_rng``, so every evaluation is reproducible and the training RNG is
+    never touched.
+
+    Args:
+        act: the agent's ``act(obs, deterministic)``.
+        env: the evaluation envs.
+        seeds: their seeds (``pglab.envs.env_seeds(seed, n, "eval")``).
+        success_when: which episode end counts as a success.
+        deterministic: evaluate the policy's mode, or sample.
+        samples: episodes per evaluation described in text, where the env can.
+        device: where the envs and the agent compute.
+    """
+
+    def __init__(
+        self,
+        act: AgentAct,
+        env: VectorEnv,
+        seeds: list[int],
+        success_when: SuccessWhen,
+        deterministic: bool,
+        samples: int,
+        device: torch.device,
+    ) -> None:
+        self.act, self.env, self.seeds = act, env, seeds
+        self.success_when, self.deterministic, self.samples, self.device = success_when, deterministic, samples, device
+
+    def __call__(self, episodes: int) -> EvalResult:
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            if not self.deterministic:  # sampled actions from a generator of the evaluation's own
+                torch.manual_seed(self.seeds[0])
+            return evaluate(
+                lambda o: self.act(o, self.deterministic),
+                self.env,
+                episodes,
+                self.seeds,
+                self.success_when,
+                samples=self.samples,
+            )

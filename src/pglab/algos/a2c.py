@@ -33,7 +33,8 @@ Shapes: T = ``n_steps``, N = ``env.num_envs``, D = observation size.
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import torch
@@ -41,20 +42,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from pglab.algos.common import (
-    KLReference,
     OnUpdate,
     RunningMeanStd,
     Update,
     apply_update,
-    check_kl_config,
+    compile_networks,
     gae,
     grad_norm_and_clip,
     inject_nan,
     obs_dtype,
     rollout_terms,
 )
+from pglab.algos.reference import KLReference, check_kl_config
 from pglab.config import A2CConfig, ConfigError, OptimizerName
 from pglab.nets import make_policy, make_value
+
+if TYPE_CHECKING:
+    from pglab.config import Config
+    from pglab.envs import EnvSpec, VectorEnv
 
 
 class A2C(KLReference):
@@ -69,6 +74,9 @@ class A2C(KLReference):
         env: unused (the env arrives in :meth:`learn`); accepted like every algorithm.
     """
 
+    supports_compile: ClassVar[bool] = True
+    group_size: int | None = None  # every env starts its own episodes
+
     def __init__(
         self,
         cfg: A2CConfig,
@@ -76,7 +84,7 @@ class A2C(KLReference):
         action_space: gym.Space,
         device: torch.device,
         max_episode_steps: int | None = None,
-        env: gym.vector.VectorEnv | None = None,
+        env: VectorEnv | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -109,11 +117,13 @@ class A2C(KLReference):
         self._norm_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
-    def check_config(cfg: Any) -> None:
+    def check_config(cfg: Config, env: EnvSpec) -> None:
         """Cross-key constraints, checked before the run starts."""
         check_kl_config(cfg)
-        if cfg.algo.normalize_obs and cfg.env.name == "dialogue_lm":
-            raise ConfigError("algo.normalize_obs=true: dialogue_lm observes token ids, which must not be normalised")
+        if cfg.algo.normalize_obs and env.capabilities.token_observations:
+            raise ConfigError(
+                f"algo.normalize_obs=true: {cfg.env.name} observes token ids, which must not be normalised"
+            )
 
     # ------------------------------------------------------------------ normalisation
 
@@ -169,7 +179,7 @@ class A2C(KLReference):
 
     # ------------------------------------------------------------------ data
 
-    def buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
+    def buffers(self, env: VectorEnv) -> dict[str, torch.Tensor]:
         """Preallocated rollout storage ``[n_steps, N, ...]``, on the device."""
         T, n, dev = self.cfg.n_steps, env.num_envs, self.device
         act_space = env.single_action_space
@@ -192,7 +202,7 @@ class A2C(KLReference):
         }
 
     @torch.inference_mode()
-    def collect(self, env: gym.vector.VectorEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+    def collect(self, env: VectorEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
         """Fill ``buf`` with ``n_steps`` steps of every env, starting from raw ``obs``; returns
         the raw observation to continue from.
 
@@ -237,11 +247,7 @@ class A2C(KLReference):
         ``V(s'_t)`` is ``V(s_{t+1})``, already computed: the critic runs again only on the
         rollout's last states and on the few states where episodes ended.
         """
-        T, n = buf["rewards"].shape
-        if hasattr(self.value, "rollout_values"):  # a transformer: one pass per episode piece
-            values = self.value.rollout_values(buf["obs"], buf["actions"], buf["dones"])
-        else:
-            values = self.value(buf["obs"].flatten(0, 1)).view(T, n)
+        values = self.value.rollout_values(buf["obs"], buf["actions"], buf["dones"])  # a transformer: per piece
         with torch.no_grad():
             next_values = torch.empty_like(values)
             next_values[:-1] = values[1:]
@@ -321,7 +327,7 @@ class A2C(KLReference):
             self.update_obs_stats(buf["final_obs"].flatten(0, 1))
         return metrics
 
-    def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+    def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
         buf = self.buffers(env)
         obs, _ = env.reset()
@@ -345,11 +351,11 @@ class A2C(KLReference):
                 break
 
     def compile(self) -> None:
-        """``torch.compile`` the networks in place (``hardware.compile``); parameters and
-        checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
-        self.policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
-        if self.value is not None:
-            self.value.compile(dynamic=True)
+        """``torch.compile`` the networks in place (``hardware.compile``)."""
+        compile_networks(self.policy, self.value)
+
+    def export(self, run_dir: Path) -> None:
+        """Nothing beyond pglab's own checkpoint."""
 
     # ------------------------------------------------------------------ checkpoints
 

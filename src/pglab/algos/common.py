@@ -1,28 +1,33 @@
-"""What every pglab algorithm shares: the training-loop contract and the return math.
+"""What every pglab algorithm shares: the :class:`Agent` contract and the return math.
 
-An algorithm is a class built as ``Algo(cfg=, observation_space=, action_space=,
-device=, max_episode_steps=, env=)`` with ``learn(env, total_steps, on_update)``,
-``act(obs, deterministic)`` and ``state_dict()``. Optional: a static
-``check_config(cfg)`` for cross-key constraints (raises ``ConfigError`` before the run
-starts) and ``export(run_dir)`` for extra artifacts in the algorithm's native format.
-An algorithm never logs: after each update it hands an :class:`Update` to ``on_update``
-and the experiment logs, evaluates and checkpoints. ``on_update`` returns
-False to stop training early.
+An algorithm is a class that satisfies :class:`AgentClass` (built as ``Algo(cfg=,
+observation_space=, action_space=, device=, max_episode_steps=)``, with a static
+``check_config(cfg, env)`` for cross-key constraints that raises ``ConfigError`` before
+the run starts) and whose instances satisfy :class:`Agent`. An algorithm never logs:
+after each update it hands an :class:`Update` to ``on_update`` and the run logs,
+evaluates and checkpoints; ``on_update`` returns False to stop training early.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+import gymnasium as gym
 import torch
 from torch import nn
 
-from pglab.config import ConfigError
+from pglab.envs.capabilities import HasDemonstrations
 from pglab.envs.spaces import TokenSequence
+from pglab.nets import Policy
+from pglab.nets.base import terms_from_log_probs
+
+if TYPE_CHECKING:
+    from pglab.config import Config, SFTConfig
+    from pglab.envs import EnvSpec, VectorEnv
 
 
 class NonFiniteError(RuntimeError):
@@ -50,16 +55,76 @@ class Update:
 OnUpdate = Callable[[Update], bool]
 
 
+LogFn = Callable[[dict[str, float]], None]
+
+
+@runtime_checkable
 class Agent(Protocol):
-    """The interface the experiment drives (see the module docstring)."""
+    """What the run drives: pglab's reinforce and a2c, and the SB3 adapter.
 
+    Attributes:
+        supports_compile: ``hardware.compile`` is allowed (:meth:`compile` does something).
+        supports_sft: an SFT stage and a KL reference are allowed (:meth:`finetune`).
+        env_steps: env steps consumed so far (restored by :meth:`load_state_dict`).
+        group_size: k, the envs that start each episode from the same state (k samples
+            per prompt), None: every env its own; the run sets the training env up for it.
+        nan_at_step: fault injection (``debug.nan_at_step``), set by the run.
+    """
+
+    supports_compile: ClassVar[bool]
+    supports_sft: ClassVar[bool]
     env_steps: int
+    group_size: int | None
+    nan_at_step: int | None
 
-    def learn(self, env: Any, total_steps: int, on_update: OnUpdate) -> None: ...
+    def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+        """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
+        ...
 
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor: ...
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for raw observations ``obs[B, ...]`` (evaluation)."""
+        ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint restores (tensors and plain values: ``weights_only``-loadable)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def compile(self) -> None:
+        """``torch.compile`` the networks in place (only called when ``supports_compile``)."""
+        ...
+
+    def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
+        """The SFT stage, then freeze the result as the KL reference (only when ``supports_sft``);
+        returns the last logged ``sft/*`` metrics."""
+        ...
+
+    def export(self, run_dir: Path) -> None:
+        """Extra artifacts in the algorithm's own format (SB3's zip); nothing for pglab's own."""
+        ...
+
+
+class AgentClass(Protocol):
+    """An algorithm class, as ``algo.impl`` names it (its capability flags are class attributes)."""
+
+    supports_compile: bool
+    supports_sft: bool
+
+    def __call__(
+        self,
+        *,
+        cfg: Any,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device,
+        max_episode_steps: int | None,
+        env: VectorEnv,
+    ) -> Agent: ...
+
+    def check_config(self, cfg: Config, env: EnvSpec) -> None:
+        """Cross-key constraints of this algorithm on this env; one-line ConfigError."""
+        ...
 
 
 def discounted_returns(
@@ -222,7 +287,15 @@ class RunningMeanStd(torch.nn.Module):
         self.count.copy_(total)
 
 
-# --------------------------------------------------------------------------- reference policies
+def compile_networks(policy: Policy, value: nn.Module | None) -> None:
+    """``torch.compile`` a policy's body and a critic in place (``hardware.compile``); parameters
+    and checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
+    policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
+    if value is not None:
+        value.compile(dynamic=True)
+
+
+# --------------------------------------------------------------------------- action terms
 
 
 @dataclass
@@ -243,57 +316,34 @@ class ActionTerms:
     kl: torch.Tensor | None = None
 
 
-def _terms(logp_all: torch.Tensor, ref_all: torch.Tensor | None, actions: torch.Tensor) -> ActionTerms:
+def _with_reference(logp_all: torch.Tensor, ref_all: torch.Tensor, actions: torch.Tensor) -> ActionTerms:
     """Terms from full log-probabilities ``[B, A]`` (policy, reference) and actions ``[B]``."""
-    index = actions.long()[:, None]
-    probs = logp_all.exp()
-    terms = ActionTerms(logp_all.gather(1, index).squeeze(1), -(probs * logp_all).sum(dim=1))
-    if ref_all is not None:
-        terms.logp_ref = ref_all.gather(1, index).squeeze(1)
-        terms.kl = (probs * (logp_all - ref_all)).sum(dim=1).detach()
+    terms = ActionTerms(*terms_from_log_probs(logp_all, actions))
+    terms.logp_ref = ref_all.gather(1, actions.long()[:, None]).squeeze(1)
+    terms.kl = (logp_all.exp() * (logp_all - ref_all)).sum(dim=1).detach()
     return terms
 
 
-def action_terms(policy: Any, obs: torch.Tensor, actions: torch.Tensor, reference: Any = None) -> ActionTerms:
-    """:class:`ActionTerms` of ``actions[B]`` taken at ``obs[B, ...]``.
-
-    Without a reference this is the policy's own (fast) ``log_prob_entropy``; with one,
-    both policies' full log-probabilities (categorical policies only).
-    """
-    if reference is None:
-        return ActionTerms(*policy.log_prob_entropy(obs, actions))
-    with torch.no_grad():
-        ref_all = reference.log_probs(obs)
-    return _terms(policy.log_probs(obs), ref_all, actions)
-
-
 def rollout_terms(
-    policy: Any, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor, reference: Any = None
+    policy: Policy, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor, reference: Policy | None = None
 ) -> ActionTerms:
     """:class:`ActionTerms` of every step of a rollout ``[T, N]`` (episodes continue across
-    rollouts), in ``obs.flatten(0, 1)`` order.
-
-    A sequence policy scores each episode piece of the rollout in one causal pass
-    (:func:`pglab.nets.rollout_features`); any other policy scores the steps one by one.
-    """
-    if not hasattr(policy, "rollout_log_probs"):
-        return action_terms(policy, obs.flatten(0, 1), actions.flatten(0, 1), reference)
-    ref_all = None
-    if reference is not None:
-        with torch.no_grad():
-            ref_all = reference.rollout_log_probs(obs, actions, dones).flatten(0, 1)
-    logp_all = policy.rollout_log_probs(obs, actions, dones).flatten(0, 1)
-    return _terms(logp_all, ref_all, actions.flatten())
+    rollouts), in ``obs.flatten(0, 1)`` order; with a reference (categorical policies only),
+    both policies' full log-probabilities give the exact KL."""
+    if reference is None:
+        return ActionTerms(*policy.rollout_terms(obs, actions, dones))
+    with torch.no_grad():
+        ref_all = reference.rollout_log_probs_all(obs, actions, dones)
+    return _with_reference(policy.rollout_log_probs_all(obs, actions, dones), ref_all, actions.flatten())
 
 
 def episode_terms(
-    policy: Any, obs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, reference: Any = None
+    policy: Policy, obs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor, reference: Policy | None = None
 ) -> ActionTerms:
     """:class:`ActionTerms` of the valid steps of whole episodes, in ``obs[valid]`` order.
 
     Args:
-        policy: the policy; a sequence policy (``policy.sequence``, e.g. a
-            :class:`~pglab.nets.TokenPolicy`) scores each episode in one causal pass.
+        policy: the policy (a sequence policy scores each episode in one causal pass).
         obs: ``[T, N, ...]`` observations, episode n in column n from step 0.
         actions: ``[T, N]`` actions.
         valid: ``[T, N]`` which steps belong to the episodes.
@@ -302,44 +352,11 @@ def episode_terms(
     Returns:
         the terms of the ``B = valid.sum()`` valid steps, row-major over ``[T, N]``.
     """
-    if not getattr(policy, "sequence", False):
-        return action_terms(policy, obs[valid], actions[valid], reference)
-    ref_all = None
-    if reference is not None:
-        with torch.no_grad():
-            ref_all = reference.episode_log_probs(obs[0], actions)[valid]
-    return _terms(policy.episode_log_probs(obs[0], actions)[valid], ref_all, actions[valid])
-
-
-def frozen_copy(policy: nn.Module) -> nn.Module:
-    """A copy of ``policy`` that never trains (the KL penalty's reference)."""
-    ref = copy.deepcopy(policy)
-    ref.requires_grad_(False)
-    ref.eval()
-    return ref
-
-
-class KLReference:
-    """What pglab's algorithms share about the KL penalty's reference policy (the SFT model):
-    freezing it, and carrying it through checkpoints. A mixin of an algorithm with a ``policy``."""
-
-    policy: nn.Module
-    reference: nn.Module | None = None  # None until set_reference: no KL term, no train/kl
-
-    def set_reference(self) -> None:
-        """Freeze a copy of the current policy as the reference (after the SFT stage)."""
-        self.reference = frozen_copy(self.policy)
-
-    def reference_state(self) -> dict[str, Any]:
-        """``{"reference": its state dict}`` for a checkpoint, or ``{}`` without a reference."""
-        return {} if self.reference is None else {"reference": self.reference.state_dict()}
-
-    def load_reference(self, state: dict[str, Any]) -> None:
-        """Restore the reference from a checkpoint's ``state`` if it holds one."""
-        if "reference" in state:
-            self.set_reference()
-            assert self.reference is not None
-            self.reference.load_state_dict(state["reference"])
+    if reference is None:
+        return ActionTerms(*policy.episode_terms(obs, actions, valid))
+    with torch.no_grad():
+        ref_all = reference.episode_log_probs_all(obs, actions, valid)
+    return _with_reference(policy.episode_log_probs_all(obs, actions, valid), ref_all, actions[valid])
 
 
 def obs_dtype(space: Any) -> torch.dtype:
@@ -347,21 +364,3 @@ def obs_dtype(space: Any) -> torch.dtype:
     sequences (ids a transformer embeds), float32 otherwise (what the vector envs hand over,
     integer Boxes included)."""
     return torch.int64 if isinstance(space, TokenSequence) else torch.float32
-
-
-def check_kl_config(cfg: Any) -> None:
-    """A KL penalty needs a reference policy, which only the SFT stage makes."""
-    if cfg.algo.kl_coef > 0 and cfg.sft_steps == 0:
-        raise ConfigError(
-            f"algo.kl_coef={cfg.algo.kl_coef:g}: the KL penalty needs a reference policy, which the SFT stage "
-            "makes; set sft.steps > 0 (on an env with demonstrations: dialogue_lm) or algo.kl_coef=0"
-        )
-
-
-def check_group_config(cfg: Any, group: int) -> None:
-    """``algo.group_size`` divides ``env.num_envs``. (Whether the env can start a group's envs
-    from the same state is checked by the experiment's preflight, which knows the envs.)"""
-    if cfg.env.num_envs % group:
-        raise ConfigError(
-            f"algo.group_size={group}: must divide env.num_envs={cfg.env.num_envs} (the envs form groups of k)"
-        )

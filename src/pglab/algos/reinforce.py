@@ -43,27 +43,31 @@ Shapes: T ≤ the env's time limit, N = ``env.num_envs``.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import torch
 from torch.nn import functional as F
 
 from pglab.algos.common import (
-    KLReference,
     OnUpdate,
     Update,
     apply_update,
-    check_group_config,
-    check_kl_config,
+    compile_networks,
     discounted_returns,
     episode_terms,
     grad_norm_and_clip,
     inject_nan,
     obs_dtype,
 )
+from pglab.algos.reference import KLReference, check_group_config, check_kl_config
 from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import make_policy, make_value
+
+if TYPE_CHECKING:
+    from pglab.config import Config
+    from pglab.envs import EnvSpec, VectorEnv
 
 GROUP_BASELINES = (Baseline.mean, Baseline.leave_one_out, Baseline.group_norm)
 
@@ -80,6 +84,8 @@ class Reinforce(KLReference):
         env: unused (the env arrives in :meth:`learn`); accepted like every algorithm.
     """
 
+    supports_compile: ClassVar[bool] = True
+
     def __init__(
         self,
         cfg: ReinforceConfig,
@@ -87,7 +93,7 @@ class Reinforce(KLReference):
         action_space: gym.Space,
         device: torch.device,
         max_episode_steps: int | None = None,
-        env: gym.vector.VectorEnv | None = None,
+        env: VectorEnv | None = None,
     ) -> None:
         if max_episode_steps is None:
             raise ValueError("REINFORCE samples whole episodes and needs an env with a time limit")
@@ -109,10 +115,11 @@ class Reinforce(KLReference):
         self.optimizer = torch.optim.Adam(groups, eps=1e-5, foreach=True)
         self.params = [p for group in groups for p in group["params"]]
         self.env_steps = 0
+        self.group_size = cfg.group_size  # k samples per prompt: the run sets the env up for it
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
 
     @staticmethod
-    def check_config(cfg: Any) -> None:
+    def check_config(cfg: Config, env: EnvSpec) -> None:
         """Cross-key constraints, checked before the run starts."""
         if cfg.algo.baseline == Baseline.leave_one_out and cfg.env.num_envs < 2:
             raise ConfigError(
@@ -121,7 +128,7 @@ class Reinforce(KLReference):
             )
         group = cfg.algo.group_size
         if group is not None:
-            check_group_config(cfg, group)
+            check_group_config(cfg, env, group)
             if group < 2 and cfg.algo.baseline in GROUP_BASELINES:
                 raise ConfigError(
                     f"algo.group_size={group}: baseline={cfg.algo.baseline.value} compares the episodes "
@@ -143,7 +150,7 @@ class Reinforce(KLReference):
     # ------------------------------------------------------------------ data
 
     @torch.inference_mode()
-    def collect(self, env: gym.vector.VectorEnv, buf: dict[str, torch.Tensor]) -> int:
+    def collect(self, env: VectorEnv, buf: dict[str, torch.Tensor]) -> int:
         """Fill ``buf`` with one complete episode per env; returns T, the longest length.
 
         Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
@@ -190,7 +197,7 @@ class Reinforce(KLReference):
             if (t % sync_every == 0 or t == self.max_episode_steps) and not bool(active.any()):
                 return t
 
-    def buffers(self, env: gym.vector.VectorEnv) -> dict[str, torch.Tensor]:
+    def buffers(self, env: VectorEnv) -> dict[str, torch.Tensor]:
         """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
         T, n, dev = self.max_episode_steps, env.num_envs, self.device
         obs_shape = env.single_observation_space.shape
@@ -351,10 +358,8 @@ class Reinforce(KLReference):
             grad_norm_and_clip(self.value.parameters(), self.cfg.max_grad_norm)
         return grad_norm
 
-    def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+    def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False."""
-        if self.cfg.group_size is not None:
-            env.unwrapped.set_group_size(self.cfg.group_size)  # k samples per prompt
         buf = self.buffers(env)
         while self.env_steps < total_steps:
             T = self.collect(env, buf)
@@ -372,11 +377,11 @@ class Reinforce(KLReference):
                 break
 
     def compile(self) -> None:
-        """``torch.compile`` the networks in place (``hardware.compile``); parameters and
-        checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
-        self.policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
-        if self.value is not None:
-            self.value.compile(dynamic=True)
+        """``torch.compile`` the networks in place (``hardware.compile``)."""
+        compile_networks(self.policy, self.value)
+
+    def export(self, run_dir: Path) -> None:
+        """Nothing beyond pglab's own checkpoint."""
 
     # ------------------------------------------------------------------ checkpoints
 

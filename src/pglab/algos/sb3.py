@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -33,9 +33,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from pglab.algos.common import NonFiniteError, OnUpdate, Update, check_finite
+from pglab.algos.common import LogFn, NonFiniteError, OnUpdate, Update, check_finite
 from pglab.config import Activation, ConfigError, SB3Config
-from pglab.envs import backend_id
+from pglab.envs.capabilities import HasDemonstrations
+
+if TYPE_CHECKING:
+    from pglab.config import Config, SFTConfig
+    from pglab.envs import EnvSpec, VectorEnv
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO}
 # SB3's recorded keys -> pglab's metric names
@@ -53,7 +57,7 @@ _ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
 class SB3VecEnv(VecEnv):
     """An SB3 ``VecEnv`` over any pglab torch vector env (gymnasium-backed or native; numpy in, numpy out)."""
 
-    def __init__(self, env: gym.vector.VectorEnv) -> None:
+    def __init__(self, env: VectorEnv) -> None:
         self.env = env  # before VecEnv.__init__, which asks it for its render_mode
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: torch.Tensor | None = None
@@ -185,11 +189,6 @@ class _UpdateCallback(BaseCallback):
             self._post_hook.remove()
 
 
-# pglab envs SB3 cannot learn: token sequences need a sequence model, an SFT stage and a
-# reference policy, none of which SB3's policies have.
-UNSUPPORTED_ENVS = ("pglab/DialogueLM-v0",)
-
-
 class SB3Agent:
     """A Stable-Baselines3 A2C or PPO model behind pglab's algorithm interface.
 
@@ -202,6 +201,10 @@ class SB3Agent:
         env: the pglab training env; SB3 needs it to build its model.
     """
 
+    supports_compile: ClassVar[bool] = False  # SB3 builds and runs its own networks
+    supports_sft: ClassVar[bool] = False
+    group_size: int | None = None
+
     def __init__(
         self,
         cfg: SB3Config,
@@ -209,7 +212,7 @@ class SB3Agent:
         action_space: gym.Space,
         device: torch.device,
         max_episode_steps: int | None = None,
-        env: gym.vector.VectorEnv | None = None,
+        env: VectorEnv | None = None,
     ) -> None:
         if env is None:
             raise ValueError("an SB3 agent is built around its training env; pass env=")
@@ -245,10 +248,11 @@ class SB3Agent:
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
 
     @staticmethod
-    def check_config(cfg: Any) -> None:
-        """The env must be one SB3 can learn; ``algo.kwargs`` must be constructor arguments of
-        the chosen SB3 class."""
-        if backend_id(cfg.env) in UNSUPPORTED_ENVS:
+    def check_config(cfg: Config, env: EnvSpec) -> None:
+        """The env must be one SB3 can learn (token sequences need a sequence model, an SFT
+        stage and a reference policy, none of which SB3's policies have); ``algo.kwargs`` must
+        be constructor arguments of the chosen SB3 class."""
+        if env.capabilities.token_observations:
             raise ConfigError(
                 f"algo={cfg.algo.name} does not support env={cfg.env.name}: SB3 baselines run on envs with vector "
                 "observations (mountaincar, mountaincar_continuous, maze, dialogue, cartpole, or a gymnasium id); "
@@ -287,7 +291,7 @@ class SB3Agent:
         actions, _ = self.model.policy.predict(x, deterministic=deterministic)
         return torch.as_tensor(actions, device=obs.device)
 
-    def learn(self, env: gym.vector.VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
+    def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """SB3's ``learn`` until ``total_steps``; ``on_update`` after every training step."""
         callback = _UpdateCallback(on_update, self.nan_at_step)
         remaining = max(total_steps - self.env_steps, 0)
@@ -300,11 +304,10 @@ class SB3Agent:
             "policy": self.model.policy.state_dict(),
             "optimizer": self.model.policy.optimizer.state_dict(),
             "env_steps": int(self.model.num_timesteps),  # also mid-learn, for checkpoints
-            "n_updates": int(getattr(self.model, "_n_updates", 0)),
+            "n_updates": int(self.model._n_updates),
         }
         if isinstance(self.vec_env, VecNormalize):
-            for name in ("obs_rms", "ret_rms"):
-                rms = getattr(self.vec_env, name)
+            for name, rms in self._normalizer_stats(self.vec_env).items():
                 state[name] = {
                     "mean": torch.as_tensor(rms.mean),
                     "var": torch.as_tensor(rms.var),
@@ -320,12 +323,22 @@ class SB3Agent:
         self.model.num_timesteps = self.env_steps
         self.model._n_updates = int(state.get("n_updates", 0))
         if isinstance(self.vec_env, VecNormalize):
-            for name in ("obs_rms", "ret_rms"):
+            for name, rms in self._normalizer_stats(self.vec_env).items():
                 if name in state:
-                    rms = getattr(self.vec_env, name)
                     rms.mean = state[name]["mean"].numpy().copy()
                     rms.var = state[name]["var"].numpy().copy()
                     rms.count = float(state[name]["count"])
+
+    @staticmethod
+    def _normalizer_stats(vec_env: VecNormalize) -> dict[str, Any]:
+        """VecNormalize's running statistics of observations and returns."""
+        return {"obs_rms": vec_env.obs_rms, "ret_rms": vec_env.ret_rms}
+
+    def compile(self) -> None:
+        raise NotImplementedError("SB3 builds and runs its own networks (supports_compile is False)")
+
+    def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
+        raise NotImplementedError("SB3's policies have no SFT stage (supports_sft is False)")
 
     def export(self, run_dir: Path) -> None:
         """SB3's own formats: ``sb3_model.zip`` and, when used, ``vecnormalize.pkl``."""

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from pglab.algos.common import NonFiniteError, episode_terms, grad_norm_and_clip
+from pglab.algos.common import LogFn, NonFiniteError, episode_terms, grad_norm_and_clip
 from pglab.config import SFTConfig
+from pglab.nets import Policy
 
 HELD_OUT = 1 << 30  # batch indices from here on are never trained on
 Demonstrations = Callable[[int, int], dict[str, torch.Tensor]]
-LogFn = Callable[[dict[str, float]], None]
 
 
 def supervised_finetune(
-    policy: torch.nn.Module,
+    policy: Policy,
     demonstrations: Demonstrations,
     cfg: SFTConfig,
     steps: int,
@@ -90,10 +89,10 @@ def _finite(x: float) -> bool:
 
 
 @torch.no_grad()
-def _argmax_hits(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def _argmax_hits(policy: Policy, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """How many valid steps' expert actions are the policy's most likely ones."""
     obs, actions, valid = batch["obs"], batch["actions"], batch["valid"]
-    if getattr(policy, "sequence", False):
-        best = policy.episode_log_probs(obs[0], actions).argmax(dim=-1)  # [T, N]
-        return (best == actions)[valid].sum()
+    if policy.sequence:  # one causal pass over the episodes
+        best = policy.episode_log_probs_all(obs, actions, valid).argmax(dim=-1)  # [B]
+        return (best == actions[valid]).sum()
     return (policy.mode(obs[valid]) == actions[valid]).sum()

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from pglab.envs import rng
+from pglab.envs.capabilities import EnvCapabilities
 
 
 def _entropy_seed() -> int:
@@ -92,6 +93,7 @@ class BatchedEnv(gym.vector.VectorEnv):
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
     supports_traces: ClassVar[bool] = False  # the env writes its episodes as text (trace_*)
+    capabilities: ClassVar[EnvCapabilities] = EnvCapabilities()
 
     @stateful
     def __init__(
@@ -165,6 +167,12 @@ class BatchedEnv(gym.vector.VectorEnv):
     @staticmethod
     def _check_params(args: dict[str, Any]) -> None:
         """Raise ValueError for a bad parameter (``args``: every constructor argument)."""
+
+    @classmethod
+    def time_limit(cls, **kwargs: Any) -> int:
+        """The time limit episodes are cut at when ``max_episode_steps`` is not given, for
+        these constructor arguments."""
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- subclass hooks
 

@@ -62,6 +62,7 @@ import torch
 
 from pglab.envs import rng
 from pglab.envs.batched import BatchedEnv, SingleEnv
+from pglab.envs.capabilities import EnvCapabilities
 from pglab.envs.dialogue import MAX_SLOTS, SLOTS
 from pglab.envs.spaces import TokenSequence
 
@@ -390,6 +391,9 @@ class DialogueLMVectorEnv(BatchedEnv):
 
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi"]}
     supports_traces: ClassVar[bool] = True
+    capabilities: ClassVar[EnvCapabilities] = EnvCapabilities(
+        token_observations=True, shared_starts=True, demonstrations=True
+    )
     rules: ClassVar[JudgeRules] = JudgeRules()
 
     def __init__(

@@ -17,6 +17,7 @@ are below ``2**31``, so every product stays below ``2**63``: no int64 overflow.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 MASK32 = 0xFFFF_FFFF
@@ -83,3 +84,18 @@ def uniform(key: torch.Tensor, *words: torch.Tensor | int) -> torch.Tensor:
 def randint(high: torch.Tensor | int, key: torch.Tensor, *words: torch.Tensor | int) -> torch.Tensor:
     """Integers uniform in [0, high) keyed like :func:`bits` (modulo bias below high / 2**32)."""
     return (bits(key, *words) % high).long()
+
+
+STREAMS = {"train": 0, "eval": 1}
+
+
+def env_seeds(seed: int, n: int, stream: str) -> list[int]:
+    """Seeds of n sub-envs of run seed ``seed``: well mixed, distinct per stream.
+
+    Drawn from ``numpy.random.SeedSequence(seed, spawn_key=(stream,))`` rather than
+    ``seed + i``, so runs with neighbouring seeds share no env seeds (with ``seed + i``
+    seeds 0 and 1 would share 15 of 16 training envs), and evaluation envs never share
+    a seed with training envs.
+    """
+    seq = np.random.SeedSequence(seed, spawn_key=(STREAMS[stream],))
+    return [int(x) for x in seq.generate_state(n, dtype=np.uint32)]

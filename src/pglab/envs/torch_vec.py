@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +24,8 @@ class TorchVectorEnv(gym.vector.VectorWrapper):
         seeds: the seed of each sub-env for the first :meth:`reset` (an int s means
             s, s+1, ... as in gymnasium); the first one also seeds the action space.
     """
+
+    supports_traces: ClassVar[bool] = False  # gymnasium's envs do not write their episodes as text
 
     def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seeds: int | list[int] | None = None) -> None:
         super().__init__(env)

@@ -9,7 +9,14 @@ from typing import Any
 import pandas as pd
 
 # config keys that never tell two settings apart (where and how a run ran, not what it computed)
-_NOT_SETTINGS = ("cfg.seed", "cfg.logger.", "cfg.hardware.", "cfg.progress_every_s", "cfg.checkpoint_every_steps")
+_NOT_SETTINGS = (
+    "cfg.seed",
+    "cfg.logger.",
+    "cfg.hardware.",
+    "cfg.progress_every_s",
+    "cfg.checkpoint_every_steps",
+    "cfg.tuned_file",
+)
 
 
 def group_label(row: pd.Series, by: list[str]) -> str:

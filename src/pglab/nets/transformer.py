@@ -1,54 +1,28 @@
-"""Policy and value networks: an MLP body with a categorical or diagonal-Gaussian head.
+"""A causal transformer policy and critic for token sequences (``env=dialogue_lm``).
 
-The training hot path does not build ``torch.distributions`` objects: :meth:`Policy.sample`
-and :meth:`Policy.log_prob_entropy` compute the same quantities directly. For a
-categorical policy the logits are taken transposed, ``[A, B]``, so that softmax, its
-cumulative sum and the inverse-CDF draw run along the short action axis as vectorised
-operations over the batch: torch's row-wise softmax and ``multinomial`` over a last
-dimension of 3 cost ten times more than the network at 1,024 rows. ``distribution``
-stays as the reference (tests check the fast path against it), built with
-``validate_args=False``.
+:class:`CausalTransformer` is a small GPT-style decoder; :class:`TokenPolicy` reads it at
+the reply's current position, :class:`TokenValue` is the critic. Three fast paths, each
+equal to step-by-step computation: :meth:`TokenPolicy.episode_log_probs` scores whole
+episodes in one causal pass, :func:`rollout_features` one pass per episode piece of a
+rollout, and :class:`TokenSampler` generates through a :class:`KVCache`, one position per
+new token.
 
-Shapes: B is a batch of observations, ``obs[B, obs_dim]``. A categorical policy's
-actions are ``long[B]``; a Gaussian policy's are ``float[B, act_dim]``. ``log_prob`` and
-``entropy`` always return ``[B]`` (summed over action dimensions for the Gaussian).
+Shapes: observations are ``[B, P+R+1]`` (prompt, reply, tokens written; see
+:class:`~pglab.envs.spaces.TokenSequence`), V is the vocabulary size.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+from typing import ClassVar
 
-import gymnasium as gym
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.distributions import Categorical
 
-from pglab.config import Activation, TransformerConfig
+from pglab.config import TransformerConfig
 from pglab.envs.spaces import TokenSequence
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-_ACTIVATIONS: dict[Activation, type[nn.Module]] = {Activation.tanh: nn.Tanh, Activation.relu: nn.ReLU}
-
-
-def mlp_body(in_dim: int, hidden: list[int], activation: Activation) -> nn.Sequential:
-    """Hidden layers only (``obs[B, in_dim] -> features[B, hidden[-1]]``), orthogonal init with gain √2."""
-    layers: list[nn.Module] = []
-    for a, b in itertools.pairwise([in_dim, *hidden]):
-        lin = nn.Linear(a, b)
-        nn.init.orthogonal_(lin.weight, gain=math.sqrt(2))
-        nn.init.zeros_(lin.bias)
-        layers += [lin, _ACTIVATIONS[activation]()]
-    return nn.Sequential(*layers)
-
-
-def linear_head(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
-    """An output layer with orthogonal init. A small gain (0.01 for policy logits/means)
-    starts the policy near uniform / near zero mean, which keeps the first updates stable."""
-    out = nn.Linear(in_dim, out_dim)
-    nn.init.orthogonal_(out.weight, gain=gain)
-    nn.init.zeros_(out.bias)
-    return out
+from pglab.nets.base import Policy, ValueFunction, terms_from_log_probs
+from pglab.nets.mlp import linear_head
 
 
 def transformer_body(space: TokenSequence, cfg: TransformerConfig) -> CausalTransformer:
@@ -62,176 +36,6 @@ def transformer_body(space: TokenSequence, cfg: TransformerConfig) -> CausalTran
         width=cfg.width,
         ff_mult=cfg.ff_mult,
     )
-
-
-def make_value(
-    observation_space: gym.Space,
-    hidden: list[int],
-    activation: Activation,
-    transformer: TransformerConfig | None = None,
-    body: nn.Module | None = None,
-) -> nn.Module:
-    """The critic V(s) that fits the observation space (pass a policy's ``body`` to share it)."""
-    if isinstance(observation_space, TokenSequence):
-        if body is None:
-            body = transformer_body(observation_space, transformer or TransformerConfig())
-        assert isinstance(body, CausalTransformer)
-        return TokenValue(body, body.tok.embedding_dim, observation_space.reply_width)
-    return ValueNet(obs_dim(observation_space), hidden, activation, body=body)
-
-
-def obs_dim(space: gym.Space) -> int:
-    """Flat size of a Box observation."""
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(f"observation space {space} is not a Box")
-    return int(math.prod(space.shape))
-
-
-class Policy(nn.Module):
-    """A stochastic policy π(a|s): ``body`` (hidden layers, possibly shared with a critic)
-    and a head. Subclasses build the distribution; the rest is shared."""
-
-    body: nn.Module
-
-    def distribution(self, obs: torch.Tensor) -> Distribution:
-        """π(·|obs) for ``obs[B, obs_dim]``; ``log_prob``/``entropy`` give ``[B]``."""
-        raise NotImplementedError
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The deterministic action used in evaluation (argmax / Gaussian mean)."""
-        raise NotImplementedError
-
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """An action drawn from π(·|obs) for each row of ``obs[B, obs_dim]``."""
-        raise NotImplementedError
-
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log π(actions|obs) [B], entropy of π(·|obs) [B])``, differentiable."""
-        raise NotImplementedError
-
-    def sampler(self) -> _PlainSampler:
-        """A callable ``obs -> actions`` for rollouts, with ``reset()`` to call after every
-        update; a policy that can reuse work between steps (a transformer's key-value cache)
-        returns its own."""
-        return _PlainSampler(self)
-
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Sample an action (or take the mode) for ``obs[B, obs_dim]``."""
-        if deterministic:
-            return self.mode(obs)
-        return self.sample(obs)
-
-
-class CategoricalPolicy(Policy):
-    """Softmax over ``n_actions`` logits."""
-
-    def __init__(self, body: nn.Module, features: int, n_actions: int) -> None:
-        super().__init__()
-        self.body = body
-        self.head = linear_head(features, n_actions, gain=0.01)
-
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """``[B, A]`` logits."""
-        return self.head(self.body(obs.flatten(1)))
-
-    def logits_t(self, obs: torch.Tensor) -> torch.Tensor:
-        """``[A, B]`` logits, transposed (contiguous along the batch)."""
-        features = self.body(obs.flatten(1))
-        return torch.addmm(self.head.bias.unsqueeze(1), self.head.weight, features.t())
-
-    def distribution(self, obs: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.logits(obs), validate_args=False)
-
-    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
-        """``[B, A]`` log-probabilities of every action."""
-        return torch.log_softmax(self.logits(obs), dim=-1)
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.logits(obs).argmax(dim=-1)
-
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """Inverse-CDF sampling: action k where ``cdf[k-1] < u <= cdf[k]``, u ~ U[0, 1)."""
-        cdf = torch.softmax(self.logits_t(obs), dim=0).cumsum(dim=0)  # [A, B]
-        u = torch.rand(cdf.shape[1], device=cdf.device, dtype=cdf.dtype)
-        return (u > cdf[:-1]).sum(dim=0)  # the last action takes any rounding slack of cdf[-1]
-
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logp = torch.log_softmax(self.logits_t(obs), dim=0)  # [A, B]
-        entropy = -(logp.exp() * logp).sum(dim=0)
-        return logp.gather(0, actions.long().unsqueeze(0)).squeeze(0), entropy
-
-
-class GaussianPolicy(Policy):
-    """Diagonal Gaussian with a state-independent, learned log standard deviation.
-
-    Samples are unbounded; the env adapter clips them to the action space, so the
-    log-probability of the sampled (unclipped) action stays exact.
-    """
-
-    def __init__(self, body: nn.Module, features: int, act_dim: int, log_std_init: float) -> None:
-        super().__init__()
-        self.body = body
-        self.head = linear_head(features, act_dim, gain=0.01)
-        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
-
-    def distribution(self, obs: torch.Tensor) -> Distribution:
-        mean = self.mode(obs)
-        normal = Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
-        return Independent(normal, 1, validate_args=False)
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(obs.flatten(1)))
-
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        mean = self.mode(obs)
-        return mean + self.log_std.exp() * torch.randn_like(mean)
-
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.mode(obs)
-        z = (actions - mean) * torch.exp(-self.log_std)
-        logp = (-0.5 * z * z - self.log_std - _HALF_LOG_2PI).sum(dim=-1)
-        entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand(mean.shape[0])
-        return logp, entropy
-
-
-class ValueNet(nn.Module):
-    """State-value critic V(s): ``obs[B, obs_dim] -> [B]``. Pass a policy's ``body`` to share it."""
-
-    def __init__(self, in_dim: int, hidden: list[int], activation: Activation, body: nn.Module | None = None) -> None:
-        super().__init__()
-        self.body = body if body is not None else mlp_body(in_dim, hidden, activation)
-        self.head = linear_head(hidden[-1], 1, gain=1.0)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(obs.flatten(1))).squeeze(-1)
-
-
-def make_policy(
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    hidden: list[int],
-    activation: Activation,
-    log_std_init: float = 0.0,
-    transformer: TransformerConfig | None = None,
-) -> Policy:
-    """The policy that fits the spaces: a causal transformer over token-sequence
-    observations (sizes from ``transformer``), else an MLP with a categorical head for
-    Discrete actions and a Gaussian one for a 1-D Box."""
-    if isinstance(observation_space, TokenSequence):
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"a token-sequence observation needs Discrete actions (tokens), not {action_space}")
-        body = transformer_body(observation_space, transformer or TransformerConfig())
-        return TokenPolicy(body, body.tok.embedding_dim, int(action_space.n), observation_space.reply_width)
-    in_dim = obs_dim(observation_space)
-    body = mlp_body(in_dim, hidden, activation)
-    if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalPolicy(body, hidden[-1], int(action_space.n))
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianPolicy(body, hidden[-1], int(action_space.shape[0]), log_std_init)
-    raise ValueError(f"action space {action_space} is not supported (Discrete or 1-D Box)")
-
-
-# --------------------------------------------------------------------------- token sequences
 
 
 class CausalTransformer(nn.Module):
@@ -406,7 +210,7 @@ class TokenPolicy(Policy):
     cost one forward over ``[N, P+T]`` tokens instead of ``T`` forwards.
     """
 
-    sequence = True
+    sequence: ClassVar[bool] = True
 
     def __init__(self, body: CausalTransformer, width: int, vocab_size: int, reply_width: int) -> None:
         super().__init__()
@@ -516,6 +320,26 @@ class TokenPolicy(Policy):
         features = self.body(tokens[:, : p + steps - 1])[:, p - 1 :]  # [N, T, width]
         return torch.log_softmax(self.head(features), dim=-1).transpose(0, 1)
 
+    def episode_terms(
+        self, obs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logp [B], entropy [B])`` of the valid steps of whole episodes, one causal pass."""
+        return terms_from_log_probs(self.episode_log_probs_all(obs, actions, valid), actions[valid])
+
+    def episode_log_probs_all(self, obs: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``[B, V]`` of the valid steps of whole episodes ``obs[T, N, P+R+1]``, one causal pass."""
+        return self.episode_log_probs(obs[0], actions)[valid]
+
+    def rollout_terms(
+        self, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logp [T·N], entropy [T·N])`` of a rollout, one pass per episode piece."""
+        return terms_from_log_probs(self.rollout_log_probs_all(obs, actions, dones), actions.flatten())
+
+    def rollout_log_probs_all(self, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """``[T·N, V]`` of a rollout, one pass per episode piece."""
+        return self.rollout_log_probs(obs, actions, dones).flatten(0, 1)
+
 
 def _draw(logits: torch.Tensor) -> torch.Tensor:
     """One index per row of ``logits[B, V]``, drawn from its softmax by inverse CDF: the first
@@ -550,22 +374,11 @@ class TokenSampler:
         return _draw(self.logits(obs))
 
 
-class _PlainSampler:
-    """What :meth:`Policy.sampler` gives a policy without a cache: its ``sample``."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def reset(self) -> None:
-        pass
-
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.policy.sample(obs)
-
-
-class TokenValue(nn.Module):
+class TokenValue(ValueFunction):
     """V(s) of a token-sequence observation: a causal transformer (or a policy's, shared)
     and a scalar head at the current position. ``obs[B, P+R+1] -> [B]``."""
+
+    sequence: ClassVar[bool] = True
 
     def __init__(self, body: CausalTransformer, width: int, reply_width: int) -> None:
         super().__init__()

@@ -1,0 +1,91 @@
+"""The language-model machinery of pglab's algorithms: a frozen reference policy, the SFT
+stage that makes it, and the config checks of KL penalties and groups.
+
+The recipe: a policy first imitates expert demonstrations (:mod:`pglab.algos.sft`), a
+frozen copy of it becomes the *reference*, and policy gradient then improves the policy on
+a reward with a KL penalty to the reference (``algo.kl_coef``; the losses in
+:mod:`pglab.algos.common` compute the exact KL when a reference is given). Groups
+(``algo.group_size`` k) make k envs start every episode from the same state, so that k
+replies to one prompt can be compared with each other (RLOO, GRPO).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pglab.algos.common import LogFn
+from pglab.algos.sft import supervised_finetune
+from pglab.config import ConfigError
+from pglab.envs.capabilities import HasDemonstrations
+from pglab.nets import Policy
+
+if TYPE_CHECKING:
+    from pglab.config import Config, SFTConfig
+    from pglab.envs import EnvSpec
+
+
+def frozen_copy(policy: Policy) -> Policy:
+    """A copy of ``policy`` that never trains (the KL penalty's reference)."""
+    ref = copy.deepcopy(policy)
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
+
+
+class KLReference:
+    """What pglab's algorithms share about the reference policy (the SFT model): the SFT
+    stage that makes it, freezing it, and carrying it through checkpoints. A mixin of an
+    algorithm with a ``policy`` and a config with ``max_grad_norm``."""
+
+    supports_sft: ClassVar[bool] = True
+    policy: Policy
+    cfg: Any
+    reference: Policy | None = None  # None until set_reference: no KL term, no train/kl
+
+    def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
+        """Fit the policy to the expert's demonstrations (``steps`` Adam steps), then freeze
+        it as the reference; returns the last logged ``sft/*`` metrics."""
+        last = supervised_finetune(
+            self.policy, expert.demonstrations, cfg, steps, log, max_grad_norm=self.cfg.max_grad_norm
+        )
+        self.set_reference()
+        return last
+
+    def set_reference(self) -> None:
+        """Freeze a copy of the current policy as the reference (after the SFT stage)."""
+        self.reference = frozen_copy(self.policy)
+
+    def reference_state(self) -> dict[str, Any]:
+        """``{"reference": its state dict}`` for a checkpoint, or ``{}`` without a reference."""
+        return {} if self.reference is None else {"reference": self.reference.state_dict()}
+
+    def load_reference(self, state: dict[str, Any]) -> None:
+        """Restore the reference from a checkpoint's ``state`` if it holds one."""
+        if "reference" in state:
+            self.set_reference()
+            assert self.reference is not None
+            self.reference.load_state_dict(state["reference"])
+
+
+def check_kl_config(cfg: Config) -> None:
+    """A KL penalty needs a reference policy, which only the SFT stage makes."""
+    if cfg.algo.kl_coef > 0 and cfg.sft_steps == 0:
+        raise ConfigError(
+            f"algo.kl_coef={cfg.algo.kl_coef:g}: the KL penalty needs a reference policy, which the SFT stage "
+            "makes; set sft.steps > 0 (on an env with demonstrations: dialogue_lm) or algo.kl_coef=0"
+        )
+
+
+def check_group_config(cfg: Config, env: EnvSpec, group: int) -> None:
+    """``algo.group_size`` needs an env that can start a group's envs from the same state,
+    and must divide ``env.num_envs``."""
+    if not env.capabilities.shared_starts:
+        raise ConfigError(
+            f"algo.group_size={group}: env={cfg.env.name} cannot start several envs from the same state "
+            "(dialogue_lm can: k samples per prompt); leave algo.group_size null"
+        )
+    if cfg.env.num_envs % group:
+        raise ConfigError(
+            f"algo.group_size={group}: must divide env.num_envs={cfg.env.num_envs} (the envs form groups of k)"
+        )

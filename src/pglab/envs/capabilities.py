@@ -1,0 +1,44 @@
+"""What an environment can do beyond the step contract, declared by the env class.
+
+Algorithms and the run never test an env's name: they read its :class:`EnvCapabilities`
+(resolved once per run into :class:`~pglab.envs.registry.EnvSpec`) and call the matching
+Protocol's methods. A leaf module: it imports nothing of pglab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class EnvCapabilities:
+    """Capabilities some algorithms and stages need.
+
+    Attributes:
+        token_observations: observations are token ids (a transformer policy reads them;
+            they must never be normalised, and SB3's MLP policies cannot learn them).
+        shared_starts: envs can start in groups from the same state (k samples per
+            prompt, :class:`SharesStarts`).
+        demonstrations: the env writes expert episodes for an SFT stage
+            (:class:`HasDemonstrations`).
+    """
+
+    token_observations: bool = False
+    shared_starts: bool = False
+    demonstrations: bool = False
+
+
+class SharesStarts(Protocol):
+    """An env whose envs ``[g·k, (g+1)·k)`` can share each episode's start state."""
+
+    def set_group_size(self, k: int) -> None: ...
+
+
+class HasDemonstrations(Protocol):
+    """An env with an expert: ``demonstrations(n, index)`` is batch ``index`` of ``n`` expert
+    episodes, ``{"obs": [T, n, ...], "actions": [T, n], "valid": [T, n]}``."""
+
+    def demonstrations(self, n: int, index: int) -> dict[str, torch.Tensor]: ...
