@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -177,10 +178,18 @@ def test_a_large_sweep_is_checked_on_a_cover_that_still_finds_every_bad_value(ca
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_a_gpu_slurm_sweep_passes_preflight_on_a_machine_without_a_gpu() -> None:
-    """The jobs run on GPU nodes; the login node that submits them needs no GPU."""
+def test_a_gpu_slurm_sweep_passes_preflight_on_a_machine_without_a_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs run on GPU nodes; the login node that submits them needs no GPU (but SLURM's
+    commands, here stand-ins that do nothing: the check only looks them up)."""
     from pglab.cli import check_command_line
 
+    for command in ("sbatch", "srun"):
+        (tmp_path / command).write_text("#!/bin/sh\nexit 0\n")
+        (tmp_path / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
     # no SystemExit
     check_command_line(["-m", "hardware=slurm_gpu", "hardware.cluster.partition=gpu", "seed=0,1"], CONF)
     cfg = validate(compose_config("hardware=slurm_gpu"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,10 +34,15 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from pglab import folder_lock
 from pglab.config import ConfigError, validate
+from pglab.faults import EXIT_BUSY, EXIT_CONFIG, EXIT_OUTPUT, OutputError, check_output_folder
+from pglab.folder_lock import FolderBusy
 from pglab.preflight import preflight
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+SLURM_COMMANDS = ("sbatch", "srun")  # submitting needs sbatch; submitit also insists on srun
 EXHAUSTIVE_JOBS = 64  # larger sweeps are checked on a cover (see job_overrides)
 
 
@@ -92,7 +98,42 @@ def _check(cfg: DictConfig) -> None:
     remote = "submitit" in str(OmegaConf.select(cfg, "hydra.launcher._target_") or "")
     with read_write(job), open_dict(job):
         job.pop("hydra", None)  # as Hydra does before it hands the config to the task
-    preflight(validate(job), check_device=not remote)  # remote jobs check their node's device
+    checked = validate(job)
+    threads, cores = checked.hardware.num_threads, checked.hardware.cluster.cpus_per_job
+    if OmegaConf.select(cfg, "hydra.launcher._target_") == SLURM_LAUNCHER and threads > cores:
+        raise ConfigError(
+            f"hardware.num_threads={threads}: a SLURM job gets hardware.cluster.cpus_per_job={cores} core(s); "
+            "use at most that many threads, or ask for more cores"
+        )
+    preflight(checked, check_device=not remote)  # remote jobs check their node's device, cores and memory
+
+
+def _slurm_choice(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """How the command line chose the SLURM launcher (``hardware=slurm``), None if it did not."""
+    if OmegaConf.select(cfg, "hydra.launcher._target_") != SLURM_LAUNCHER:
+        return None
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
+    if any(o.lstrip("+~").startswith("hydra/launcher=") for o in overrides):
+        return f"hydra/launcher={choices.get('hydra/launcher')}"
+    return f"hardware={choices.get('hardware')}"
+
+
+def check_launcher(cfg: DictConfig, overrides: list[str], multirun: bool) -> None:
+    """The SLURM launcher submits the jobs of a multirun: without ``-m`` Hydra would run the job
+    here, silently; with it, on a machine without SLURM, submitit fails with a traceback."""
+    choice = _slurm_choice(cfg, overrides)
+    if choice is None:
+        return
+    if not multirun:
+        raise ConfigError(
+            f"{choice}: SLURM runs the jobs of a multirun, and without -m this one would run here; "
+            f"add -m (--multirun): python run.py -m {' '.join(overrides)}"
+        )
+    for command in SLURM_COMMANDS:
+        if shutil.which(command) is None:
+            raise ConfigError(
+                f"{choice}: no SLURM here ({command} not found on PATH); run on a SLURM login node, or use hardware=cpu"
+            )
 
 
 def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
@@ -210,21 +251,44 @@ def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str =
             jobs = job_overrides(name, overrides, multirun)
             if jobs is None:
                 return
+            composed = [_compose_checked(name, job) for job in jobs[:1]]
+            if not multirun:  # a multirun's launcher is checked once its jobs are (SLURM's availability last)
+                check_launcher(composed[0], overrides, multirun)
             for job in jobs:
-                cfg = _compose_checked(name, job)
+                cfg = composed.pop() if composed else _compose_checked(name, job)
                 try:
                     _check(cfg)
                 except ConfigError as err:
                     label = " ".join(o for o in job if o not in overrides) if multirun else ""
                     raise ConfigError(f"{err}{f'  (job: {label})' if label else ''}") from None
+            if multirun:
+                check_launcher(cfg, overrides, multirun)
+            check_output(cfg, multirun)
     except ConfigError as err:
         print(f"pglab: config error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
+    except OutputError as err:
+        print(f"pglab: output error: {err}", file=sys.stderr)
+        sys.exit(EXIT_OUTPUT)
+    except FolderBusy as err:
+        print(f"pglab: {err}", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
     except OverrideParseException as err:
         print(f"pglab: config error: {describe(err)}", file=sys.stderr)
         sys.exit(2)
     finally:
         GlobalHydra.instance().clear()
+
+
+def check_output(cfg: DictConfig, multirun: bool) -> None:
+    """The folder the command writes into, before Hydra writes there: writable, with room
+    (:func:`pglab.faults.check_output_folder`), and for a single run not in use by a live
+    run (:func:`pglab.folder_lock.check_free`; each job takes the lock itself when it starts)."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = Path(str(OmegaConf.select(cfg, key)))
+    check_output_folder(folder, key)
+    if not multirun:
+        folder_lock.check_free(folder)
 
 
 def _mode_is_multirun(config_name: str, overrides: list[str]) -> bool:

@@ -35,6 +35,17 @@ class ConfigError(ValueError):
     """A configuration value is invalid. ``str(err)`` is one line: key, value, what is allowed."""
 
 
+# Learning rates above 1 are never a setting but a typo (1e3 for 1e-3): Adam moves every
+# weight by about lr per step, so lr > 1 throws the network out of any useful range at the
+# first update, and values past float32's range (3.4e38) make torch's optimisers raise
+# mid-run. Every lr-like key (algo.lr, algo.value_lr, sft.lr) has this cap.
+MAX_LR = 1.0
+LR_CAP = (MAX_LR, "a learning rate above 1 moves every weight out of any useful range at the first step")
+# Seeds: numpy's legacy seeding (np.random.seed, gymnasium's action spaces) takes 0..2**32-1;
+# torch, Python's random and SeedSequence take more, so the narrowest is the range.
+MAX_SEED = 2**32 - 1
+
+
 def bounded(
     default: Any,
     *,
@@ -42,12 +53,15 @@ def bounded(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    cap: tuple[float, str] | None = None,
 ) -> Any:
     """A dataclass field with a numeric range that :func:`validate` enforces.
 
     ``None`` values pass (they mean "use the default" wherever a field is Optional).
+    ``cap``: ``(most, why)``, an upper bound that is a matter of sense rather than of the
+    definition (a learning rate of 1e300 is a number, but no setting), refused with its reason.
     """
-    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "cap": cap})
 
 
 def non_empty(default: Any = MISSING, each_ge: float | None = None) -> Any:
@@ -279,7 +293,7 @@ class AlgoConfig:
             ``impl(cfg=, observation_space=, action_space=, device=, max_episode_steps=, env=)``.
         hidden_sizes: widths of the MLP hidden layers, policy and value alike.
         activation: hidden-layer non-linearity.
-        lr: Adam learning rate of the policy.
+        lr: Adam learning rate of the policy, at most :data:`MAX_LR` (as every lr-like key).
         gamma: discount factor.
         ent_coef: weight of the entropy bonus.
         max_grad_norm: clip the global gradient norm to this (null: no clipping).
@@ -291,7 +305,7 @@ class AlgoConfig:
     impl: str = MISSING
     hidden_sizes: list[int] = non_empty(each_ge=1)
     activation: Activation = MISSING
-    lr: float = bounded(MISSING, gt=0.0)
+    lr: float = bounded(MISSING, gt=0.0, cap=LR_CAP)
     gamma: float = bounded(MISSING, ge=0.0, le=1.0)
     ent_coef: float = bounded(MISSING, ge=0.0)
     max_grad_norm: float | None = bounded(MISSING, gt=0.0)
@@ -325,7 +339,7 @@ class ReinforceConfig(AlgoConfig):
     group_size: int | None = bounded(None, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
     normalize_advantage: bool = MISSING
-    value_lr: float = bounded(MISSING, gt=0.0)
+    value_lr: float = bounded(MISSING, gt=0.0, cap=LR_CAP)
     log_std_init: float = MISSING
 
 
@@ -496,7 +510,7 @@ class SFTConfig:
 
     steps: int | None = bounded(MISSING, ge=0)
     batch_size: int = bounded(MISSING, ge=1)
-    lr: float = bounded(MISSING, gt=0.0)
+    lr: float = bounded(MISSING, gt=0.0, cap=LR_CAP)
     log_every: int = bounded(MISSING, ge=1)
 
 
@@ -534,7 +548,8 @@ class Config:
     """The whole run.
 
     Attributes:
-        seed: seeds torch, numpy, Python's ``random``, the envs and their action spaces.
+        seed: seeds torch, numpy, Python's ``random``, the envs and their action spaces;
+            0..2**32-1 (:data:`MAX_SEED`, numpy's legacy seeding).
         total_steps: training budget in env steps; null uses ``env.default_total_steps``.
         log_every_steps: write one metrics line per this many env steps (at update ends).
         checkpoint_every_steps: save ``checkpoint.pt`` (everything a resume needs) this often.
@@ -551,7 +566,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
-    seed: int = bounded(MISSING, ge=0)
+    seed: int = bounded(MISSING, ge=0, le=MAX_SEED)
     total_steps: int | None = bounded(MISSING, ge=1)
     log_every_steps: int = bounded(MISSING, ge=1)
     checkpoint_every_steps: int = bounded(MISSING, ge=1)
@@ -605,7 +620,8 @@ def _range_text(meta: dict[str, Any]) -> str:
     parts = []
     for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if meta.get(key) is not None:
-            parts.append(f"{op} {meta[key]:g}")
+            bound = meta[key]
+            parts.append(f"{op} {bound}" if isinstance(bound, int) else f"{op} {bound:g}")
     return " and ".join(parts)
 
 
@@ -620,6 +636,9 @@ def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{path}={value}: must be a finite number")
+    if meta.get("cap") is not None and value > meta["cap"][0]:
+        most, why = meta["cap"]
+        raise ConfigError(f"{path}={_fmt(value)} is out of range: must be <= {most:g} ({why})")
     bad = (
         (meta.get("ge") is not None and value < meta["ge"])
         or (meta.get("gt") is not None and value <= meta["gt"])
@@ -628,6 +647,12 @@ def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
     )
     if bad:
         raise ConfigError(f"{path}={_fmt(value)} is out of range: must be {_range_text(meta)}")
+
+
+def check_range(path: str, value: Any, **bounds: float | None) -> None:
+    """Check one value against ``ge``/``gt``/``le``/``lt`` bounds, as :func:`validate` checks a
+    schema field; for values a schema cannot type (``algo.kwargs``, checked by their owner)."""
+    _check_field(path, value, bounds)
 
 
 def check_known_keys(node: Any, obj: Any, prefix: str = "") -> None:

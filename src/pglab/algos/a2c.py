@@ -42,16 +42,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from pglab.algos.common import (
+    MemoryNeed,
     OnUpdate,
     RunningMeanStd,
     Update,
+    activation_bytes,
     apply_update,
     compile_networks,
     gae,
     grad_norm_and_clip,
     inject_nan,
+    network_bytes,
     obs_dtype,
+    parameter_count,
     rollout_terms,
+    value_bytes,
 )
 from pglab.algos.reference import KLReference, check_kl_config
 from pglab.config import A2CConfig, ConfigError, OptimizerName
@@ -124,6 +129,30 @@ class A2C(KLReference):
             raise ConfigError(
                 f"algo.normalize_obs=true: {cfg.env.name} observes token ids, which must not be normalised"
             )
+
+    @staticmethod
+    def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
+        """:meth:`buffers` (``[n_steps, N]``), the networks with the optimiser's state, and the
+        hidden outputs of the update over the whole rollout (policy and critic; once if shared)."""
+        a = cfg.algo
+        T, n = a.n_steps, cfg.env.num_envs
+        # obs, final_obs, actions; rewards, episode_return (float32), episode_length (int64),
+        # terminated, dones, success (bool)
+        per_step = 2 * value_bytes(observation_space) + value_bytes(action_space) + 4 + 4 + 8 + 3
+
+        def nets() -> nn.Module:
+            policy = make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
+            body = policy.body if a.shared_network else None
+            value = make_value(observation_space, a.hidden_sizes, a.activation, a.transformer, body=body)
+            return nn.ModuleDict({"policy": policy, "value": value})  # a shared body counted once
+
+        return MemoryNeed(
+            rollout=T * n * per_step,
+            networks=network_bytes(parameter_count(nets), a.optimizer.value),
+            activations=activation_bytes(observation_space, a.hidden_sizes, T * n, 1 if a.shared_network else 2),
+            rollout_keys=("env.num_envs", "algo.n_steps"),
+            detail=f"{T:,} steps × {n:,} envs × {per_step:,} bytes",
+        )
 
     # ------------------------------------------------------------------ normalisation
 

@@ -105,8 +105,80 @@ class Agent(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What a run certainly allocates, in bytes: a lower bound the preflight compares with the
+    memory the machine has, so that a run that cannot fit is refused before it starts instead
+    of dying mid-run (or taking the machine down) while allocating.
+
+    Only allocations the algorithm cannot avoid count — a lower bound never refuses a run
+    that fits. The env's own state, temporaries and allocator slack come on top.
+
+    Attributes:
+        rollout: the preallocated rollout storage.
+        networks: the trained parameters with their gradients and optimiser state.
+        activations: hidden-layer outputs an update keeps for its backward pass (MLPs).
+        rollout_on_host: the rollout lives in host memory whatever the device (SB3's numpy
+            buffer); else everything lives on the run's device.
+        rollout_keys: the config keys that size the rollout and the activations, the first
+            one the most direct (``env.num_envs``), for the one-line message.
+        detail: how the rollout is sized, in words (``5 steps × 100,000,000 envs``).
+    """
+
+    rollout: int
+    networks: int
+    activations: int
+    rollout_keys: tuple[str, ...]
+    detail: str
+    rollout_on_host: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.rollout + self.networks + self.activations
+
+
+FLOAT_BYTES = 4  # float32: weights, gradients, optimiser moments, rewards, activations
+OPTIMIZER_STATES = {"adam": 2, "rmsprop": 1}  # float32 tensors per parameter (Adam: m and v)
+
+
+def parameter_count(build: Callable[[], nn.Module]) -> int:
+    """Parameters of the module ``build`` makes, built on the meta device (no memory, no init
+    cost: a 10-billion-parameter MLP is counted in milliseconds)."""
+    with torch.device("meta"):
+        module = build()
+    return sum(p.numel() for p in module.parameters())
+
+
+def network_bytes(parameters: int, optimizer: str) -> int:
+    """Weights, their gradients and the optimiser's per-parameter state (``OPTIMIZER_STATES``)."""
+    return parameters * FLOAT_BYTES * (2 + OPTIMIZER_STATES[optimizer])
+
+
+def value_bytes(space: gym.Space) -> int:
+    """Bytes one observation or action of ``space`` takes in rollout storage (see :func:`obs_dtype`;
+    Discrete actions are int64)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return 8
+    dtype = obs_dtype(space)
+    return math.prod(space.shape or ()) * (8 if dtype == torch.int64 else FLOAT_BYTES)
+
+
+def activation_bytes(observation_space: gym.Space, hidden: list[int], rows: int, networks: int) -> int:
+    """Hidden-layer outputs kept for the backward pass of ``networks`` MLPs over ``rows``
+    observations: each is the input of the next linear layer, which autograd must save.
+    0 for token sequences (a transformer's activations are not counted: a lower bound)."""
+    if isinstance(observation_space, TokenSequence):
+        return 0
+    return rows * sum(hidden) * FLOAT_BYTES * networks
+
+
+@runtime_checkable
 class AgentClass(Protocol):
-    """An algorithm class, as ``algo.impl`` names it (its capability flags are class attributes)."""
+    """An algorithm class, as ``algo.impl`` names it (its capability flags are class attributes).
+
+    Runtime-checkable, so that the preflight can refuse a class that is not one before it
+    calls anything of it (``algo.impl`` is configuration, not code).
+    """
 
     supports_compile: bool
     supports_sft: bool
@@ -124,6 +196,12 @@ class AgentClass(Protocol):
 
     def check_config(self, cfg: Config, env: EnvSpec) -> None:
         """Cross-key constraints of this algorithm on this env; one-line ConfigError."""
+        ...
+
+    def memory_need(
+        self, cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space
+    ) -> MemoryNeed:
+        """What a run of ``cfg`` on ``env`` certainly allocates (a lower bound, see :class:`MemoryNeed`)."""
         ...
 
 

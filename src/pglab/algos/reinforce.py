@@ -51,15 +51,20 @@ import torch
 from torch.nn import functional as F
 
 from pglab.algos.common import (
+    MemoryNeed,
     OnUpdate,
     Update,
+    activation_bytes,
     apply_update,
     compile_networks,
     discounted_returns,
     episode_terms,
     grad_norm_and_clip,
     inject_nan,
+    network_bytes,
     obs_dtype,
+    parameter_count,
+    value_bytes,
 )
 from pglab.algos.reference import KLReference, check_group_config, check_kl_config
 from pglab.config import Baseline, ConfigError, ReinforceConfig
@@ -139,6 +144,31 @@ class Reinforce(KLReference):
                 f"algo.baseline=group_norm needs env.num_envs >= 2 (got {cfg.env.num_envs}) or algo.group_size >= 2"
             )
         check_kl_config(cfg)
+
+    @staticmethod
+    def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
+        """:meth:`buffers` (``[time limit, N]`` of everything, ``final_obs`` too with a critic), the
+        policy (and critic) with Adam's state, and the hidden outputs of one update over at
+        least one step per episode."""
+        a = cfg.algo
+        T, n = int(env.time_limit or 1), cfg.env.num_envs
+        critic = a.baseline == Baseline.value
+        obs = value_bytes(observation_space) * (2 if critic else 1)
+        per_step = obs + value_bytes(action_space) + 4 + 3  # rewards (float32); valid, dones, cut (bool)
+        params = parameter_count(
+            lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
+        )
+        if critic:
+            params += parameter_count(
+                lambda: make_value(observation_space, a.hidden_sizes, a.activation, a.transformer)
+            )
+        return MemoryNeed(
+            rollout=T * n * per_step,
+            networks=network_bytes(params, "adam"),
+            activations=activation_bytes(observation_space, a.hidden_sizes, n, 2 if critic else 1),
+            rollout_keys=("env.num_envs", "env.max_episode_steps"),
+            detail=f"{T:,} steps (the time limit) × {n:,} envs × {per_step:,} bytes",
+        )
 
     # ------------------------------------------------------------------ acting
 

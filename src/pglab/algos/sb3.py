@@ -21,7 +21,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import types
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,9 +36,21 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from pglab.algos.common import LogFn, NonFiniteError, OnUpdate, Update, check_finite
-from pglab.config import Activation, ConfigError, SB3Config
+from pglab.algos.common import (
+    FLOAT_BYTES,
+    LogFn,
+    MemoryNeed,
+    NonFiniteError,
+    OnUpdate,
+    Update,
+    activation_bytes,
+    check_finite,
+    network_bytes,
+    parameter_count,
+)
+from pglab.config import Activation, ConfigError, SB3Config, check_range
 from pglab.envs.capabilities import HasDemonstrations
+from pglab.nets import make_policy, make_value
 
 if TYPE_CHECKING:
     from pglab.config import Config, SFTConfig
@@ -52,6 +67,75 @@ METRIC_NAMES = {
     "train/clip_fraction": "train/clip_fraction",
 }
 _ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
+# the constructor arguments pglab sets itself, from algo's own keys (ranges in SB3Config)
+OWN_KWARGS = {
+    "learning_rate",
+    "n_steps",
+    "gamma",
+    "gae_lambda",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "policy_kwargs",
+    "device",
+    "verbose",
+    "seed",  # the run's own seed covers it; SB3's would re-seed the shared training envs
+}
+# The ranges of SB3's other numeric arguments (their types come from SB3's signature):
+# from SB3's docs and source (PPO asserts clip_range_vf > 0; n_epochs < 1 trains nothing and
+# then fails logging the losses of no epoch; a deque of negative length raises).
+KWARG_RANGES: dict[str, dict[str, float]] = {
+    "batch_size": {"ge": 1},  # > 1 with normalize_advantage (see _check_ppo_batches)
+    "n_epochs": {"ge": 1},
+    "clip_range": {"gt": 0.0},
+    "clip_range_vf": {"gt": 0.0},
+    "target_kl": {"gt": 0.0},
+    "rms_prop_eps": {"gt": 0.0},
+    "sde_sample_freq": {"ge": -1},  # -1: only at the start of each rollout
+    "stats_window_size": {"ge": 1},
+}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+
+
+def _configurable_types(annotation: Any) -> list[Any]:
+    """The types of an SB3 annotation a YAML value can have (schedules and classes cannot)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if typing.get_origin(annotation) is typing.Union:
+        options = typing.get_args(annotation)
+    plain = [typing.get_origin(t) or t for t in options]
+    return [t for t in plain if t in _TYPE_WORDS or t is type(None)]
+
+
+def _matches(value: Any, kinds: list[Any]) -> bool:
+    """``value`` is of one of ``kinds`` (an int is a float; a bool is never a number)."""
+    for kind in kinds:
+        if value is None and kind is type(None):
+            return True
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind in (int, float) and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind in (float, str, dict) and isinstance(value, kind):
+            return True
+    return False
+
+
+def check_kwarg(algorithm: str, key: str, value: Any, parameter: inspect.Parameter) -> None:
+    """One ``algo.kwargs`` value against the type of SB3's constructor argument and its range."""
+    kinds = _configurable_types(parameter.annotation)
+    if not _matches(value, kinds):
+        words = [_TYPE_WORDS[k] for k in kinds if k is not type(None)] + ["null"] * (type(None) in kinds)
+        if words == ["null"]:
+            words = ["only null (a class or a schedule cannot be given in a config)"]
+        allowed = " or ".join(words)
+        raise ConfigError(f"algo.kwargs.{key}={value!r}: SB3's {algorithm} takes {allowed} here")
+    if value is not None:
+        check_range(f"algo.kwargs.{key}", value, **KWARG_RANGES.get(key, {}))
+    if key == "tensorboard_log" and value is not None and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            f"algo.kwargs.tensorboard_log={value!r}: tensorboard is not installed; pip install tensorboard, "
+            "or drop the key (pglab writes metrics.jsonl and W&B either way)"
+        )
 
 
 class SB3VecEnv(VecEnv):
@@ -189,6 +273,25 @@ class _UpdateCallback(BaseCallback):
             self._post_hook.remove()
 
 
+def _check_ppo_batches(cfg: Config, parameters: typing.Mapping[str, inspect.Parameter]) -> None:
+    """PPO normalises advantages per minibatch (``normalize_advantage``, on by default) and
+    asserts ``batch_size > 1`` and ``n_steps * n_envs > 1`` (a one-sample std is NaN; SB3 issue 440)."""
+    kwargs = cfg.algo.kwargs
+    if not kwargs.get("normalize_advantage", parameters["normalize_advantage"].default):
+        return
+    batch = kwargs.get("batch_size", parameters["batch_size"].default)
+    if batch < 2:
+        raise ConfigError(
+            f"algo.kwargs.batch_size={batch}: PPO normalises advantages per minibatch, which needs "
+            "batch_size >= 2; raise it (e.g. 64) or set algo.kwargs.normalize_advantage=false"
+        )
+    if cfg.algo.n_steps * cfg.env.num_envs < 2:
+        raise ConfigError(
+            f"algo.n_steps={cfg.algo.n_steps}: PPO normalises advantages, which needs n_steps × env.num_envs >= 2 "
+            f"(env.num_envs={cfg.env.num_envs}); raise either, or set algo.kwargs.normalize_advantage=false"
+        )
+
+
 class SB3Agent:
     """A Stable-Baselines3 A2C or PPO model behind pglab's algorithm interface.
 
@@ -258,29 +361,53 @@ class SB3Agent:
                 "observations (mountaincar, mountaincar_continuous, maze, dialogue, cartpole, or a gymnasium id); "
                 "token-level replies with an SFT stage and a KL penalty need algo=reinforce or algo=a2c"
             )
-        algo = ALGORITHMS[cfg.algo.algorithm.value]
-        allowed = set(inspect.signature(algo.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
-        own = {
-            "learning_rate",
-            "n_steps",
-            "gamma",
-            "gae_lambda",
-            "ent_coef",
-            "vf_coef",
-            "max_grad_norm",
-            "policy_kwargs",
-            "device",
-            "verbose",
-            "seed",  # the run's own seed covers it; SB3's would re-seed the shared training envs
-        }
-        for key in cfg.algo.kwargs:
-            if key in own:
+        name = cfg.algo.algorithm.value
+        parameters = inspect.signature(ALGORITHMS[name].__init__).parameters
+        allowed = set(parameters) - {"self", "policy", "env", "_init_setup_model"}
+        for key, value in cfg.algo.kwargs.items():
+            if key in OWN_KWARGS:
                 raise ConfigError(f"algo.kwargs.{key}: set by pglab (algo's own keys, the run's seed), not here")
             if key not in allowed:
                 raise ConfigError(
-                    f"algo.kwargs.{key}: not an argument of SB3's {cfg.algo.algorithm.value}; "
-                    f"allowed: {', '.join(sorted(allowed - own))}"
+                    f"algo.kwargs.{key}: not an argument of SB3's {name}; "
+                    f"allowed: {', '.join(sorted(allowed - OWN_KWARGS))}"
                 )
+            check_kwarg(name, key, value, parameters[key])
+        if name == "PPO":
+            _check_ppo_batches(cfg, parameters)
+
+    @staticmethod
+    def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
+        """SB3's ``RolloutBuffer`` (numpy, host memory: observations and actions in their spaces'
+        dtypes, six float32 arrays), its MlpPolicy (separate policy and value MLPs, as pglab's)
+        with the optimiser's state, and the hidden outputs of one gradient step (PPO: a
+        minibatch; A2C: the whole rollout)."""
+        a = cfg.algo
+        T, n = a.n_steps, cfg.env.num_envs
+        obs = int(np.prod(observation_space.shape or ())) * np.dtype(observation_space.dtype).itemsize
+        act = max(int(np.prod(action_space.shape or ())), 1) * np.dtype(action_space.dtype).itemsize
+        per_step = obs + act + 6 * FLOAT_BYTES  # rewards, returns, episode_starts, values, log_probs, advantages
+        kwargs = dict(a.kwargs)
+        if a.algorithm.value == "PPO":
+            rows, optimizer = min(int(kwargs.get("batch_size", 64)), T * n), "adam"
+        else:
+            rows, optimizer = T * n, "rmsprop" if kwargs.get("use_rms_prop", True) else "adam"
+        params = parameter_count(
+            lambda: torch.nn.ModuleList(
+                [
+                    make_policy(observation_space, action_space, a.hidden_sizes, a.activation),
+                    make_value(observation_space, a.hidden_sizes, a.activation),
+                ]
+            )
+        )
+        return MemoryNeed(
+            rollout=T * n * per_step,
+            networks=network_bytes(params, optimizer),
+            activations=activation_bytes(observation_space, a.hidden_sizes, rows, 2),
+            rollout_keys=("env.num_envs", "algo.n_steps"),
+            detail=f"{T:,} steps × {n:,} envs × {per_step:,} bytes",
+            rollout_on_host=True,
+        )
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
