@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from pglab.report.runs import RunRecord, finite, metric_lines, read_runs
+from pglab.report.runs import DAMAGED, RunRecord, finite, metric_lines, read_runs
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -48,32 +48,61 @@ def run_row(record: RunRecord) -> dict[str, Any]:
 
 
 def load_runs(roots: Sequence[Path]) -> pd.DataFrame:
-    """One row per run folder under ``roots``: status, seed, final metrics, timings, flat config.
+    """One row per run under ``roots``: status, seed, final metrics, timings, flat config.
 
     Columns: ``run_dir``, ``status``, ``error``, ``env``, ``algo``, ``seed``, ``final``
     (final eval mean return; NaN unless completed), ``final.<metric>`` for every final
     evaluation metric (``return_mean``, ``success_rate``, ``optimality``, ...),
     ``solved_at_env_steps``, ``solved_at_wall_s``, ``wall_s``, ``sps``, and ``cfg.<key>``
-    for every config key. The runs are read by :func:`pglab.report.runs.read_runs`.
+    for every config key. The runs are read by :func:`pglab.report.runs.read_runs` (each
+    run once; a damaged folder has only ``run_dir``, ``status`` and ``error``).
 
     Raises:
         FileNotFoundError: A root does not exist.
-        ValueError: There is no run under ``roots``.
+        ValueError: There is no run under ``roots``, or none whose summary can be read.
     """
-    frame = pd.DataFrame([run_row(r) for r in read_runs([Path(r) for r in roots])])
-    if frame.empty:
-        raise ValueError(f"no runs (summary.json) under {', '.join(str(r) for r in roots)}")
-    return frame
+    return runs_frame(read_runs([Path(r) for r in roots]), roots)
+
+
+def runs_frame(records: Sequence[RunRecord], roots: Sequence[Path]) -> pd.DataFrame:
+    """:func:`load_runs` of records already read (``roots``: where, for the error message).
+
+    Raises:
+        ValueError: No record, or none but damaged ones.
+    """
+    where = ", ".join(str(r) for r in roots)
+    if not records:
+        raise ValueError(f"no runs (summary.json) under {where}")
+    if all(r.status == DAMAGED for r in records):
+        raise ValueError(f"no readable run under {where}; damaged: {'; '.join(str(r.error) for r in records)}")
+    return pd.DataFrame([run_row(r) for r in records])
 
 
 def load_curves(run_dir: Path) -> pd.DataFrame:
-    """The evaluation lines of one run: ``env_steps``, ``wall_s``, ``return`` (mean eval return)."""
+    """The evaluation lines of one run: ``env_steps``, ``wall_s``, ``return`` (mean eval return).
+
+    A missing or non-finite value (``"nan"``, a bare ``NaN``, a line without
+    ``time/wall_s``) is NaN: the plots leave such points out, and the report says how
+    many (:func:`nonfinite_evals`).
+    """
     rows = [
-        (row["env_steps"], row.get("time/wall_s", math.nan), row["eval/return_mean"])
+        (finite(row.get("env_steps")), finite(row.get("time/wall_s")), finite(row["eval/return_mean"]))
         for row in metric_lines(run_dir)
         if "eval/return_mean" in row
     ]
     return pd.DataFrame(rows, columns=["env_steps", "wall_s", "return"])
+
+
+def nonfinite_evals(run_dirs: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per run folder with any: how many of its evaluation lines have a non-finite (or
+    missing) return, and how many lack wall seconds; folders with neither are left out."""
+    out = {}
+    for run_dir in run_dirs:
+        curve = load_curves(Path(run_dir))
+        counts = (int(curve["return"].isna().sum()), int(curve["wall_s"].isna().sum()))
+        if any(counts):
+            out[str(run_dir)] = counts
+    return out
 
 
 def load_train_curves(run_dir: Path) -> pd.DataFrame:
@@ -91,7 +120,7 @@ def load_train_curves(run_dir: Path) -> pd.DataFrame:
         ``sft/`` key, are left out. Empty when the run logs no ``train/kl``.
     """
     rows = [
-        (row["env_steps"], finite(row["train/kl"]), finite(row.get("train/episode_return")))
+        (finite(row.get("env_steps")), finite(row["train/kl"]), finite(row.get("train/episode_return")))
         for row in metric_lines(run_dir)
         if "train/kl" in row and not any(k.startswith("sft/") for k in row)
     ]

@@ -56,13 +56,21 @@ def on_grid(
 
 
 def _plot_group_curves(axes: Any, curves: list[pd.DataFrame], label: str, rng: np.random.Generator) -> None:
-    """One group's mean curve and 95 % band, against env steps and against wall seconds."""
+    """One group's mean curve and 95 % band, against env steps and against wall seconds.
+
+    Points with a missing or non-finite value are left out (:func:`pglab.report.frames.load_curves`);
+    a run with no point left on an axis (eval lines without ``time/wall_s``) is left off it.
+    """
     for ax, column in zip(axes, ("env_steps", "wall_s"), strict=True):
-        grid, values = on_grid(curves, column)
+        usable = [c.dropna(subset=[column, "return"]) for c in curves]
+        usable = [c for c in usable if len(c)]
+        if not usable:
+            continue
+        grid, values = on_grid(usable, column)
         with np.errstate(all="ignore"):
             mean = np.nanmean(values, axis=0)
         low, high = bootstrap_band(values, rng)
-        (line,) = ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linewidth=1.8)
+        (line,) = ax.plot(grid, mean, label=f"{label} (n={len(usable)})", linewidth=1.8)
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 

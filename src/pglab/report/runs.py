@@ -3,8 +3,16 @@
 Runs are found by their ``summary.json`` at any depth, so any launcher's folder layout
 works; ``earlier-<n>/`` folders (runs moved aside by a rerun into the same folder) are
 skipped. A job whose summary says anything but ``completed`` (failed, or still
-``running`` because it was killed) is kept and counted as failed, never dropped; an
-unreadable ``summary.json`` gives a run with status ``unreadable``.
+``running`` because it was killed) is kept and counted as failed, never dropped. A
+``summary.json`` that cannot be trusted (not JSON, not an object, no config, ``completed``
+without a final return: :func:`pglab.report.identity.summary_problem`) gives a run with
+status ``damaged`` and the reason, naming the file; a completed run whose final return is
+not finite (NaN, inf) gives status ``diverged``: both count as failed, never as a number.
+
+Each run is counted once: folders that hold the same run (the same algo, env, seed and
+result-relevant config, :func:`pglab.report.identity.run_key`; a sweep rerun into the same
+folder with another job order, say) are reduced to one by :func:`count_once`, and
+:func:`footer_lines` says which were ignored.
 
 Plain Python and the standard library only (``yaml`` on demand): the end-of-sweep table
 (:mod:`pglab.report.sweep_table`) reads runs through here without loading pandas; the
@@ -19,6 +27,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pglab.report.identity import finite_or_none, number, run_key, summary_problem
+
+DAMAGED = "damaged"  # the status of a run whose summary.json cannot be trusted
+DIVERGED = "diverged"  # the status of a completed run whose final return is not finite
 
 
 @dataclass
@@ -39,6 +52,8 @@ class RunRecord:
     summary: dict[str, Any] | None = None
     variant: str = ""  # the job's own overrides besides algo, env and seed (e.g. algo.kl_coef=0.05)
     config: dict[str, Any] = field(default_factory=dict)
+    mtime: float = 0.0  # summary.json's modification time (the newest of duplicates is counted)
+    duplicates: list[Path] = field(default_factory=list)  # folders of the same run, ignored for this one
 
     @property
     def completed(self) -> bool:
@@ -65,24 +80,38 @@ class RunRecord:
 
 
 def read_summary(path: Path) -> RunRecord:
-    """The record of the run whose ``summary.json`` is ``path``."""
+    """The record of the run whose ``summary.json`` is ``path`` (never raises for its contents)."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        return RunRecord(path.parent, "unreadable", f"cannot read {path}: {err}")
-    if not isinstance(data, dict):
-        return RunRecord(path.parent, "unreadable", f"cannot read {path}: not a JSON object")
-    config = data.get("config") or {}
+        data = json.loads(path.read_text())
+        mtime = path.stat().st_mtime
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        return RunRecord(path.parent, DAMAGED, f"{path}: cannot be read: {err}")
+    problem = summary_problem(data)
+    if problem is not None:
+        return RunRecord(path.parent, DAMAGED, f"{path}: {problem}", mtime=mtime)
+    config = data["config"]
+    status, error = data["status"], data.get("error")
+    final = number(data["final"]["return_mean"]) if status == "completed" else None
+    if final is not None and finite_or_none(final) is None:
+        status, error = DIVERGED, f"the final return_mean is {final} (not finite)"
     return RunRecord(
         run_dir=path.parent,
-        status=data.get("status", "unknown"),
-        error=data.get("error"),
-        algo=data.get("algo") or (config.get("algo") or {}).get("name"),
-        env=data.get("env") or (config.get("env") or {}).get("name"),
+        status=status,
+        error=error if isinstance(error, str) or error is None else str(error),
+        algo=data.get("algo") or _name(config, "algo"),
+        env=data.get("env") or _name(config, "env"),
         seed=data.get("seed", config.get("seed")),
         summary=data,
         config=config,
+        mtime=mtime,
     )
+
+
+def _name(config: dict[str, Any], group: str) -> Any:
+    """``config[group]["name"]``, or ``None`` where the config lacks it."""
+    node = config.get(group)
+    return node.get("name") if isinstance(node, dict) else None
 
 
 def summary_paths(root: Path) -> Iterator[Path]:
@@ -94,7 +123,7 @@ def summary_paths(root: Path) -> Iterator[Path]:
 
 
 def read_runs(roots: Sequence[Path]) -> list[RunRecord]:
-    """Every run under ``roots``, root by root, in path order.
+    """Every run under ``roots``, root by root, in path order, each counted once (:func:`count_once`).
 
     Raises:
         FileNotFoundError: A root does not exist.
@@ -104,17 +133,55 @@ def read_runs(roots: Sequence[Path]) -> list[RunRecord]:
         if not Path(root).exists():
             raise FileNotFoundError(f"{root}: no such folder")
         records += [read_summary(path) for path in summary_paths(root)]
-    return records
+    return count_once(records)
 
 
 def collect_runs(root: Path) -> list[RunRecord]:
-    """Every run under ``root`` (any depth; none if it does not exist), with its
-    :func:`label_variants` variant, sorted by algo, env, variant, seed."""
-    records = [read_summary(path) for path in summary_paths(root)] if Path(root).exists() else []
+    """Every run under ``root`` (any depth; none if it does not exist), each counted once
+    (:func:`count_once`), with its :func:`label_variants` variant, sorted by algo, env,
+    variant, seed."""
+    records = count_once([read_summary(path) for path in summary_paths(root)] if Path(root).exists() else [])
     label_variants(records)
     return sorted(
         records, key=lambda r: (str(r.algo or "?"), str(r.env or "?"), r.variant, -1 if r.seed is None else r.seed)
     )
+
+
+def count_once(records: list[RunRecord]) -> list[RunRecord]:
+    """``records`` with one record per run (the same :func:`pglab.report.identity.run_key`:
+    algo, env, seed and result-relevant config), in their order.
+
+    Of folders that hold the same run the completed one counts (among completed ones, the
+    newest ``summary.json``; among unfinished ones too); the others are listed in its
+    ``duplicates``. Damaged records have no config to compare, so each counts on its own.
+    """
+    best: dict[str, RunRecord] = {}
+    for r in records:
+        if r.status == DAMAGED:
+            continue
+        key = run_key(r.config)
+        held = best.get(key)
+        if held is None or (r.completed, r.mtime) > (held.completed, held.mtime):
+            best[key] = r
+    kept = {id(r) for r in best.values()}
+    for r in records:
+        if r.status != DAMAGED and id(r) not in kept:
+            best[run_key(r.config)].duplicates.append(r.run_dir)
+    return [r for r in records if r.status == DAMAGED or id(r) in kept]
+
+
+DUPLICATES_NOTE = "{n} duplicate run folder{s} ignored (same algo, env, config and seed): {paths}"
+
+
+def footer_lines(records: list[RunRecord]) -> list[str]:
+    """What a table of ``records`` leaves out, one line each: every damaged run folder
+    (naming its file and why), and the duplicate folders :func:`count_once` ignored."""
+    lines = [f"damaged run folder: {r.error}" for r in records if r.status == DAMAGED]
+    ignored = sorted(str(p) for r in records for p in r.duplicates)
+    if ignored:
+        plural = "" if len(ignored) == 1 else "s"
+        lines.append(DUPLICATES_NOTE.format(n=len(ignored), s=plural, paths=", ".join(ignored)))
+    return lines
 
 
 def hydra_overrides(run_dir: Path) -> list[str]:
@@ -151,7 +218,7 @@ def metric_lines(run_dir: Path) -> Iterator[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
@@ -164,10 +231,8 @@ def finite(value: Any) -> float:
     """A logged number as a float; NaN for a missing, non-numeric or non-finite one.
 
     ``metrics.jsonl`` holds non-finite values as text (``"nan"``, ``"inf"``), see
-    :mod:`pglab.run_logger`; they would swamp a mean over seeds, so they count as missing.
+    :mod:`pglab.run_logger` (a hand-edited file may hold a bare ``NaN``, which Python's
+    json reads too); they would swamp a mean over seeds, so they count as missing.
     """
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
+    x = finite_or_none(value)
+    return math.nan if x is None else x

@@ -3,7 +3,9 @@
 One row per algo × env (× the jobs' other varying overrides, when there are any): the
 final eval return, mean ± sample std over completed seeds (as in the report, see
 :func:`pglab.report.stats.mean_std`; ± 0.0 for a single seed), seeds, failed jobs. The
-runs come from :func:`pglab.report.runs.collect_runs`, the reader the report uses too.
+runs come from :func:`pglab.report.runs.collect_runs`, the reader the report uses too, so
+each run counts once; under the table, one line per damaged run folder and one for the
+duplicate folders left out (:func:`pglab.report.runs.footer_lines`).
 Loads no pandas, scipy or matplotlib.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pglab.report.fmt import MEAN_STD, digits, markdown_row
-from pglab.report.runs import RunRecord, collect_runs
+from pglab.report.runs import DAMAGED, RunRecord, collect_runs, footer_lines
 from pglab.report.stats import mean_std
 
 __all__ = ["RunRecord", "collect_runs", "format_sweep_table"]
@@ -29,9 +31,10 @@ def _value(done: list[float]) -> str:
 
 def format_sweep_table(runs: list[RunRecord]) -> str:
     """Markdown: algo × env (× the jobs' other varying overrides, when there are any), final
-    eval return mean ± sample std over completed seeds, seeds, failed."""
+    eval return mean ± sample std over completed seeds, seeds, failed; then the damaged
+    run folders and the duplicates left out, one line each."""
     cells: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
-    for r in runs:
+    for r in (r for r in runs if r.status != DAMAGED):  # no algo or env to put them under
         cells[(str(r.algo or "?"), str(r.env or "?"), r.variant)].append(r)
     variants = any(r.variant for r in runs)
     head = ["algo", "env", *(["overrides"] if variants else []), f"final eval return ({MEAN_STD})", "seeds", "failed"]
@@ -43,4 +46,5 @@ def format_sweep_table(runs: list[RunRecord]) -> str:
         lines.append(markdown_row([*keys, _value(done), str(len(done)), str(failed) if failed else ""]))
     if not cells:
         lines.append("| — | — | no runs found | 0 | |")
-    return "\n".join(lines)
+    footer = footer_lines(runs)
+    return "\n".join([*lines, *(["", *footer] if footer else [])])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pglab.report.frames import load_reference, load_runs
+from pglab.report.frames import load_reference, nonfinite_evals, runs_frame
 from pglab.report.groups import auto_by, with_group_keys
 from pglab.report.kl import format_reward_kl_latex, format_reward_kl_markdown, plot_reward_vs_kl, reward_kl_table
 from pglab.report.plots import normalised_scores, plot_aggregates, plot_curves
+from pglab.report.runs import DAMAGED, DUPLICATES_NOTE, RunRecord, read_runs
 from pglab.report.stats import N_RESAMPLES, STD_NOTE
 from pglab.report.tables import build_table, format_latex, format_markdown
 
@@ -56,12 +57,13 @@ def _write_reward_kl(report: Report, out: Path) -> str:
 
 def _intro(runs: pd.DataFrame, roots: Sequence[Path], by: list[str]) -> list[str]:
     """The opening lines of ``report.md``: what was read and what the table holds."""
-    failed = int((runs["status"] != "completed").sum())
+    damaged = int((runs["status"] == DAMAGED).sum())
+    failed = int((runs["status"] != "completed").sum()) - damaged
     return [
         "# pglab report",
         "",
-        f"Runs read: {len(runs)} ({len(runs) - failed} completed, {failed} failed or unfinished) "
-        f"from {', '.join(f'`{r}`' for r in roots)}.",
+        f"Runs read: {len(runs)} ({len(runs) - failed - damaged} completed, {failed} failed, diverged or unfinished"
+        f"{f', {damaged} damaged' if damaged else ''}) from {', '.join(f'`{r}`' for r in roots)}.",
         "",
         f"Final evaluation return per env and {', '.join(by)}: {STD_NOTE}; IQM (mean of the "
         f"middle 50%) with a 95% percentile-bootstrap CI ({N_RESAMPLES:,} resamples); solved = runs whose "
@@ -105,15 +107,45 @@ def _aggregate_section(agg: pd.DataFrame) -> list[str]:
 
 
 def _closing(report: Report) -> list[str]:
-    """The notes, the failed runs and the plots: the end of ``report.md``."""
+    """The notes, the failed and the damaged runs, and the plots: the end of ``report.md``."""
     lines = [f"- {note}" for note in report.notes]
-    failed = report.runs[report.runs["status"] != "completed"]
+    status = report.runs["status"]
+    failed = report.runs[(status != "completed") & (status != DAMAGED)]
     if len(failed):
         lines += ["", "## Failed or unfinished runs", ""]
         lines += [f"- `{r['run_dir']}`: {r['status']}: {r['error']}" for r in failed.to_dict("records")]
+    damaged = report.runs[status == DAMAGED]
+    if len(damaged):
+        lines += ["", "## Damaged run folders (not counted)", ""]
+        lines += [f"- damaged run folder: {r['error']}" for r in damaged.to_dict("records")]
     lines += ["", "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in report.figures if p.suffix == ".png"]
     return lines
+
+
+def _reading_notes(records: list[RunRecord], runs: pd.DataFrame) -> list[str]:
+    """What reading left out: duplicate run folders, and evaluation points the curves skip
+    (non-finite returns, lines without wall seconds)."""
+    notes = []
+    ignored = sorted(str(p) for r in records for p in r.duplicates)
+    if ignored:
+        plural = "" if len(ignored) == 1 else "s"
+        paths = ", ".join(f"`{p}`" for p in ignored)
+        notes.append(DUPLICATES_NOTE.format(n=len(ignored), s=plural, paths=paths) + ".")
+    skipped = nonfinite_evals(list(runs.loc[runs["status"] == "completed", "run_dir"]))
+    bad_returns = {d: n for d, (n, _) in skipped.items() if n}
+    no_wall = {d: n for d, (_, n) in skipped.items() if n}
+    if bad_returns:
+        notes.append(
+            f"Left out of the learning curves: {sum(bad_returns.values())} evaluation point(s) whose return is "
+            f"missing or not finite (NaN, inf), in {', '.join(f'`{d}`' for d in sorted(bad_returns))}."
+        )
+    if no_wall:
+        notes.append(
+            f"Left out of the wall-clock curves: {sum(no_wall.values())} evaluation point(s) without "
+            f"`time/wall_s`, in {', '.join(f'`{d}`' for d in sorted(no_wall))}."
+        )
+    return notes
 
 
 def write_report(
@@ -131,13 +163,14 @@ def write_report(
     in ``Report.reward_kl``) and plot (``reward_vs_kl.png``/``.pdf``, :func:`pglab.report.kl.plot_reward_vs_kl`),
     and a "Reward vs KL" section in ``report.md``.
     """
-    runs = load_runs([Path(r) for r in roots])
+    records = read_runs([Path(r) for r in roots])
+    runs = runs_frame(records, roots)
     by = auto_by(runs) if list(by) == ["auto"] else list(by)
     reference = load_reference()
     tables = {m: build_table(runs, by, reference, metric=m) for m in metrics}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(table=tables[metrics[0]], runs=runs, by=by)
+    report = Report(table=tables[metrics[0]], runs=runs, by=by, notes=_reading_notes(records, runs))
     markdowns = _write_tables(tables, by, out)
     thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     keyed, by_cols = with_group_keys(runs, by)
