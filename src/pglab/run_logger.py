@@ -9,12 +9,17 @@
   here and logged to directly — never the global ``wandb.log`` — and any run a crashed
   job left open in this process is finished first, so no job's run ever receives
   another job's data. :meth:`RunLogger.finish` marks the run failed (exit code 1) when
-  the job failed. An online init that fails (no network, bad key) falls back to offline
-  after at most ``ONLINE_INIT_TIMEOUT_S`` seconds, so a job never waits on W&B.
+  the job failed.
+* Never a wait on the network: before an online init the W&B server is asked once
+  (:mod:`pglab.wandb_reach`, at most ``REACH_TIMEOUT_S``); unreachable, the run goes
+  offline at once. A server that answers but whose init then fails or stalls falls back
+  to offline after ``ONLINE_INIT_TIMEOUT_S``. Either way one warning line says why and
+  how to sync, and :attr:`RunLogger.offline_reason` keeps the reason for ``summary.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,24 +30,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pglab.config import LoggerConfig, WandbMode
+from pglab.wandb_reach import DEFAULT_WANDB_BASE_URL, check_reachable, wandb_endpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WANDB_HOST = "https://api.wandb.ai"
-ONLINE_INIT_TIMEOUT_S = 20.0  # past this an online init falls back to offline
+# Past this an online init falls back to offline. Only a server that has just answered
+# HTTP gets this far (wandb_reach), where a healthy init takes a few seconds; wandb's own
+# default of 90 s would hold every job of a sweep against a stalled server, and falling
+# back early costs nothing but a later `wandb sync`.
+ONLINE_INIT_TIMEOUT_S = 10.0
 
 
 def _wandb_hosts() -> list[str]:
     """Hosts a ``wandb login`` may have written credentials for: the configured base URL
     (``WANDB_BASE_URL`` or wandb's own default) and the classic ``api.wandb.ai``."""
-    urls = [os.environ.get("WANDB_BASE_URL", "")]
-    try:
-        import wandb
-
-        urls.append(str(wandb.Settings().base_url))
-    except Exception:  # an old or broken wandb: fall back to the classic host
-        pass
-    urls.append(DEFAULT_WANDB_HOST)
+    urls = [os.environ.get("WANDB_BASE_URL", ""), wandb_endpoint().base_url, DEFAULT_WANDB_BASE_URL]
     hosts = [urlsplit(u).hostname for u in urls if u]
     return list(dict.fromkeys(h for h in hosts if h))
 
@@ -75,6 +77,22 @@ def resolve_wandb_mode(cfg: LoggerConfig) -> str:
     return cfg.mode.value
 
 
+def _no_wandb_analytics() -> None:
+    """Turn off wandb's own usage metrics (about the SDK, nothing of the run's) for this process.
+
+    wandb sends them whenever the *process-wide* mode is not offline — pglab sets the mode
+    per run, so offline runs too — and flushes them at exit, waiting up to 10 s per
+    exporter for a server that does not answer (measured: +10 s on a 7 s offline run,
+    +14..20 s after an online init that stalled). Once an init has recorded them they
+    cannot be dropped, so they are turned off before every init.
+    """
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+    except ImportError:  # a wandb without them: nothing to stop
+        return
+    opentelemetry_proxy.disable()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN/inf; keep the information as text
@@ -95,6 +113,11 @@ class RunLogger:
             twice in its history; ``metrics.jsonl`` is exact). Offline, W&B cannot resume a
             run, so the resumed part is a new run with the same name and group, tagged
             ``resumed``.
+
+    Attributes:
+        mode: the wandb mode the run uses (``online`` may have become ``offline``).
+        offline_reason: why a run meant to be online logs offline, in one sentence (the
+            server unreachable, or its init failed); None otherwise. For ``summary.json``.
     """
 
     def __init__(
@@ -109,6 +132,8 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mode = resolve_wandb_mode(cfg)
+        # why a run meant to be online logs offline (None: it is not, or was never meant to be)
+        self.offline_reason: str | None = None
         self._metrics = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in finish()
         self.wandb_run: Any = None
         if self.mode != "disabled":
@@ -124,7 +149,47 @@ class RunLogger:
         if wandb.run is not None:  # left open by a crashed job in this (reused) process
             log.warning("finishing a W&B run left open by an earlier job: %s", wandb.run.name)
             wandb.run.finish(exit_code=1)
-        kwargs = dict(
+        _no_wandb_analytics()
+        if self.mode == "online":
+            reach = check_reachable(wandb_endpoint())
+            if not reach.reachable:
+                self.mode, self.offline_reason = "offline", reach.sentence()
+        quiet = dict(console="off", silent=True, x_disable_stats=True)
+        try:
+            run = wandb.init(
+                mode=self.mode,
+                settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S, **quiet),
+                **self._init_kwargs(cfg, config, name, group, run_id),
+            )
+        except Exception as err:
+            if self.mode != "online":
+                raise
+            # a bad key, a server that answers but stalls: keep the data, never block the job
+            detail = (str(err).strip() or "no message").splitlines()[0]
+            self.mode, self.offline_reason = "offline", f"W&B online init failed ({type(err).__name__}: {detail})"
+            run = wandb.init(
+                mode="offline", settings=wandb.Settings(**quiet), **self._init_kwargs(cfg, config, name, group, run_id)
+            )
+        if self.offline_reason is not None:
+            where = Path(run.dir).parent
+            log.warning(
+                "pglab: %s; this run logs offline into %s; sync it later with: wandb sync %s",
+                self.offline_reason,
+                where,
+                where,
+            )
+        run.define_metric("env_steps")
+        run.define_metric("sft/step")  # the SFT stage's lines (all at env step 0) have their own axis
+        run.define_metric("sft/*", step_metric="sft/step")
+        run.define_metric("*", step_metric="env_steps")
+        return run
+
+    def _init_kwargs(
+        self, cfg: LoggerConfig, config: dict[str, Any], name: str, group: str, run_id: str | None
+    ) -> dict[str, Any]:
+        """``wandb.init``'s arguments for the current mode: online a resumed run continues
+        its W&B run; offline (W&B cannot resume there) it is a new run tagged ``resumed``."""
+        kwargs: dict[str, Any] = dict(
             project=cfg.project,
             entity=cfg.entity,
             group=group,
@@ -138,23 +203,7 @@ class RunLogger:
             kwargs.update(id=run_id, resume="allow")
         elif run_id is not None:
             kwargs["tags"] = [*kwargs["tags"], "resumed"]
-        quiet = dict(console="off", silent=True, x_disable_stats=True)
-        try:
-            run = wandb.init(
-                mode=self.mode, settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S, **quiet), **kwargs
-            )
-        except Exception as err:
-            if self.mode != "online":
-                raise
-            # no network, a bad key, a server down: keep the data, never block the job
-            log.warning("W&B online init failed (%s); logging this run offline instead", str(err).splitlines()[0])
-            self.mode = "offline"
-            run = wandb.init(mode="offline", settings=wandb.Settings(**quiet), **kwargs)
-        run.define_metric("env_steps")
-        run.define_metric("sft/step")  # the SFT stage's lines (all at env step 0) have their own axis
-        run.define_metric("sft/*", step_metric="sft/step")
-        run.define_metric("*", step_metric="env_steps")
-        return run
+        return kwargs
 
     @property
     def run_id(self) -> str | None:
@@ -195,11 +244,16 @@ class RunLogger:
             rows = [[int(env_steps)] + [s[c] for c in columns[1:]] for s in samples]
             self.wandb_run.log({"env_steps": int(env_steps), "eval/samples": wandb.Table(columns=columns, data=rows)})
 
-    def finish(self, summary: dict[str, Any], failed: bool) -> None:
-        """Close the metrics file; put the summary in W&B and finish the run (failed: exit code 1)."""
+    def finish(self, summary: dict[str, Any], failed: bool, preempted: bool = False) -> None:
+        """Close the metrics file; put the summary in W&B and finish the run (failed: exit
+        code 1). ``preempted``: the run was stopped by a signal and will resume; W&B marks
+        it preempted."""
         if not self._metrics.closed:
-            self._metrics.close()
+            with contextlib.suppress(OSError):  # a full disk: the lines written so far stay
+                self._metrics.close()
         if self.wandb_run is not None:
+            if preempted:
+                self.wandb_run.mark_preempting()
             try:
                 flat = {k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)}
                 for k, v in (summary.get("final") or {}).items():
