@@ -7,6 +7,7 @@
 Returns the final evaluation return (what Hydra's optimisation sweepers maximise).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import hydra
 from omegaconf import DictConfig
 
 from pglab.cli import check_command_line
+from pglab.hydra_job import LAUNCHER_PID
 from pglab.hydra_job import main as run_job
+from pglab.signals import launcher_stops_on_signals
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -25,5 +28,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_command_line(sys.argv[1:], CONFIG_DIR)  # every job's config checked before any job starts
-    main()
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # a sweep's worker processes watch this one
+    with launcher_stops_on_signals():
+        check_command_line(sys.argv[1:], CONFIG_DIR)  # every job's config checked before any job starts
+        main()

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import clean_env, run_py
+from pglab.job_dir import job_dir_name
 from wandb_file import read_run
 
 FAST = ("total_steps=2000", "eval.episodes=2", "eval.final_episodes=4", "eval.every_steps=1000000")
@@ -21,12 +23,15 @@ def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "report")
-    assert [p.name for p in jobs] == [
-        "0_reinforce-cartpole-s0",
-        "1_reinforce-cartpole-s1",
-        "2_reinforce-mountaincar-s0",
-        "3_reinforce-mountaincar-s1",
+    assert [p.name.rsplit("-", 1)[0] for p in jobs] == [
+        "reinforce-cartpole-s0",
+        "reinforce-cartpole-s1",
+        "reinforce-mountaincar-s0",
+        "reinforce-mountaincar-s1",
     ]
+    for job in jobs:  # each folder is named from its job's overrides (pglab.job_dir)
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        assert job.name == job_dir_name(overrides, "reinforce", job.name.split("-")[1], job.name.split("-")[2][1:])
     assert (sweep / "report" / "report.md").exists()  # the sweep's report, next to its jobs
     finals = {}
     for job in jobs:
@@ -41,7 +46,7 @@ def test_a_2x2_sweep_leaves_one_folder_per_job_and_the_sweep_table(tmp_path: Pat
         assert "steps (" in (job / "run.log").read_text()
     table = (sweep / "sweep_table.md").read_text()
     assert "| reinforce | mountaincar | -200.0 ± 0.0 | 2 |  |" in table
-    cp = [finals["0_reinforce-cartpole-s0"], finals["1_reinforce-cartpole-s1"]]
+    cp = [finals[jobs[0].name], finals[jobs[1].name]]
     import numpy as np
 
     assert f"| reinforce | cartpole | {np.mean(cp):.1f} ± {np.std(cp, ddof=1):.1f} | 2 |  |" in table
@@ -66,14 +71,16 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path: Path) -> None
         env=env,
     )
     assert proc.returncode == 1
-    done = json.loads((sweep / "0_reinforce-cartpole-s0" / "summary.json").read_text())
-    failed = json.loads((sweep / "1_reinforce-cartpole-s0" / "summary.json").read_text())
+    by_id = {json.loads((p / "summary.json").read_text())["config"]["env"]["id"]: p for p in sweep.glob("*-s0-*")}
+    fine_dir, crashed_dir = by_id["CartPole-v1"], by_id["crash_env:Crash-v0"]
+    done = json.loads((fine_dir / "summary.json").read_text())
+    failed = json.loads((crashed_dir / "summary.json").read_text())
     assert done["status"] == "completed"
     assert failed["status"] == "failed" and "crashed on purpose" in failed["error"]
     assert "Traceback" in failed["traceback"]
     # its W&B run is marked failed, the other one not
-    [crashed] = (sweep / "1_reinforce-cartpole-s0" / "wandb").glob("offline-run-*/run-*.wandb")
-    [fine] = (sweep / "0_reinforce-cartpole-s0" / "wandb").glob("offline-run-*/run-*.wandb")
+    [crashed] = (crashed_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    [fine] = (fine_dir / "wandb").glob("offline-run-*/run-*.wandb")
     assert read_run(crashed)["exit_code"] == 1 and read_run(fine)["exit_code"] == 0
     table = (sweep / "sweep_table.md").read_text()
     # the jobs differ in env.id: one row each, the failure on its own row

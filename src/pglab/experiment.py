@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -18,15 +19,16 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from pglab import random_state
+from pglab import folder_lock, random_state
 from pglab.algos.common import Agent
 from pglab.config import Config, ConfigError
 from pglab.envs import EnvSpec, VectorEnv, demonstrations, env_seeds, make_vec_env, resolve_env, share_starts
 from pglab.evaluation import Evaluator
 from pglab.loop import LoopState, ProgressDisplay, TrainingLoop
 from pglab.preflight import Plan, algo_class, preflight
-from pglab.run_dir import Checkpoint, RunFolder, Summary
+from pglab.run_dir import Checkpoint, CheckpointDoesNotFit, RunFolder, Summary
 from pglab.run_logger import RunLogger
+from pglab.signals import Interrupted, StopRequest, signal_name
 
 log = logging.getLogger("pglab")
 
@@ -48,15 +50,32 @@ def run(
     config: dict[str, Any] | None = None,
     group: str | None = None,
     progress_bar: bool = False,
+    stop: StopRequest | None = None,
 ) -> float:
     """Train and evaluate one agent; write the run folder; return the final eval mean return.
 
     A folder that holds a completed run of the same result-relevant config is skipped (its
     final return is returned); an interrupted one resumes from its checkpoint; any other
-    run's files are moved to ``earlier-<n>/`` first. Raises whatever made the run fail, after
-    ``summary.json`` says so and the W&B run is finished as failed.
+    run's files are moved to ``earlier-<n>/`` first. The folder is locked while the run
+    runs (:class:`~pglab.folder_lock.FolderBusy` if another live run holds it). Raises
+    whatever made the run fail or stop (``stop``: see :mod:`pglab.signals`), after
+    ``summary.json`` says so and the W&B run is finished as failed or preempted.
     """
+    plan = preflight(cfg)  # before the folder is touched: a refusal leaves nothing behind
     folder = RunFolder(run_dir, config if config is not None else config_dict(cfg))
+    stop = stop or StopRequest()
+    with folder_lock.hold(folder.path):
+        try:
+            return _run_in(folder, cfg, plan, group, progress_bar, stop)
+        except CheckpointDoesNotFit as err:  # found when the agent loads it: set aside, start afresh
+            folder.set_aside_checkpoint(str(err))
+            return _run_in(folder, cfg, plan, group, progress_bar, stop)
+
+
+def _run_in(
+    folder: RunFolder, cfg: Config, plan: Plan, group: str | None, progress_bar: bool, stop: StopRequest
+) -> float:
+    """:func:`run` in its locked folder."""
     opened = folder.open()
     if opened.completed is not None:
         return float((opened.completed.final or {})["return_mean"])
@@ -68,9 +87,8 @@ def run(
     loop: TrainingLoop | None = None
     with contextlib.ExitStack() as closing:  # envs and the progress display
         try:
-            plan = preflight(cfg)
             logger = open_logger(cfg, folder, summary, resumed, group)
-            loop, env = build_loop(cfg, plan, folder, summary, resumed, logger, started_at, progress_bar, closing)
+            loop, env = build_loop(cfg, plan, folder, summary, resumed, logger, started_at, progress_bar, closing, stop)
             loop.agent.learn(env, cfg.budget, loop)
             final = loop.final_evaluation()
             finish(cfg, folder, summary, loop, final)
@@ -79,9 +97,11 @@ def run(
             return float(final["eval/return_mean"])
         except BaseException as err:
             closing.close()
-            record_failure(folder, summary, loop, started_at, err)
+            interrupted = isinstance(err, Interrupted | KeyboardInterrupt)
+            with contextlib.suppress(OSError):  # a full disk: summary.json keeps its last good version
+                record_end(folder, summary, loop, started_at, err, resumed)
             if logger is not None:
-                logger.finish(summary.as_dict(), failed=True)
+                logger.finish(summary.as_dict(), failed=True, preempted=interrupted)
             raise
 
 
@@ -114,6 +134,7 @@ def open_logger(
     run_id = resumed.run_state["wandb_id"] if resumed else None
     logger = RunLogger(folder.path, cfg.logger, folder.config, run_name(cfg), group or folder.path.name, run_id)
     summary.wandb_mode = logger.mode
+    summary.wandb_offline_reason = logger.offline_reason
     summary.wandb_dir = str(logger.wandb_dir) if logger.wandb_dir else None
     return logger
 
@@ -128,6 +149,7 @@ def build_loop(
     started_at: float,
     progress_bar: bool,
     closing: contextlib.ExitStack,
+    stop: StopRequest,
 ) -> tuple[TrainingLoop, VectorEnv]:
     """Envs, agent and training loop; restored from the checkpoint, or begun (SFT, first evaluation)."""
     env = make_vec_env(plan.env, cfg.env.num_envs, seed=cfg.seed, device=plan.device)
@@ -144,13 +166,16 @@ def build_loop(
     display = ProgressDisplay(cfg.budget, cfg.progress_every_s, progress_bar, run_name(cfg))
     closing.callback(display.close)
     if resumed is not None:
-        agent.load_state_dict(resumed.agent)
-        random_state.restore(resumed.rng)
+        try:
+            agent.load_state_dict(resumed.agent)
+            random_state.restore(resumed.rng)
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointDoesNotFit(f"its agent state does not load ({type(err).__name__}: {err})") from err
     elif cfg.sft_steps > 0:
-        summary.sft = run_sft(cfg, plan.env, agent, env, logger)
+        summary.sft = run_sft(cfg, plan.env, agent, env, logger, stop)
     state = LoopState.from_dict(resumed.run_state["loop"]) if resumed else LoopState.fresh(cfg)
     extra = {"sft": summary.sft, "wandb_id": logger.run_id}  # what a checkpoint carries besides the loop
-    loop = TrainingLoop(cfg, agent, evaluator, logger, folder, state, started_at, extra, display)
+    loop = TrainingLoop(cfg, agent, evaluator, logger, folder, state, started_at, extra, display, stop)
     if resumed is None:
         loop.first_evaluation()
     return loop, env
@@ -180,11 +205,19 @@ def prepare_agent(cfg: Config, plan: Plan, env: VectorEnv) -> Agent:
     return agent
 
 
-def run_sft(cfg: Config, spec: EnvSpec, agent: Agent, env: VectorEnv, logger: RunLogger) -> dict[str, float]:
+def run_sft(
+    cfg: Config, spec: EnvSpec, agent: Agent, env: VectorEnv, logger: RunLogger, stop: StopRequest
+) -> dict[str, float]:
     """The SFT stage: fit the agent's policy to the env's expert demonstrations, log its
-    ``sft/*`` lines (at env step 0), then freeze the result as the KL reference."""
+    ``sft/*`` lines (at env step 0), then freeze the result as the KL reference. A stop
+    request ends it at its next log line (SFT is not checkpointed: a rerun starts it again)."""
+
+    def log_line(metrics: dict[str, float]) -> None:
+        logger.log(0, metrics)
+        stop.check()
+
     t0 = time.perf_counter()
-    last = agent.finetune(demonstrations(spec, env), cfg.sft, cfg.sft_steps, lambda metrics: logger.log(0, metrics))
+    last = agent.finetune(demonstrations(spec, env), cfg.sft, cfg.sft_steps, log_line)
     log.info("%s: SFT done: %s", run_name(cfg), last)
     return {**last, "wall_s": time.perf_counter() - t0}
 
@@ -217,15 +250,29 @@ def record_solved(summary: Summary, loop: TrainingLoop) -> None:
     )
 
 
-def record_failure(
-    folder: RunFolder, summary: Summary, loop: TrainingLoop | None, started_at: float, err: BaseException
+def record_end(
+    folder: RunFolder,
+    summary: Summary,
+    loop: TrainingLoop | None,
+    started_at: float,
+    err: BaseException,
+    resumed: Checkpoint | None,
 ) -> None:
-    """A failed run's summary: the error, its traceback, how far the run got."""
+    """The summary of a run that stopped early: ``interrupted`` (a signal; it resumes from
+    its checkpoint) or ``failed`` (the error and its traceback); how far it got either way."""
     if loop is not None:
         summary.env_steps = loop.env_steps
         record_solved(summary, loop)
-    summary.status = "failed"
-    summary.error = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-    summary.traceback = traceback.format_exc()
     summary.wall_s = time.perf_counter() - started_at
+    if isinstance(err, Interrupted | KeyboardInterrupt):
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        at = loop.checkpoint_env_steps if loop is not None else (resumed.env_steps if resumed else None)
+        summary.status = "interrupted"
+        summary.checkpoint_env_steps = at
+        kept = f"its checkpoint at {at:,} env steps is kept" if at else "no checkpoint yet"
+        summary.error = f"stopped by {signal_name(signum)} at {summary.env_steps:,} env steps; {kept}"
+    else:
+        summary.status = "failed"
+        summary.error = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+        summary.traceback = traceback.format_exc()
     folder.write_summary(summary)

@@ -1,17 +1,25 @@
 """The Hydra task function behind ``run.py``: one job of a single run or of a sweep.
 
-A single run exits non-zero on failure: code 2 and one line for a bad config, 1 for a
-failed run. In a multirun a failed job never stops the others: it is recorded in its
-``summary.json``, returns NaN, and the sweep callback (:mod:`pglab.callbacks`) reports every
-failure and exits non-zero once all jobs have ended.
+A single run that does not succeed prints one line on stderr and exits with the code
+:mod:`pglab.faults` gives its cause (2 a config error, 1 a failed run, 3 an unwritable
+output folder, 4 a folder in use, 130/143 a signal); a traceback goes to ``summary.json``
+and ``run.log``, never to the terminal. In a multirun a failed job never stops the
+others: it is recorded in its ``summary.json``, returns NaN, and the sweep callback
+(:mod:`pglab.callbacks`) reports every failure and exits non-zero once all jobs have
+ended. A signal stops the whole sweep (each job keeps its checkpoint; the same command
+resumes it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -20,10 +28,18 @@ from omegaconf import DictConfig, OmegaConf
 from pglab.algos.common import NonFiniteError
 from pglab.config import ConfigError, validate
 from pglab.experiment import run
-from pglab.run_dir import RunFolder, Summary
+from pglab.faults import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OUTPUT, output_error
+from pglab.folder_lock import FolderBusy
+from pglab.job_dir import register_resolver
+from pglab.run_dir import SUMMARY, RunFolder, Summary
 from pglab.run_logger import offline_wandb_dirs
+from pglab.signals import Interrupted, StopRequest, signal_name, stop_on_signals, stop_when_parent_dies
 
 log = logging.getLogger("pglab")
+
+LAUNCHER_PID = "PGLAB_LAUNCHER_PID"  # set by run.py: a joblib worker's jobs stop if it dies
+
+register_resolver()  # hydra.sweep.subdir names a job's folder with it, in whichever process runs the job
 
 
 def main(cfg: DictConfig) -> float:
@@ -38,22 +54,74 @@ def main(cfg: DictConfig) -> float:
         conf = validate(cfg)
     except ConfigError as err:
         RunFolder(run_dir, config).write_summary(Summary(status="failed", config=config, error=str(err)))
-        return _failed(f"config error: {err}", 2, multirun)
-    try:
-        final = run(conf, run_dir, config=config, group=group, progress_bar=sys.stderr.isatty() and not multirun)
-    except (ConfigError, NonFiniteError) as err:
-        kind = "config error" if isinstance(err, ConfigError) else "run failed"
-        return _failed(f"{kind}: {err}", 2 if isinstance(err, ConfigError) else 1, multirun)
-    except Exception:
-        if multirun:
-            log.exception("pglab: job failed (recorded in %s)", run_dir / "summary.json")
-            return math.nan
-        raise
+        return _failed(f"config error: {err}", EXIT_CONFIG, multirun)
+    with stop_on_signals() as stop, _stop_if_launcher_dies(multirun):
+        try:
+            final = run(conf, run_dir, config=config, group=group, progress_bar=_show_bar(multirun), stop=stop)
+        except (Interrupted, KeyboardInterrupt) as err:
+            _interrupted(err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT), stop, run_dir)
+        except FolderBusy as err:
+            return _failed(str(err), EXIT_BUSY, multirun)
+        except (ConfigError, NonFiniteError) as err:
+            kind = "config error" if isinstance(err, ConfigError) else "run failed"
+            return _failed(f"{kind}: {err}", EXIT_CONFIG if isinstance(err, ConfigError) else EXIT_FAILED, multirun)
+        except Exception as err:
+            return _crashed(err, run_dir, multirun)
     if not multirun:
         print(f"final eval return ({conf.eval.final_episodes} episodes): {final:.2f}  [{run_dir}]")
         for path in offline_wandb_dirs(run_dir):
             print(f"W&B run saved offline; sync it with:  wandb sync {path}")
     return final
+
+
+def _show_bar(multirun: bool) -> bool:
+    return sys.stderr.isatty() and not multirun
+
+
+def _stop_if_launcher_dies(multirun: bool) -> contextlib.AbstractContextManager[None]:
+    """In a joblib worker (a process other than the launcher's), watch the launcher."""
+    launcher = os.environ.get(LAUNCHER_PID)
+    if multirun and launcher is not None and launcher != str(os.getpid()) and launcher == str(os.getppid()):
+        return stop_when_parent_dies()
+    return contextlib.nullcontext()
+
+
+def _crashed(err: Exception, run_dir: Path, multirun: bool) -> float:
+    """An error while running: its traceback to ``run.log`` (and summary.json), one line to the terminal."""
+    out = output_error(err, run_dir)
+    if out is not None:
+        return _failed(f"output error: {out}; rerun the same command to resume", EXIT_OUTPUT, multirun)
+    _traceback_to_log_file(f"{run_dir.name}: the run failed", err)
+    where = run_dir / SUMMARY
+    message = f"run failed: {type(err).__name__}: {err}  (traceback in {where} and run.log)"
+    return _failed(message, EXIT_FAILED, multirun)
+
+
+def _traceback_to_log_file(message: str, err: BaseException) -> None:
+    """Log ``err`` with its traceback to the log files only (Hydra's ``run.log``), not the console."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), (type(err), err, err.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _interrupted(err: Interrupted, stop: StopRequest, run_dir: Path) -> NoReturn:
+    """A signal stopped the run: one line, a launcher's requeue if it asked, exit 128 + signal.
+
+    A multirun stops too: its other jobs would be stopped by the same signal. In a joblib
+    worker whose launcher is gone the process ends at once (no further job may start).
+    """
+    then = "the launcher requeues the job, which resumes" if stop.requeue else "rerun the same command to resume"
+    line = f"pglab: interrupted by {signal_name(err.signum)}: {run_dir} keeps its checkpoint; {then}"
+    print(line, file=sys.stderr)
+    log.info(line)
+    if stop.requeue is not None:
+        stop.requeue(err.signum, None)  # submitit: requeue the job, then exit
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher is not None and launcher != str(os.getpid()) and launcher != str(os.getppid()):
+        logging.shutdown()
+        os._exit(err.exit_code)
+    sys.exit(err.exit_code)
 
 
 def _failed(message: str, code: int, multirun: bool) -> float:

@@ -24,6 +24,7 @@ from pglab.config import Config
 from pglab.evaluation import Evaluator
 from pglab.run_dir import RunFolder
 from pglab.run_logger import RunLogger
+from pglab.signals import StopRequest
 
 log = logging.getLogger("pglab")
 
@@ -170,6 +171,8 @@ class TrainingLoop:
             wall seconds it had already spent), what ``time/wall_s`` counts from.
         extra: run facts a checkpoint carries besides the loop state (the SFT summary, the W&B id).
         display: the progress bar or lines.
+        stop: set by a signal handler (:mod:`pglab.signals`); at the next update the loop
+            logs, saves a checkpoint and raises :class:`~pglab.signals.Interrupted`.
     """
 
     def __init__(
@@ -183,11 +186,14 @@ class TrainingLoop:
         started_at: float,
         extra: dict[str, Any],
         display: ProgressDisplay,
+        stop: StopRequest | None = None,
     ) -> None:
         self.cfg, self.agent, self.evaluator, self.logger, self.folder = cfg, agent, evaluator, logger, folder
         self.state, self.extra, self.display = state, extra, display
+        self.stop = stop if stop is not None else StopRequest()
         self.budget = cfg.budget
         self.env_steps = agent.env_steps  # as of the last update the loop has seen through
+        self.checkpoint_env_steps: int | None = agent.env_steps if agent.env_steps else None  # the last checkpoint's
         self._t_start = started_at
         self._t_mark = time.perf_counter()
         self._window = _Window()
@@ -219,6 +225,8 @@ class TrainingLoop:
             raise RuntimeError(f"debug.fail_at_step={fail_at}: failing on purpose at {steps} steps")
         self._window.add(update)
         sps = steps / max(self.state.train_s, 1e-9)
+        if self.stop.signum is not None and steps < self.budget:
+            self._stop_here(steps, sps, now)
         checkpoint_due = self.state.checkpoint.due(steps) and steps < self.budget
         if self.state.log.due(steps) or steps >= self.budget or checkpoint_due:
             self._log_window(steps, sps, now)  # a checkpoint starts from an empty window: nothing is lost
@@ -228,10 +236,19 @@ class TrainingLoop:
         if checkpoint_due:
             self.state.checkpoint.advance(steps)
             self.folder.save_checkpoint(self.agent.state_dict(), steps, self.state_dict())
+            self.checkpoint_env_steps = steps
         self.env_steps = steps
         self.display.update(steps, sps, self.state.recent_return, self.state.last_eval)
         self._t_mark = time.perf_counter()
         return keep_going
+
+    def _stop_here(self, steps: int, sps: float, now: float) -> None:
+        """A stop was requested: log the window, checkpoint this update, raise Interrupted."""
+        self._log_window(steps, sps, now)
+        self.folder.save_checkpoint(self.agent.state_dict(), steps, self.state_dict())
+        self.env_steps = steps
+        self.checkpoint_env_steps = steps
+        self.stop.check()
 
     def _log_window(self, steps: int, sps: float, now: float) -> None:
         row = self._window.flush()
