@@ -147,7 +147,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_killed_joblib_launcher_leaves_no_worker_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["kill-9", "sigterm", "ctrl-c"],
+)
+def test_a_stopped_joblib_launcher_leaves_no_worker_running(tmp_path: Path, signum: int, group: bool) -> None:
     sweep = tmp_path / "sweep"
     args = ("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG, "seed=0,1", "total_steps=5000000")
     proc = start(*args, "logger=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path, out=tmp_path / "sweep")
@@ -157,8 +162,8 @@ def test_a_killed_joblib_launcher_leaves_no_worker_running(tmp_path: Path) -> No
         time.sleep(0.2)
     workers = [pid for pid in _children(proc.pid) if "LokyProcess" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) == 2
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    (os.killpg if group else os.kill)(proc.pid, signum)
+    assert proc.wait(timeout=10) == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum)
     deadline = time.monotonic() + 15
     while any(_alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker kept running after its launcher died"

@@ -69,6 +69,7 @@ def run(
             return _run_in(folder, cfg, plan, group, progress_bar, stop)
         except CheckpointDoesNotFit as err:  # found when the agent loads it: set aside, start afresh
             folder.set_aside_checkpoint(str(err))
+            stop.finishing = False
             return _run_in(folder, cfg, plan, group, progress_bar, stop)
 
 
@@ -91,11 +92,13 @@ def _run_in(
             loop, env = build_loop(cfg, plan, folder, summary, resumed, logger, started_at, progress_bar, closing, stop)
             loop.agent.learn(env, cfg.budget, loop)
             final = loop.final_evaluation()
+            stop.finishing = True  # from here a signal lets the run complete
             finish(cfg, folder, summary, loop, final)
             closing.close()
             logger.finish(summary.as_dict(), failed=False)
             return float(final["eval/return_mean"])
         except BaseException as err:
+            stop.finishing = True  # a second signal must not cut the summary and W&B short
             closing.close()
             interrupted = isinstance(err, Interrupted | KeyboardInterrupt)
             with contextlib.suppress(OSError):  # a full disk: summary.json keeps its last good version

@@ -15,8 +15,10 @@ but nothing holds it. On Linux, ``flock`` works across the nodes of an NFS mount
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -24,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = ".pglab.lock"
+
+log = logging.getLogger("pglab")
 
 
 class FolderBusy(Exception):
@@ -56,6 +60,10 @@ def hold(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _busy(Path(path), _holder(fd)) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                raise
+            log.warning("%s: this file system has no locks (%s); the run goes on without one", path, err.strerror)
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
         os.ftruncate(fd, 0)
         os.pwrite(fd, me.encode(), 0)

@@ -55,18 +55,26 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as err:
         RunFolder(run_dir, config).write_summary(Summary(status="failed", config=config, error=str(err)))
         return _failed(f"config error: {err}", EXIT_CONFIG, multirun)
-    with stop_on_signals() as stop, _stop_if_launcher_dies(multirun):
+    worker = _in_sweep_worker(multirun)
+    with stop_on_signals() as stop, stop_when_parent_dies(stop) if worker else contextlib.nullcontext():
         try:
             final = run(conf, run_dir, config=config, group=group, progress_bar=_show_bar(multirun), stop=stop)
         except (Interrupted, KeyboardInterrupt) as err:
-            _interrupted(err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT), stop, run_dir)
+            interrupted = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
         except FolderBusy as err:
             return _failed(str(err), EXIT_BUSY, multirun)
-        except (ConfigError, NonFiniteError) as err:
-            kind = "config error" if isinstance(err, ConfigError) else "run failed"
-            return _failed(f"{kind}: {err}", EXIT_CONFIG if isinstance(err, ConfigError) else EXIT_FAILED, multirun)
+        except ConfigError as err:  # found where the job runs (a SLURM node's memory, cores, device)
+            if not (run_dir / SUMMARY).exists():  # the sweep's table must see the refused job
+                RunFolder(run_dir, config).write_summary(Summary(status="failed", config=config, error=str(err)))
+            return _failed(f"config error: {err}", EXIT_CONFIG, multirun)
+        except NonFiniteError as err:
+            return _failed(f"run failed: {err}", EXIT_FAILED, multirun)
         except Exception as err:
             return _crashed(err, run_dir, multirun)
+        else:
+            interrupted = None
+    if interrupted is not None:  # outside the handlers: submitit's own take over for its requeue
+        _interrupted(interrupted, stop, run_dir, worker)
     if not multirun:
         print(f"final eval return ({conf.eval.final_episodes} episodes): {final:.2f}  [{run_dir}]")
         for path in offline_wandb_dirs(run_dir):
@@ -78,12 +86,10 @@ def _show_bar(multirun: bool) -> bool:
     return sys.stderr.isatty() and not multirun
 
 
-def _stop_if_launcher_dies(multirun: bool) -> contextlib.AbstractContextManager[None]:
-    """In a joblib worker (a process other than the launcher's), watch the launcher."""
+def _in_sweep_worker(multirun: bool) -> bool:
+    """True in a local sweep's worker process (joblib): a child of the ``run.py`` launcher."""
     launcher = os.environ.get(LAUNCHER_PID)
-    if multirun and launcher is not None and launcher != str(os.getpid()) and launcher == str(os.getppid()):
-        return stop_when_parent_dies()
-    return contextlib.nullcontext()
+    return multirun and launcher is not None and launcher != str(os.getpid()) and launcher == str(os.getppid())
 
 
 def _crashed(err: Exception, run_dir: Path, multirun: bool) -> float:
@@ -105,11 +111,11 @@ def _traceback_to_log_file(message: str, err: BaseException) -> None:
             handler.handle(record)
 
 
-def _interrupted(err: Interrupted, stop: StopRequest, run_dir: Path) -> NoReturn:
+def _interrupted(err: Interrupted, stop: StopRequest, run_dir: Path, worker: bool) -> NoReturn:
     """A signal stopped the run: one line, a launcher's requeue if it asked, exit 128 + signal.
 
     A multirun stops too: its other jobs would be stopped by the same signal. In a joblib
-    worker whose launcher is gone the process ends at once (no further job may start).
+    worker (joblib; its launcher is stopping too) the process ends at once: no further job may start.
     """
     then = "the launcher requeues the job, which resumes" if stop.requeue else "rerun the same command to resume"
     line = f"pglab: interrupted by {signal_name(err.signum)}: {run_dir} keeps its checkpoint; {then}"
@@ -117,8 +123,7 @@ def _interrupted(err: Interrupted, stop: StopRequest, run_dir: Path) -> NoReturn
     log.info(line)
     if stop.requeue is not None:
         stop.requeue(err.signum, None)  # submitit: requeue the job, then exit
-    launcher = os.environ.get(LAUNCHER_PID)
-    if launcher is not None and launcher != str(os.getpid()) and launcher != str(os.getppid()):
+    if worker:  # no further job may start in this process
         logging.shutdown()
         os._exit(err.exit_code)
     sys.exit(err.exit_code)

@@ -66,6 +66,7 @@ class StopRequest:
 
     signum: int | None = None
     requeue: Callable[[int, FrameType | None], Any] | None = None
+    finishing: bool = False  # the run is writing its end (summary, W&B): a second signal waits for it
 
     def check(self) -> None:
         """Raise :class:`Interrupted` if a stop was requested (the caller has saved what it must)."""
@@ -88,7 +89,9 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if request.signum is not None and signum in STOP_SIGNALS:
-            raise Interrupted(signum)  # asked twice: stop now, keep the last checkpoint
+            if not request.finishing:
+                raise Interrupted(signum)  # asked twice: stop now, keep the last checkpoint
+            return
         request.signum = signum
         if signum == REQUEUE_SIGNAL and callable(launcher_requeue):
             request.requeue = launcher_requeue
@@ -109,8 +112,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 @contextlib.contextmanager
-def stop_when_parent_dies() -> Iterator[None]:
-    """While the block runs, send this process SIGTERM if its parent process goes away.
+def stop_when_parent_dies(request: StopRequest) -> Iterator[None]:
+    """While the block runs, send this process SIGTERM if its parent process goes away
+    (unless a stop was already requested: a Ctrl-C reaches the workers and the launcher
+    at once, and the workers' stop must not turn into a second, immediate one).
 
     A process whose parent dies is adopted by another (init, or a subreaper), so a change
     of ``os.getppid()`` is the parent's death, whatever killed it.
@@ -121,6 +126,8 @@ def stop_when_parent_dies() -> Iterator[None]:
     def watch() -> None:
         while not done.wait(PARENT_POLL_S):
             if os.getppid() != parent:
+                if request.signum is not None:
+                    return
                 log.warning("pglab: the sweep's launcher (pid %d) is gone; stopping this job", parent)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
@@ -142,16 +149,16 @@ def launcher_stops_on_signals() -> Iterator[None]:
     go and stop their jobs with checkpoints (:func:`stop_when_parent_dies`)."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    except (Interrupted, KeyboardInterrupt) as err:
-        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        # exit here, not by raising: an exception in a joblib launcher makes joblib SIGKILL
+        # the workers, which then cannot write their stop checkpoints
         print(f"pglab: interrupted by {signal_name(signum)}; rerun the same command to resume", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
-        os._exit(128 + signum)  # not sys.exit: a launcher must not wait for its workers' jobs
+        os._exit(128 + signum)
+
+    previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
