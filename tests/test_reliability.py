@@ -7,6 +7,7 @@ line on stderr (no traceback) and the files before and after.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -234,12 +235,11 @@ def fill(disk: Path, leave_bytes: int = 0) -> None:
     """Write a file until only ``leave_bytes`` are free on ``disk``."""
     stat = os.statvfs(disk)
     free = stat.f_bavail * stat.f_frsize - leave_bytes
-    with open(disk / "filler", "ab") as f:
-        try:
+    try:
+        with open(disk / "filler", "ab") as f:
             f.write(b"\0" * max(free, 0))
-            f.flush()
-        except OSError:
-            pass
+    except OSError as err:  # full already (the run's own writes got there first): that is the point
+        assert err.errno == errno.ENOSPC, err
 
 
 def test_a_disk_that_fills_during_a_run_ends_it_with_one_line_and_intact_files(
@@ -265,7 +265,7 @@ def test_a_disk_that_fills_during_a_run_ends_it_with_one_line_and_intact_files(
     [line] = again.stderr.splitlines()
     assert line.startswith(f"pglab: output error: hydra.run.dir={run_dir}: only ")
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["env_steps"] == ckpt["env_steps"]
-    (small_disk / "filler").unlink()
+    (small_disk / "filler").unlink(missing_ok=True)
     resumed = run_py(*args[:-2], "total_steps=60000", "logger=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
@@ -286,7 +286,7 @@ def test_unwritable_output_folders_are_one_line_before_any_work(tmp_path: Path, 
         [line] = proc.stderr.splitlines()
         assert line.startswith("pglab: output error: hydra.run.dir=") and expected in line, line
     assert a_file.read_text() == "not a folder\n" and not (small_disk / "run").exists()
-    (small_disk / "filler").unlink()
+    (small_disk / "filler").unlink(missing_ok=True)
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     proc = run_py("-m", *fast, "seed=0,1", f"hydra.sweep.dir={small_disk}/sweep", cwd=tmp_path)
     assert proc.returncode == 3
