@@ -47,10 +47,10 @@ def test_defaults_are_the_documented_ones() -> None:
 def test_per_env_defaults_live_in_the_env_config() -> None:
     mc = make_config("env=mountaincar")
     cp = make_config("env=cartpole")
-    assert (mc.env.id, mc.env.solved_threshold) == ("MountainCar-v0", -110.0)
-    assert (cp.env.id, cp.env.solved_threshold) == ("CartPole-v1", 475.0)
+    assert (mc.env.id, mc.env.solved) == ("MountainCar-v0", {"return_mean": -110.0})
+    assert (cp.env.id, cp.env.solved) == ("CartPole-v1", {"return_mean": 475.0})
     cont = make_config("env=mountaincar_continuous")
-    assert (cont.env.id, cont.env.solved_threshold) == ("MountainCarContinuous-v0", 90.0)
+    assert (cont.env.id, cont.env.solved) == ("MountainCarContinuous-v0", {"return_mean": 90.0})
     lm = make_config("env=dialogue_lm")  # with conf/tuned/reinforce_dialogue_lm.yaml: RLOO, k = 4
     assert (lm.env.id, lm.sft_steps, lm.algo.baseline, lm.algo.group_size) == (
         "pglab/DialogueLM-v0",

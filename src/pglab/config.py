@@ -30,6 +30,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pglab.solved import SOLVED_METRICS, unknown_metrics
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid. ``str(err)`` is one line: key, value, what is allowed."""
@@ -150,7 +152,10 @@ class EnvConfig:
         default_sft_steps: steps of the SFT stage when ``sft.steps`` is null (envs with
             demonstrations).
         max_episode_steps: time limit; null keeps the registered one.
-        solved_threshold: mean eval return that counts as solved (reports, early stop).
+        solved: when a run counts as solved: evaluation metric (``return_mean``,
+            ``success_rate``, ``optimality``, ``expert_fraction``) → minimum, every one
+            met at one evaluation (see :mod:`pglab.solved`): ``solved_at_*``,
+            ``eval.stop_when_solved``, the report's "solved" column.
         success_when: which episode end counts as a success.
         backend: ``auto``, ``torch`` or ``gymnasium`` (see :class:`EnvBackend`).
         kwargs: extra keyword arguments for ``gymnasium.make``.
@@ -162,7 +167,7 @@ class EnvConfig:
     default_total_steps: int = bounded(MISSING, ge=1)
     default_sft_steps: int = bounded(0, ge=0)  # envs with demonstrations require it (DialogueLMEnvConfig)
     max_episode_steps: int | None = bounded(None, ge=1)
-    solved_threshold: float | None = MISSING
+    solved: dict[str, float] = MISSING
     success_when: SuccessWhen = MISSING
     backend: EnvBackend = EnvBackend.auto
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -526,7 +531,7 @@ class EvalConfig:
         samples: episodes per evaluation written out as text (``samples.jsonl`` and a W&B
             table), for envs that can describe their episodes (maze, dialogue); 0: none.
         stop_when_solved: end training at the first periodic evaluation whose mean return
-            reaches ``env.solved_threshold`` (the final evaluation still runs); for
+            meets ``env.solved`` (the final evaluation still runs); for
             time-to-solve studies and for sweeps that only need a solution.
         deterministic: evaluate the policy's mode (argmax / Gaussian mean); false samples
             actions as in training (language-model replies are usually judged sampled),
@@ -711,6 +716,11 @@ def validate(cfg: DictConfig | Config) -> Config:
         raise ConfigError(
             f"algo.transformer.width={t.width} must be a multiple of algo.transformer.heads={t.heads} "
             "(each head gets width/heads dimensions)"
+        )
+    if unknown := unknown_metrics(obj.env.solved):
+        raise ConfigError(
+            f"env.solved.{unknown[0]}: not an evaluation metric; a criterion names metrics among "
+            f"{', '.join(SOLVED_METRICS)}, each with its minimum (e.g. env.solved.return_mean=-110)"
         )
     if obj.logger.backend not in LOGGER_BACKENDS:
         raise ConfigError(f"logger.backend={obj.logger.backend!r}: must be one of {', '.join(LOGGER_BACKENDS)}")

@@ -238,7 +238,7 @@ def finish(cfg: Config, folder: RunFolder, summary: Summary, loop: TrainingLoop,
     summary.train_s = train_s
     summary.sps = agent.env_steps / max(train_s, 1e-9)
     summary.final = {k.removeprefix("eval/"): v for k, v in final.items()} | {"episodes": cfg.eval.final_episodes}
-    summary.solved_threshold = cfg.env.solved_threshold
+    summary.solved = dict(cfg.env.solved)
     record_solved(summary, loop)
     folder.write_summary(summary)
     folder.remove_checkpoint()

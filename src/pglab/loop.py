@@ -3,7 +3,7 @@
 An algorithm calls :class:`TrainingLoop` (its ``on_update``) after every update. The loop
 folds the update's metrics into a window, writes a metrics line every ``log_every_steps``,
 evaluates every ``eval.every_steps`` (recording the first evaluation that reaches the
-env's solved threshold), saves a checkpoint every ``checkpoint_every_steps``, and shows
+env's ``solved`` criterion), saves a checkpoint every ``checkpoint_every_steps``, and shows
 progress. Each schedule is an :class:`Every`; everything a resume must restore besides the
 agent and the RNGs is a :class:`LoopState`, saved in the checkpoint as it is.
 """
@@ -14,17 +14,20 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pglab.algos.common import Agent, Update
-from pglab.config import Config
+from pglab.config import Config, ConfigError
 from pglab.evaluation import Evaluator
+from pglab.numbers import score
 from pglab.run_dir import RunFolder
 from pglab.run_logger import RunLogger
 from pglab.signals import StopRequest
+from pglab.solved import is_solved, missing_metrics
 
 log = logging.getLogger("pglab")
 
@@ -51,17 +54,30 @@ class Every:
 
 @dataclass
 class Solved:
-    """The first evaluation whose mean return reached the env's solved threshold."""
+    """The first evaluation that met the env's criterion (``env.solved``, :mod:`pglab.solved`)."""
 
     env_steps: int | None = None
     wall_s: float | None = None
     train_s: float | None = None  # the same, without evaluations
 
     def record(
-        self, threshold: float | None, eval_return: float, env_steps: int, wall_s: float, train_s: float
+        self,
+        criterion: Mapping[str, float],
+        metrics: Mapping[str, float],
+        env_steps: int,
+        wall_s: float,
+        train_s: float,
     ) -> bool:
-        """Record this evaluation if it is the first to reach ``threshold``; True if it is."""
-        if threshold is None or self.env_steps is not None or eval_return < threshold:
+        """Record this evaluation (``metrics``: ``eval/<name>`` → value) if it is the first
+        to meet ``criterion``; True if it is.
+
+        Raises:
+            ConfigError: the criterion names a metric this env's evaluation does not report.
+        """
+        if missing := missing_metrics(criterion, metrics):
+            reported = ", ".join(sorted(k.removeprefix("eval/") for k in metrics if k.startswith("eval/")))
+            raise ConfigError(f"env.solved.{missing[0]}: this env's evaluation does not report it (it has {reported})")
+        if self.env_steps is not None or not is_solved(criterion, metrics):
             return False
         self.env_steps, self.wall_s, self.train_s = env_steps, wall_s, train_s
         return True
@@ -122,35 +138,68 @@ class _Window:
 
 
 class ProgressDisplay:
-    """A tqdm bar on a terminal; plain log lines every ``every_s`` seconds otherwise."""
+    """A tqdm bar on a terminal; plain log lines every ``every_s`` seconds otherwise.
+
+    Both show the env steps capped at ``total``: an update is a whole rollout (or, for
+    REINFORCE, whole episodes), so the last one can pass the budget; one log line says by
+    how much instead of a count past the total. The rate shown is pglab's env steps/s
+    (``time/sps``: training time only, evaluations left out), never tqdm's own.
+    """
+
+    # tqdm's default without its rate (it counts evaluation time); the postfix is pglab's
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
     def __init__(self, total: int, every_s: float, bar: bool, desc: str) -> None:
         self.total = total
         self.every_s = every_s
         self.desc = desc
         self._last = time.perf_counter()
+        self._past_budget_said = False
         self._bar = None
         if bar:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True)
-
-    def update(self, env_steps: int, sps: float, recent_return: float | None, eval_return: float | None) -> None:
-        ret = "-" if recent_return is None else f"{recent_return:.1f}"
-        ev = "-" if eval_return is None else f"{eval_return:.1f}"
-        if self._bar is not None:
-            self._bar.n = min(env_steps, self.total)
-            self._bar.set_postfix_str(f"sps={sps:,.0f} return={ret} eval={ev}", refresh=False)
-            self._bar.refresh()
-            return
-        now = time.perf_counter()
-        if now - self._last >= self.every_s or env_steps >= self.total:
-            self._last = now
-            pct = 100.0 * env_steps / self.total
-            log.info(
-                f"{self.desc} | {env_steps:,}/{self.total:,} steps ({pct:.0f}%) | "
-                f"sps {sps:,.0f} | return {ret} | eval {ev}"
+            self._bar = tqdm(
+                total=total, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True, bar_format=self.BAR_FORMAT
             )
+
+    def update(
+        self,
+        env_steps: int,
+        sps: float,
+        recent_return: float | None,
+        eval_return: float | None,
+        update_steps: int | None = None,
+    ) -> None:
+        """Show ``env_steps`` (capped at the total); ``update_steps``: the last update's env steps."""
+        shown = min(env_steps, self.total)
+        stats = f"{sps:,.0f} env steps/s | return {score(recent_return)} | eval {score(eval_return)}"
+        if self._bar is not None:
+            self._bar.n = shown
+            self._bar.set_postfix_str(stats, refresh=False)
+            self._bar.refresh()
+        else:
+            now = time.perf_counter()
+            if now - self._last >= self.every_s or env_steps >= self.total:
+                self._last = now
+                log.info(f"{self.desc} | {shown:,}/{self.total:,} steps ({100.0 * shown / self.total:.0f}%) | {stats}")
+        if env_steps > self.total and not self._past_budget_said:
+            self._past_budget_said = True
+            self._say(self.past_budget_line(env_steps, update_steps))
+
+    def past_budget_line(self, env_steps: int, update_steps: int | None) -> str:
+        """The one line saying that the last update went past the budget, and by how much."""
+        why = "" if update_steps is None else f"; an update is never cut, and that one was {update_steps:,} env steps"
+        over = f"{env_steps:,} env steps of {self.total:,} (+{env_steps - self.total:,}{why})"
+        return f"{self.desc}: the last update went past the budget: {over}"
+
+    def _say(self, line: str) -> None:
+        """Log ``line``; above the bar, which is cleared and redrawn around it, when there is one."""
+        if self._bar is None:
+            log.info(line)
+            return
+        with self._bar.external_write_mode():
+            log.info(line)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -237,8 +286,8 @@ class TrainingLoop:
             self.state.checkpoint.advance(steps)
             self.folder.save_checkpoint(self.agent.state_dict(), steps, self.state_dict())
             self.checkpoint_env_steps = steps
+        self.display.update(steps, sps, self.state.recent_return, self.state.last_eval, steps - self.env_steps)
         self.env_steps = steps
-        self.display.update(steps, sps, self.state.recent_return, self.state.last_eval)
         self._t_mark = time.perf_counter()
         return keep_going
 
@@ -263,9 +312,7 @@ class TrainingLoop:
         metrics = self.evaluate(self.cfg.eval.episodes, steps)
         ret = metrics["eval/return_mean"]
         self.state.last_eval = ret
-        solved_now = self.state.solved.record(
-            self.cfg.env.solved_threshold, ret, steps, self.wall_s(), self.state.train_s
-        )
+        solved_now = self.state.solved.record(self.cfg.env.solved, metrics, steps, self.wall_s(), self.state.train_s)
         keep_going = not (solved_now and self.cfg.eval.stop_when_solved)
         if not keep_going:
             log.info("%s: solved at %d env steps; stopping (eval.stop_when_solved)", self.display.desc, steps)
@@ -279,8 +326,7 @@ class TrainingLoop:
         metrics = self.evaluate(self.cfg.eval.final_episodes, steps)
         wall = self.wall_s()
         self.logger.log(steps, {**metrics, "time/wall_s": wall})
-        ret = metrics["eval/return_mean"]
-        self.state.solved.record(self.cfg.env.solved_threshold, ret, steps, wall, self.state.train_s)
+        self.state.solved.record(self.cfg.env.solved, metrics, steps, wall, self.state.train_s)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

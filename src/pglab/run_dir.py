@@ -102,9 +102,10 @@ def save_atomic(path: Path, payload: dict[str, Any]) -> None:
 class Summary:
     """``summary.json``: what a run is or was (None: not known, or not reached).
 
-    ``solved_at_*``: the first evaluation whose mean return reached ``env.solved_threshold``
-    (env steps, wall seconds, and training seconds without evaluations). ``final``: the final
-    evaluation's metrics without the ``eval/`` prefix, and its episode count.
+    ``solved_at_*``: the first evaluation that met ``solved``, the env's criterion
+    (``env.solved``, see :mod:`pglab.solved`): env steps, wall seconds, and training
+    seconds without evaluations. ``final``: the final evaluation's metrics without the
+    ``eval/`` prefix, and its episode count.
     """
 
     status: str
@@ -130,7 +131,7 @@ class Summary:
     train_s: float | None = None
     sps: float | None = None
     final: dict[str, float] | None = None
-    solved_threshold: float | None = None
+    solved: dict[str, float] | None = None  # env.solved: evaluation metric -> minimum
     error: str | None = None
     traceback: str | None = None
     checkpoint_env_steps: int | None = None  # an interrupted run: where its checkpoint is

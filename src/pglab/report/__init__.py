@@ -7,7 +7,7 @@ Every run under the folders (any depth, any launcher; ``earlier-*`` runs moved a
 rerun are left out) is read from its files — ``summary.json`` and ``metrics.jsonl`` —
 never from live objects, by one reader (:mod:`pglab.report.runs`) that the end-of-sweep
 table (:mod:`pglab.report.sweep_table`, ``sweep_table.md``) and the report share. Every
-spread is the sample standard deviation (ddof 1) over seeds, ± 0 for a single seed
+spread is the sample standard deviation (ddof 1) over seeds, "—" for a single seed
 (:func:`pglab.report.stats.mean_std`), and every table's header says so. Runs are grouped
 by env and by the ``--by`` config keys (default ``auto``: ``algo`` plus every config key
 that differs between runs of the same env and algo, such as a swept learning rate, so that
@@ -19,7 +19,7 @@ a row never mixes two settings), and the report holds, following Agarwal et al. 
   with 25 % cut from each end) with a 95 % percentile-bootstrap confidence interval
   (``scipy.stats.bootstrap``, 10,000 resamples, seeded), completed seeds, failed runs
   and missing seeds (seeds that other groups of the same env have); the env steps and
-  wall seconds to the env's solved threshold (mean over the runs that reached it, and
+  wall seconds until a run met its env's solved criterion (``env.solved``; mean over the runs that did, and
   how many did), wall seconds and SPS; and the published reference number where one is
   shipped (``pglab/data/reference_results.csv``);
 * the same table as markdown (printed, ``table.md``), LaTeX (booktabs, the best mean

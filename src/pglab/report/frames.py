@@ -36,6 +36,7 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "env": record.env,
         "algo": record.algo,
         "seed": record.seed,
+        "env_steps": data.get("env_steps", math.nan) if completed else math.nan,
         "final": record.final.get("return_mean", math.nan) if completed else math.nan,
         "solved_at_env_steps": data.get("solved_at_env_steps"),
         "solved_at_wall_s": data.get("solved_at_wall_s"),
@@ -53,7 +54,7 @@ def load_runs(roots: Sequence[Path]) -> pd.DataFrame:
     Columns: ``run_dir``, ``status``, ``error``, ``env``, ``algo``, ``seed``, ``final``
     (final eval mean return; NaN unless completed), ``final.<metric>`` for every final
     evaluation metric (``return_mean``, ``success_rate``, ``optimality``, ...),
-    ``solved_at_env_steps``, ``solved_at_wall_s``, ``wall_s``, ``sps``, and ``cfg.<key>``
+    ``env_steps`` (trained), ``solved_at_env_steps``, ``solved_at_wall_s``, ``wall_s``, ``sps``, and ``cfg.<key>``
     for every config key. The runs are read by :func:`pglab.report.runs.read_runs` (each
     run once; a damaged folder has only ``run_dir``, ``status`` and ``error``).
 

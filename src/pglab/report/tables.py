@@ -12,9 +12,10 @@ from pglab.report.fmt import MEAN_STD, MEAN_STD_TEX, digits, fmt, markdown_head,
 from pglab.report.frames import load_reference
 from pglab.report.groups import key_tuple, with_group_keys
 from pglab.report.stats import iqm, iqm_ci, mean_std
+from pglab.solved import describe
 
 
-def _cell_stats(cell: pd.DataFrame, column: str, seeds_in_env: set[Any], threshold: float) -> dict[str, Any]:
+def _cell_stats(cell: pd.DataFrame, column: str, seeds_in_env: set[Any], criterion: str) -> dict[str, Any]:
     """The statistics of one env × group's runs (``cell``) of the final ``column``."""
     done = cell[cell["status"] == "completed"]
     x = done[column].dropna().to_numpy(dtype=float)
@@ -34,10 +35,26 @@ def _cell_stats(cell: pd.DataFrame, column: str, seeds_in_env: set[Any], thresho
         "solved": len(solved),
         "solved_env_steps": float(solved.mean()) if len(solved) else math.nan,
         "solved_wall_s": float(solved_wall.mean()) if len(solved_wall) else math.nan,
-        "threshold": threshold,
+        "criterion": criterion,
         "wall_s": float(done["wall_s"].mean()) if len(done) else math.nan,
         "sps": float(done["sps"].mean()) if len(done) else math.nan,
     }
+
+
+def solved_criterion(env_runs: pd.DataFrame) -> str:
+    """The ``env.solved`` criterion of one env's runs as table text (``return ≥ -110``), from
+    their configs (``cfg.env.solved.<metric>``); runs written before the criterion existed
+    name a return threshold (``cfg.env.solved_threshold``). "" when the runs name none."""
+    prefix = "cfg.env.solved."
+    criterion = {
+        c.removeprefix(prefix): float(env_runs[c].dropna().iloc[0])
+        for c in env_runs.columns
+        if c.startswith(prefix) and env_runs[c].notna().any()
+    }
+    old = "cfg.env.solved_threshold"
+    if not criterion and old in env_runs.columns and env_runs[old].notna().any():
+        criterion = {"return_mean": float(env_runs[old].dropna().iloc[0])}
+    return describe(criterion)
 
 
 def build_table(
@@ -46,7 +63,7 @@ def build_table(
     """One row per env × group of the final evaluation's ``metric`` (``return_mean``,
     ``success_rate``, ...): completed seeds, failed runs, missing seeds (seeds that other
     groups of the env have), mean and sample std (:func:`pglab.report.stats.mean_std`),
-    IQM with its bootstrap CI, runs that reached the env's solved threshold and their mean
+    IQM with its bootstrap CI, runs that met the env's ``solved`` criterion and their mean
     env steps and wall seconds to it, wall seconds, SPS, and the published reference."""
     runs, by_cols = with_group_keys(runs, by)
     column = f"final.{metric}"
@@ -54,7 +71,6 @@ def build_table(
         known = sorted(c.removeprefix("final.") for c in runs.columns if c.startswith("final."))
         raise ValueError(f"--metrics {metric}: not a final evaluation metric of these runs ({', '.join(known)})")
     reference = load_reference() if reference is None else reference
-    thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
     published = {(r.env, r.algo): r for r in reference.itertuples() if r.kind == "published"}
     rows = []
     for env, env_runs in runs.groupby("env", sort=True):
@@ -62,8 +78,7 @@ def build_table(
         for key, cell in env_runs.groupby(by_cols, sort=True):
             row: dict[str, Any] = {"env": env}
             row.update({k.removeprefix("grp."): v for k, v in zip(by_cols, key_tuple(key), strict=True)})
-            threshold = thresholds.get(env, math.nan) if metric == "return_mean" else math.nan
-            row.update(_cell_stats(cell, column, seeds_in_env, threshold))
+            row.update(_cell_stats(cell, column, seeds_in_env, solved_criterion(env_runs)))
             ref = published.get((env, row.get("algo"))) if metric == "return_mean" else None
             row["reference"] = f"{ref.mean:.3f} ± {ref.std:.3f} ({int(ref.env_steps):,} steps)" if ref else ""
             rows.append(row)
@@ -73,7 +88,7 @@ def build_table(
 def _markdown_cells(d: dict[str, Any], keys: list[str], places: int) -> list[str]:
     """One row of :func:`format_markdown`."""
     ci = f"{fmt(d['iqm'], places)} [{fmt(d['iqm_low'], places)}, {fmt(d['iqm_high'], places)}]"
-    solved = f"{d['solved']}/{d['seeds']}" + (f" (≥ {d['threshold']:g})" if not math.isnan(d["threshold"]) else "")
+    solved = f"{d['solved']}/{d['seeds']} ({d['criterion']})"
     return [
         str(d["env"]),
         *(str(d[k]) for k in keys),
@@ -82,7 +97,7 @@ def _markdown_cells(d: dict[str, Any], keys: list[str], places: int) -> list[str
         str(d["seeds"]),
         str(d["failed"] or ""),
         str(d["missing"] or ""),
-        solved if not math.isnan(d["threshold"]) else "—",
+        solved if d["criterion"] else "—",
         steps(d["solved_env_steps"]),
         fmt(d["solved_wall_s"], 0),
         fmt(d["wall_s"], 0),
@@ -95,10 +110,11 @@ def format_markdown(table: pd.DataFrame, by: list[str]) -> str:
     """The table as markdown, one row per env × group; the spread is the sample std."""
     keys = list(by)
     header = ["env", *keys, MEAN_STD, "IQM [95% CI]", "seeds", "failed", "missing"]
-    header += ["solved", "steps to threshold", "wall s to threshold", "wall s", "SPS", "published"]
-    places = digits(table["mean"])
+    header += ["solved", "steps to solve", "wall s to solve", "wall s", "SPS", "published"]
+    # decimals per env, the same for its rows: a judge score of 2.9 and a return of -104 differ in scale
+    places = {env: digits(rows["mean"]) for env, rows in table.groupby("env")}
     lines = markdown_head(header)
-    lines += [markdown_row(_markdown_cells(d, keys, places)) for d in table.to_dict("records")]
+    lines += [markdown_row(_markdown_cells(d, keys, places[d["env"]])) for d in table.to_dict("records")]
     return "\n".join(lines)
 
 

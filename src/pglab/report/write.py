@@ -67,7 +67,7 @@ def _intro(runs: pd.DataFrame, roots: Sequence[Path], by: list[str]) -> list[str
         "",
         f"Final evaluation return per env and {', '.join(by)}: {STD_NOTE}; IQM (mean of the "
         f"middle 50%) with a 95% percentile-bootstrap CI ({N_RESAMPLES:,} resamples); solved = runs whose "
-        "evaluation reached the env's threshold, with their mean env steps and wall seconds to it; "
+        "evaluation met the env's solved criterion (`env.solved`), with their mean env steps and wall seconds to it; "
         "published = the reference number shipped with pglab (source in `pglab/data/reference_results.csv`).",
         "",
     ]
@@ -95,15 +95,20 @@ def _aggregate_section(agg: pd.DataFrame) -> list[str]:
     """The aggregate-over-envs section of ``report.md`` (none without normalisable envs)."""
     if agg.empty:
         return []
-    lines = [
+    return [
         "## Aggregate over envs (normalised: 0 = random policy, 1 = solved threshold)",
         "",
-        "| group | envs | IQM [95% stratified bootstrap CI] |",
-        "|---|---|---|",
+        aggregate_markdown(agg),
+        "",
     ]
+
+
+def aggregate_markdown(agg: pd.DataFrame) -> str:
+    """The aggregate table (:func:`pglab.report.plots.aggregate_table`) as markdown."""
+    lines = ["| group | envs | IQM [95% stratified bootstrap CI] |", "|---|---|---|"]
     for r in agg.to_dict("records"):
         lines.append(f"| {r['group']} | {r['envs']} | {r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}] |")
-    return [*lines, ""]
+    return "\n".join(lines)
 
 
 def _closing(report: Report) -> list[str]:
