@@ -84,7 +84,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path: Path) -> None
     assert read_run(crashed)["exit_code"] == 1 and read_run(fine)["exit_code"] == 0
     table = (sweep / "sweep_table.md").read_text()
     # the jobs differ in env.id: one row each, the failure on its own row
-    assert f"| reinforce | cartpole | env.id=CartPole-v1 | {done['final']['return_mean']:.1f} ± 0.0 | 1 |  |" in table
+    assert f"| reinforce | cartpole | env.id=CartPole-v1 | {done['final']['return_mean']:.1f} ± — | 1 |  |" in table
     assert "| reinforce | cartpole | env.id=crash_env\\:Crash-v0 | — (no completed run) | 0 | 1 |" in table
     assert "FAILED reinforce-cartpole-s0: RuntimeError: Crash-v0 crashed on purpose" in proc.stderr
     assert "pglab: 1 of 2 jobs failed" in proc.stderr

@@ -11,6 +11,7 @@ non-zero when any job failed.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,17 @@ class SweepCallback(Callback):
             print(f"pglab: the sweep report could not be written: {type(err).__name__}: {err}", file=sys.stderr)
         offline = offline_wandb_dirs(sweep_dir)
         if offline:
-            print(
-                f"\n{len(offline)} offline W&B run(s). Sync them with:\n  wandb sync {sweep_dir}/*/wandb/offline-run-*"
-            )
+            print(f"\n{len(offline)} offline W&B run(s). Sync them with:\n  {sync_command(sweep_dir, offline)}")
         if failed:
             print(f"pglab: {len(failed)} of {len(runs)} jobs failed", file=sys.stderr)
             sys.exit(1)
+
+
+def sync_command(sweep_dir: Path, offline: list[Path]) -> str:
+    """One command, for plain sh (no ``**``), that uploads the ``offline`` W&B run folders
+    found under ``sweep_dir``: a glob over the job folders when each run is in
+    ``<sweep>/<job>/wandb/``, else (jobs in nested folders) a ``find`` over the sweep."""
+    root = shlex.quote(str(sweep_dir))
+    if all(p.parent.parent.parent == sweep_dir for p in offline):
+        return f"wandb sync {root}/*/wandb/offline-run-*"
+    return f"find {root} -type d -path '*/wandb/offline-run-*' -prune -exec wandb sync {{}} +"

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from pglab.experiment import run
 from pglab.faults import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OUTPUT, output_error
 from pglab.folder_lock import FolderBusy
 from pglab.job_dir import register_resolver
+from pglab.numbers import score
 from pglab.run_dir import SUMMARY, RunFolder, Summary
 from pglab.run_logger import offline_wandb_dirs
 from pglab.signals import Interrupted, StopRequest, signal_name, stop_on_signals, stop_when_parent_dies
@@ -76,10 +78,18 @@ def main(cfg: DictConfig) -> float:
     if interrupted is not None:  # outside the handlers: submitit's own take over for its requeue
         _interrupted(interrupted, stop, run_dir, worker)
     if not multirun:
-        print(f"final eval return ({conf.eval.final_episodes} episodes): {final:.2f}  [{run_dir}]")
-        for path in offline_wandb_dirs(run_dir):
-            print(f"W&B run saved offline; sync it with:  wandb sync {path}")
+        print("\n".join(end_of_run_lines(final, conf.eval.final_episodes, run_dir)))
     return final
+
+
+def end_of_run_lines(final: float, episodes: int, run_dir: Path) -> list[str]:
+    """What a single run prints at its end: the final return (with the precision its scale
+    needs, :func:`pglab.numbers.score`) and a ``wandb sync`` command per offline W&B run,
+    quoted so that it can be pasted into any shell."""
+    lines = [f"final eval return ({episodes} episodes): {score(final)}  [{run_dir}]"]
+    for path in offline_wandb_dirs(run_dir):
+        lines.append(f"W&B run saved offline; sync it with:  wandb sync {shlex.quote(str(path))}")
+    return lines
 
 
 def _show_bar(multirun: bool) -> bool:

@@ -102,7 +102,7 @@ def reward_kl_table(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.D
     Returns:
         Columns ``env``, one per ``by`` key (its value as text), ``runs`` (completed runs
         with ``train/kl``), ``reward_mean``/``reward_std`` (each run's last
-        ``train/episode_return``, the judge reward: mean and sample std over runs, std 0.0
+        ``train/episode_return``, the judge reward: mean and sample std over runs, std NaN
         for a single run), ``kl_mean``/``kl_std`` (each run's last ``train/kl``, nats per
         reply), ``eval_return_mean`` and ``eval_success_rate`` (the final evaluation's
         ``return_mean`` and ``success_rate`` from ``summary.json``, mean over runs). Rows
@@ -161,6 +161,20 @@ def trajectories(groups: list[KLGroup], by: list[str], points: int) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
+def _marker_legend(ax: Any) -> None:
+    """The panel's legend, right of the axes where it covers no line: one entry per group,
+    then what the large and the small markers are (before, only the title said so)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], marker="o", markersize=8, color="0.6", markeredgecolor="black", linestyle="none"),
+        Line2D([], [], marker="o", markersize=4, color="0.6", alpha=0.6, linestyle="none"),
+    ]
+    labels += ["end of training (mean over seeds)", "each seed's last log"]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+
+
 def _plot_env(ax: Any, env: str, env_lines: pd.DataFrame, groups: dict[tuple[str, str], KLGroup]) -> None:
     """One env's panel of :func:`plot_reward_vs_kl`."""
     labels = list(dict.fromkeys(env_lines["label"]))
@@ -174,12 +188,10 @@ def _plot_env(ax: Any, env: str, env_lines: pd.DataFrame, groups: dict[tuple[str
         ax.scatter(*zip(*finals, strict=True), s=14, color=color, alpha=0.6, linewidths=0, zorder=3)
     ax.set_xlabel("KL(policy ‖ reference), nats per reply  [train/kl]")
     ax.set_ylabel("judge reward  [train/episode_return]")
-    ax.set_title(
-        f"{env}: reward vs KL to the reference over training\n"
-        "(mean over seeds; ● end of training, dots: each seed's last log)"
-    )
+    # the env on a line of its own: a long name cannot push the title past the panel
+    ax.set_title(f"{env}\nreward vs KL to the reference over training, mean over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    _marker_legend(ax)
 
 
 def plot_reward_vs_kl(runs: pd.DataFrame, out: Path, by: Sequence[str] | None = None, points: int = 200) -> list[Path]:
@@ -201,17 +213,23 @@ def plot_reward_vs_kl(runs: pd.DataFrame, out: Path, by: Sequence[str] | None = 
         The files written, ``reward_vs_kl.png`` and ``reward_vs_kl.pdf`` in ``out``; none
         when no run logs ``train/kl``.
     """
+    fig = reward_vs_kl_figure(runs, by, points)
+    return [] if fig is None else save(fig, out, "reward_vs_kl")
+
+
+def reward_vs_kl_figure(runs: pd.DataFrame, by: Sequence[str] | None = None, points: int = 200) -> Any | None:
+    """The figure of :func:`plot_reward_vs_kl`, not yet saved (``None`` when no run logs
+    ``train/kl``); apart so that a test can measure its texts and legends."""
     by = by_or_auto(runs, by)
     groups = kl_groups(runs, by)
     lines = trajectories(groups, by, points)
     if lines.empty:
-        return []
+        return None
     envs = list(dict.fromkeys(lines["env"]))
-    fig, axes = pyplot().subplots(1, len(envs), figsize=(7 * len(envs), 5), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(envs), figsize=(9 * len(envs), 5), squeeze=False, layout="constrained")
     for ax, env in zip(axes[0], envs, strict=True):
         _plot_env(ax, env, lines[lines["env"] == env], {(g.env, g.label): g for g in groups})
-    fig.tight_layout()
-    return save(fig, out, "reward_vs_kl")
+    return fig
 
 
 def _cells(d: dict[str, Any], by: list[str], escape: Any, pm: str) -> list[str]:

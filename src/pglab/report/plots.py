@@ -26,14 +26,54 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` into ``out`` and close it."""
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` into ``out`` and close it.
+
+    ``bbox_inches="tight"`` on top of the figures' constrained layout: a text wider than
+    the figure itself (a very long env name in a title) widens the file rather than
+    being cut at its edge.
+    """
     paths = []
     for ext in ("png", "pdf"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.05)
         paths.append(path)
     pyplot().close(fig)
     return paths
+
+
+def readable_number(x: float, _pos: object = None) -> str:
+    """Tick text such as ``100k``, ``1.5M``, ``2B`` (three significant digits at most).
+
+    The default formatter writes env-step budgets as ``100000`` or as ``0.5`` ... ``3.0``
+    with a ``1e6`` offset in the axis corner, both slow to read; a matplotlib
+    ``FuncFormatter`` (the second argument is its tick position, unused).
+    """
+    x = float(f"{x:.3g}")  # round first, so that 999,999 reads 1M rather than 1e+03k
+    text = f"{abs(x):g}"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            text = f"{abs(x) / scale:.3g}{suffix}"
+            break
+    return f"\N{MINUS SIGN}{text}" if x < 0 else text  # the minus sign of matplotlib's own ticks
+
+
+def readable_ticks(axis: Any) -> None:
+    """Use :func:`readable_number` for the tick labels of ``axis`` (an ``ax.xaxis``)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(readable_number))
+
+
+def figure_legend(fig: Any, axes: Any, loc: str = "outside lower center", ncols: int = 5) -> Any:
+    """One legend for the whole figure, outside the axes, from the labelled lines of all
+    ``axes`` (each label once): it can cover no data, and a line drawn on only one panel
+    (a group without wall seconds) is still named."""
+    entries: dict[str, Any] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    ncols = max(1, min(ncols, len(entries)))
+    return fig.legend(list(entries.values()), list(entries), loc=loc, ncols=ncols, fontsize=8, frameon=False)
 
 
 def on_grid(
@@ -55,13 +95,20 @@ def on_grid(
     return grid, values
 
 
+# the two panels of a learning-curve figure: the eval-line column on x, its axis label, the panel title
+CURVE_AXES = (
+    ("env_steps", "environment steps", "against environment steps"),
+    ("wall_s", "wall-clock seconds", "against wall-clock time"),
+)
+
+
 def _plot_group_curves(axes: Any, curves: list[pd.DataFrame], label: str, rng: np.random.Generator) -> None:
     """One group's mean curve and 95 % band, against env steps and against wall seconds.
 
     Points with a missing or non-finite value are left out (:func:`pglab.report.frames.load_curves`);
     a run with no point left on an axis (eval lines without ``time/wall_s``) is left off it.
     """
-    for ax, column in zip(axes, ("env_steps", "wall_s"), strict=True):
+    for ax, (column, _, _) in zip(axes, CURVE_AXES, strict=True):
         usable = [c.dropna(subset=[column, "return"]) for c in curves]
         usable = [c for c in usable if len(c)]
         if not usable:
@@ -74,28 +121,45 @@ def _plot_group_curves(axes: Any, curves: list[pd.DataFrame], label: str, rng: n
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def _style_curve_axes(fig: Any, axes: Any, env: str, threshold: float | None) -> None:
+    """Labels, readable ticks, the solved threshold and one legend below both panels.
+
+    The env name goes once into the figure's title rather than into each panel's, where
+    a long one (``mountaincar_continuous``) ran past the figure's left edge.
+    """
+    for ax, (column, xlabel, title) in zip(axes, CURVE_AXES, strict=True):
+        if not ax.lines:  # say why a panel is empty rather than leave it blank
+            ax.text(0.5, 0.5, f"no eval line has {column}", transform=ax.transAxes, ha="center", color="0.4")
+        if threshold is not None:
+            label = f"solved threshold ({threshold:g})"
+            ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=label)
+        ax.set(xlabel=xlabel, ylabel="evaluation return", title=title)
+        readable_ticks(ax.xaxis)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{env}: evaluation return, mean over seeds with 95% bootstrap CI band")
+    figure_legend(fig, axes)
+
+
+def curves_figure(
+    env: str, env_runs: pd.DataFrame, by_cols: list[str], threshold: float | None, rng: np.random.Generator
+) -> Any:
+    """The learning-curve figure of one env (:func:`plot_curves`), not yet saved."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for key, cell in env_runs.groupby(by_cols, sort=True):
+        curves = [c for c in (load_curves(Path(d)) for d in cell["run_dir"]) if len(c)]
+        if curves:
+            _plot_group_curves(axes, curves, ", ".join(str(k) for k in key_tuple(key)), rng)
+    _style_curve_axes(fig, axes, env, threshold)
+    return fig
+
+
 def plot_curves(runs: pd.DataFrame, by_cols: list[str], out: Path, thresholds: dict[str, float]) -> list[Path]:
     """Learning curves per env (vs env steps and vs wall seconds): mean over seeds, 95 % band."""
-    plt = pyplot()
     written = []
     rng = np.random.default_rng(SEED)
     done = runs[runs["status"] == "completed"]
     for env, env_runs in done.groupby("env", sort=True):
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        for key, cell in env_runs.groupby(by_cols, sort=True):
-            curves = [c for c in (load_curves(Path(d)) for d in cell["run_dir"]) if len(c)]
-            if curves:
-                _plot_group_curves(axes, curves, ", ".join(str(k) for k in key_tuple(key)), rng)
-        for ax, xlabel in zip(axes, ("environment steps", "wall-clock seconds"), strict=True):
-            if env in thresholds:
-                ax.axhline(thresholds[env], color="black", linestyle="--", linewidth=1, label="solved threshold")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("evaluation return")
-            ax.grid(alpha=0.3)
-        axes[0].set_title(f"{env}: learning curves (mean over seeds, 95% bootstrap CI)")
-        axes[1].set_title(f"{env}: against wall time")
-        axes[1].legend(loc="best", fontsize=8)
-        fig.tight_layout()
+        fig = curves_figure(str(env), env_runs, by_cols, thresholds.get(str(env)), rng)
         written += save(fig, out, f"curves_{env}")
     return written
 
@@ -127,41 +191,71 @@ def normalised_scores(
     return out, left_out
 
 
-def _plot_aggregate_iqm(agg: pd.DataFrame, out: Path) -> list[Path]:
-    """Each group's aggregate IQM as a tick with its CI as a bar (``aggregate_iqm``)."""
-    fig, ax = pyplot().subplots(figsize=(6.5, 0.6 * len(agg) + 1.4))
+# what the dashed line at normalised score 1 is, in the aggregate plots' legends
+SOLVED_LINE = "solved threshold"
+
+
+def aggregate_iqm_figure(agg: pd.DataFrame) -> Any:
+    """Each group's aggregate IQM as a tick with its CI as a bar; the figure of
+    :func:`plot_aggregates` (``aggregate_iqm``), not yet saved.
+
+    Group ``i`` is colour ``Ci`` in this plot and in the performance profiles, also when
+    a group has no CI bar (a NaN interval), so that the two plots match.
+    """
+    from matplotlib.lines import Line2D
+
+    longest = max(len(str(g)) for g in agg["group"])  # the y tick labels take width from the axes
+    fig, ax = pyplot().subplots(figsize=(6 + 0.08 * longest, 0.5 * len(agg) + 2.4), layout="constrained")
     ys = np.arange(len(agg))
     for y, r in zip(ys, agg.to_dict("records"), strict=True):
         if not math.isnan(r["iqm_low"]):
-            ax.plot([r["iqm_low"], r["iqm_high"]], [y, y], linewidth=8, alpha=0.35)
-        ax.plot([r["iqm"]], [y], marker="|", markersize=16, color="black")
+            ax.plot([r["iqm_low"], r["iqm_high"]], [y, y], linewidth=8, alpha=0.35, color=f"C{y}")
+        ax.plot([r["iqm"]], [y], marker="|", markersize=16, markeredgewidth=1.5, color="black", linestyle="none")
     ax.set_yticks(ys, agg["group"])
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    ax.set_xlabel("IQM of normalised score (0 = random policy, 1 = solved threshold)")
+    ax.set_ylim(len(agg) - 0.4, -0.6)  # the first group on top, in the order of the tables and the profiles' legend
+    solved = ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label=f"score 1: {SOLVED_LINE}")
+    ax.set_xlabel("IQM of normalised score\n(0 = random policy, 1 = solved threshold)")
     ax.set_title("Aggregate IQM with 95% stratified bootstrap CIs")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return save(fig, out, "aggregate_iqm")
+    handles = [
+        Line2D([], [], color="black", marker="|", markersize=12, linestyle="none", label="IQM"),
+        Line2D([], [], color="0.5", alpha=0.5, linewidth=8, label="95% CI"),
+        solved,
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return fig
 
 
-def _plot_profiles(scores: dict[str, dict[str, np.ndarray]], out: Path) -> list[Path]:
-    """Each group's performance profile with its stratified-bootstrap band (``performance_profiles``)."""
+def profiles_figure(scores: dict[str, dict[str, np.ndarray]]) -> Any:
+    """Each group's performance profile with its stratified-bootstrap band; the figure of
+    :func:`plot_aggregates` (``performance_profiles``), not yet saved. The legend sits right
+    of the axes, where it covers no profile."""
     all_scores = np.concatenate([np.concatenate(list(d.values())) for d in scores.values()])
     taus = np.linspace(min(0.0, all_scores.min()), max(1.2, all_scores.max()), 200)
     rng = np.random.default_rng(SEED)
-    fig, ax = pyplot().subplots(figsize=(7, 4.2))
-    for label, per_env in scores.items():
+    fig, ax = pyplot().subplots(figsize=(8, 4.2), layout="constrained")
+    for i, (label, per_env) in enumerate(scores.items()):
         profile, low, high = profile_band(list(per_env.values()), taus, rng)
-        (line,) = ax.plot(taus, profile, label=label, linewidth=1.8)
-        ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("normalised score τ")
+        ax.plot(taus, profile, label=label, linewidth=1.8, color=f"C{i}")
+        ax.fill_between(taus, low, high, color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score τ (0 = random policy, 1 = solved threshold)")
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_title("Performance profiles (95% stratified bootstrap CIs)")
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    ax.legend(fontsize=8)
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label=f"τ = 1: {SOLVED_LINE}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save(fig, out, "performance_profiles")
+    figure_legend(fig, [ax], loc="outside right upper", ncols=1)
+    return fig
+
+
+def aggregate_table(scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Per group (``scores``: ``{group: {env: normalised scores}}``, :func:`normalised_scores`):
+    ``group``, ``envs``, and the IQM over envs with its stratified-bootstrap CI, ``iqm``,
+    ``iqm_low``, ``iqm_high``."""
+    rows = []
+    for label, per_env in scores.items():
+        point, low, high = stratified_iqm_ci(list(per_env.values()))
+        rows.append({"group": label, "envs": len(per_env), "iqm": point, "iqm_low": low, "iqm_high": high})
+    return pd.DataFrame(rows)
 
 
 def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tuple[list[Path], pd.DataFrame]:
@@ -171,11 +265,9 @@ def plot_aggregates(scores: dict[str, dict[str, np.ndarray]], out: Path) -> tupl
         The files written (none without scores) and the aggregate table: ``group``,
         ``envs``, ``iqm``, ``iqm_low``, ``iqm_high``.
     """
-    rows = []
-    for label, per_env in scores.items():
-        point, low, high = stratified_iqm_ci(list(per_env.values()))
-        rows.append({"group": label, "envs": len(per_env), "iqm": point, "iqm_low": low, "iqm_high": high})
-    agg = pd.DataFrame(rows)
+    agg = aggregate_table(scores)
     if agg.empty:
         return [], agg
-    return _plot_aggregate_iqm(agg, out) + _plot_profiles(scores, out), agg
+    return save(aggregate_iqm_figure(agg), out, "aggregate_iqm") + save(
+        profiles_figure(scores), out, "performance_profiles"
+    ), agg

@@ -18,20 +18,20 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
 SEED = 0
 
-STD_NOTE = "mean ± sample std (ddof 1) over seeds (± 0 for a single seed)"
+STD_NOTE = "mean ± sample std (ddof 1) over seeds (± — for a single seed, which has no sample std)"
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample std (ddof 1) of the non-NaN ``values``.
 
-    A single value has std 0.0 (not NaN: it shows as ``± 0.0``, and :data:`STD_NOTE` says
-    so); no value gives ``(NaN, NaN)``.
+    A single value has no sample std: NaN, which the tables print as "—" (``± 0.0``
+    would claim seeds that agree); no value gives ``(NaN, NaN)``.
     """
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if not len(x):
         return math.nan, math.nan
-    return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+    return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
 
 
 def iqm(x: np.ndarray, axis: int = -1) -> Any:

@@ -2,10 +2,12 @@
 
 One row per algo × env (× the jobs' other varying overrides, when there are any): the
 final eval return, mean ± sample std over completed seeds (as in the report, see
-:func:`pglab.report.stats.mean_std`; ± 0.0 for a single seed), seeds, failed jobs. The
-runs come from :func:`pglab.report.runs.collect_runs`, the reader the report uses too, so
-each run counts once; under the table, one line per damaged run folder and one for the
-duplicate folders left out (:func:`pglab.report.runs.footer_lines`).
+:func:`pglab.report.stats.mean_std`), seeds, failed jobs. A single seed has no sample std
+and shows "—" in its place (``-200.0 ± —``), so every cell still splits at " ± ". Decimals
+follow :func:`pglab.report.fmt.digits`, the rule :func:`pglab.report.fmt.score` gives
+progress lines too. The runs come from :func:`pglab.report.runs.collect_runs`, the reader
+the report uses too, so each run counts once; under the table, one line per damaged run
+folder and one for the duplicate folders left out (:func:`pglab.report.runs.footer_lines`).
 Loads no pandas, scipy or matplotlib.
 """
 
@@ -26,7 +28,8 @@ def _value(done: list[float]) -> str:
         return "— (no completed run)"
     places = digits(done)  # 3 decimals for returns of a few units (judge scores)
     mean, std = mean_std(done)
-    return f"{mean:.{places}f} ± {std:.{places}f}"
+    spread = f"{std:.{places}f}" if len(done) > 1 else "—"  # one seed has no sample std; 0.0 would claim one
+    return f"{mean:.{places}f} ± {spread}"
 
 
 def format_sweep_table(runs: list[RunRecord]) -> str:
