@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import make_config
 from pglab.config import ConfigError
+from pglab.envs import make_vec_env, resolve_env
 from pglab.experiment import run
 from pglab.loop import Solved
+from pglab.preflight import preflight
 from pglab.solved import describe, is_solved, missing_metrics, unknown_metrics
 
 CRITERIA = {
@@ -51,6 +54,22 @@ def test_texts_and_the_checks_that_name_a_bad_metric() -> None:
 def test_a_misspelt_metric_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"env.solved.retrun_mean: not an evaluation metric"):
         make_config("env=cartpole", "+env.solved.retrun_mean=400")
+
+
+def test_a_metric_the_env_does_not_report_is_refused_before_any_work() -> None:
+    with pytest.raises(ConfigError, match=r"env.solved.optimality: env=cartpole's evaluation does not report it"):
+        preflight(make_config("env=cartpole", "+env.solved.optimality=1"))
+    preflight(make_config("env=maze", "env.solved.optimality=0.9"))  # the maze reports it
+
+
+@pytest.mark.parametrize("env", ["maze", "dialogue", "dialogue_lm"])
+def test_an_env_declares_exactly_the_episode_stats_it_reports(env: str) -> None:
+    spec = resolve_env(make_config(f"env={env}").env)
+    vec = make_vec_env(spec, 4, seed=0, device=torch.device("cpu"))
+    vec.reset()
+    actions = torch.as_tensor(vec.action_space.sample())
+    _, _, _, _, info = vec.step(actions)
+    assert tuple(info["episode_stats"]) == spec.capabilities.episode_stats
 
 
 def test_a_metric_the_env_does_not_report_is_named_at_the_first_evaluation() -> None:

@@ -40,6 +40,18 @@ class Plan:
     device: torch.device
 
 
+def check_solved(cfg: Config, env: EnvSpec) -> None:
+    """``env.solved`` names only measures this env's evaluation reports (the return, the
+    success rate, and the env's own ``episode_stats``), so no run trains before finding out."""
+    reported = ("return_mean", "success_rate", *env.capabilities.episode_stats)
+    for name in cfg.env.solved:
+        if name not in reported:
+            raise ConfigError(
+                f"env.solved.{name}: env={cfg.env.name}'s evaluation does not report it; "
+                f"a criterion there may name {', '.join(reported)}"
+            )
+
+
 def preflight(cfg: Config, check_device: bool = True) -> Plan:
     """Check ``cfg`` and resolve what it names; a one-line ConfigError on the first problem.
 
@@ -55,6 +67,7 @@ def preflight(cfg: Config, check_device: bool = True) -> Plan:
             f"hardware.compile=true: algo={cfg.algo.name} does not support torch.compile "
             "(pglab's reinforce and a2c do); set hardware.compile=false"
         )
+    check_solved(cfg, env)
     if env.time_limit is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
     if cfg.sft_steps > 0:

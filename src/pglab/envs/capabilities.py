@@ -24,11 +24,16 @@ class EnvCapabilities:
             prompt, :class:`SharesStarts`).
         demonstrations: the env writes expert episodes for an SFT stage
             (:class:`HasDemonstrations`).
+        episode_stats: the per-episode measures the env reports in
+            ``info["episode_stats"]`` (the maze's ``optimality``), which evaluation
+            averages into ``eval/<name>``; what an ``env.solved`` criterion may name besides
+            the return and the success rate.
     """
 
     token_observations: bool = False
     shared_starts: bool = False
     demonstrations: bool = False
+    episode_stats: tuple[str, ...] = ()
 
 
 class SharesStarts(Protocol):

@@ -44,6 +44,7 @@ import torch
 
 from pglab.envs import rng
 from pglab.envs.batched import BatchedEnv, SingleEnv
+from pglab.envs.capabilities import EnvCapabilities
 
 # Slot names and values; a dialogue uses the first num_slots slots.
 SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -177,6 +178,7 @@ class DialogueVectorEnv(BatchedEnv):
 
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi"]}
     supports_traces: ClassVar[bool] = True
+    capabilities: ClassVar[EnvCapabilities] = EnvCapabilities(episode_stats=("expert_fraction", "expert_return"))
 
     def __init__(
         self,

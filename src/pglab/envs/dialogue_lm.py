@@ -392,7 +392,10 @@ class DialogueLMVectorEnv(BatchedEnv):
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi"]}
     supports_traces: ClassVar[bool] = True
     capabilities: ClassVar[EnvCapabilities] = EnvCapabilities(
-        token_observations=True, shared_starts=True, demonstrations=True
+        token_observations=True,
+        shared_starts=True,
+        demonstrations=True,
+        episode_stats=("correct", "wrong", "repeats", "overlong", "unfinished", "reply_length"),
     )
     rules: ClassVar[JudgeRules] = JudgeRules()
 
@@ -477,8 +480,7 @@ class DialogueLMVectorEnv(BatchedEnv):
 
     def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         v = self._verdict
-        names = ("correct", "wrong", "repeats", "overlong", "unfinished", "reply_length")
-        return v["success"], {name: v[name] for name in names}
+        return v["success"], {name: v[name] for name in self.capabilities.episode_stats}
 
     # ----------------------------------------------------------------- demonstrations
 

@@ -38,6 +38,7 @@ import torch
 
 from pglab.envs import rng
 from pglab.envs.batched import BatchedEnv, SingleEnv
+from pglab.envs.capabilities import EnvCapabilities
 
 LAYOUTS = ("fixed", "random")
 OBSERVATIONS = ("onehot", "local")
@@ -204,6 +205,7 @@ class MazeVectorEnv(BatchedEnv):
 
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["ansi", "rgb_array"]}
     supports_traces: ClassVar[bool] = True
+    capabilities: ClassVar[EnvCapabilities] = EnvCapabilities(episode_stats=("optimality", "optimal_return"))
 
     def __init__(
         self,
