@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -421,15 +420,12 @@ def report(result: dict[str, Any]) -> str:
 
 
 def machine(device: str) -> dict[str, Any]:
+    """What the benchmark ran on (the docs' provenance lines name it)."""
     import torch
 
-    out = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "device": device,
-    }
+    from pglab.machine import machine_info
+
+    out: dict[str, Any] = machine_info() | {"cores": os.cpu_count(), "device": device}
     if device == "cuda" and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     return out

@@ -44,6 +44,7 @@ from typing import IO, Any
 import torch
 
 from pglab import random_state
+from pglab.machine import machine_info
 from pglab.report.identity import NOT_RESULT_KEYS as NOT_RESULT_KEYS  # declared there, for the report too
 from pglab.report.identity import finite_or_none, normalised, result_config, summary_problem
 
@@ -121,6 +122,7 @@ class Summary:
     resumed_from_env_steps: int | None = None
     run_dir: str | None = None
     host: str = field(default_factory=socket.gethostname)
+    machine: dict[str, str] = field(default_factory=machine_info)  # CPU, torch build, Python
     pid: int = field(default_factory=os.getpid)
     slurm_job_id: str | None = field(default_factory=lambda: os.environ.get("SLURM_JOB_ID"))  # a SLURM launcher's job
     wandb_mode: str | None = None

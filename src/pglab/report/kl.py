@@ -163,7 +163,7 @@ def trajectories(groups: list[KLGroup], by: list[str], points: int) -> pd.DataFr
 
 def _marker_legend(ax: Any) -> None:
     """The panel's legend, right of the axes where it covers no line: one entry per group,
-    then what the large and the small markers are (before, only the title said so)."""
+    then what the large and the small markers are (a legend says it where a title is easily missed)."""
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()

@@ -35,7 +35,9 @@ def save(fig: Any, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.05)
+        # no creation date in the PDF: a report regenerated from the same runs is the same file
+        metadata = {"CreationDate": None} if ext == "pdf" else None
+        fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.05, metadata=metadata)
         paths.append(path)
     pyplot().close(fig)
     return paths
@@ -125,7 +127,7 @@ def _style_curve_axes(fig: Any, axes: Any, env: str, threshold: float | None) ->
     """Labels, readable ticks, the solved threshold and one legend below both panels.
 
     The env name goes once into the figure's title rather than into each panel's, where
-    a long one (``mountaincar_continuous``) ran past the figure's left edge.
+    a long one (``mountaincar_continuous``) would run past the figure's left edge.
     """
     for ax, (column, xlabel, title) in zip(axes, CURVE_AXES, strict=True):
         if not ax.lines:  # say why a panel is empty rather than leave it blank

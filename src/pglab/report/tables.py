@@ -42,7 +42,7 @@ def _cell_stats(cell: pd.DataFrame, column: str, seeds_in_env: set[Any], criteri
 
 
 def solved_criterion(env_runs: pd.DataFrame) -> str:
-    """The ``env.solved`` criterion of one env's runs as table text (``return ≥ -110``), from
+    """The ``env.solved`` criterion of a table cell's runs as text (``return ≥ -110``), from
     their configs (``cfg.env.solved.<metric>``); runs written before the criterion existed
     name a return threshold (``cfg.env.solved_threshold``). "" when the runs name none."""
     prefix = "cfg.env.solved."
@@ -55,6 +55,16 @@ def solved_criterion(env_runs: pd.DataFrame) -> str:
     if not criterion and old in env_runs.columns and env_runs[old].notna().any():
         criterion = {"return_mean": float(env_runs[old].dropna().iloc[0])}
     return describe(criterion)
+
+
+def return_thresholds(runs: pd.DataFrame) -> dict[str, float]:
+    """Per env, the return its runs count as solved (``cfg.env.solved.return_mean``) where
+    their criterion names one: the dashed line of the learning curves."""
+    column = "cfg.env.solved.return_mean"
+    if column not in runs.columns:
+        return {}
+    named = runs[runs[column].notna()]
+    return {str(env): float(cell[column].iloc[0]) for env, cell in named.groupby("env")}
 
 
 def build_table(
@@ -78,7 +88,7 @@ def build_table(
         for key, cell in env_runs.groupby(by_cols, sort=True):
             row: dict[str, Any] = {"env": env}
             row.update({k.removeprefix("grp."): v for k, v in zip(by_cols, key_tuple(key), strict=True)})
-            row.update(_cell_stats(cell, column, seeds_in_env, solved_criterion(env_runs)))
+            row.update(_cell_stats(cell, column, seeds_in_env, solved_criterion(cell)))
             ref = published.get((env, row.get("algo"))) if metric == "return_mean" else None
             row["reference"] = f"{ref.mean:.3f} ± {ref.std:.3f} ({int(ref.env_steps):,} steps)" if ref else ""
             rows.append(row)

@@ -14,7 +14,7 @@ from pglab.report.kl import format_reward_kl_latex, format_reward_kl_markdown, p
 from pglab.report.plots import normalised_scores, plot_aggregates, plot_curves
 from pglab.report.runs import DAMAGED, DUPLICATES_NOTE, RunRecord, read_runs
 from pglab.report.stats import N_RESAMPLES, STD_NOTE
-from pglab.report.tables import build_table, format_latex, format_markdown
+from pglab.report.tables import build_table, format_latex, format_markdown, return_thresholds
 
 
 @dataclass
@@ -177,7 +177,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     report = Report(table=tables[metrics[0]], runs=runs, by=by, notes=_reading_notes(records, runs))
     markdowns = _write_tables(tables, by, out)
-    thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"}
+    # the dashed line: the runs' own solved return, else the reference file's threshold
+    thresholds = {r.env: r.mean for r in reference.itertuples() if r.kind == "threshold"} | return_thresholds(runs)
     keyed, by_cols = with_group_keys(runs, by)
     report.figures += plot_curves(keyed, by_cols, out, thresholds)
     kl_markdown = _write_reward_kl(report, out)
