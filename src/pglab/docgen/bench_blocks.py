@@ -1,0 +1,98 @@
+"""Generated blocks from ``scripts/bench.py`` results (``docs/results/bench_*/bench*.json``):
+training throughput next to SB3, time to solve, memory, language-model tokens/s, the
+batched environments alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pglab.docgen.blocks import RESULTS, footer
+from pglab.report.fmt import fmt, markdown_head, markdown_row
+
+ZOO_REFERENCE = "sb3_a2c (Zoo"  # the row every throughput ratio divides by
+
+
+def bench(root: Path, name: str, file: str = "bench.json") -> dict[str, Any]:
+    """A committed ``scripts/bench.py`` result (``docs/results/<name>/<file>``)."""
+    return json.loads((root / RESULTS / name / file).read_text())
+
+
+def reference_sps(rows: list[dict[str, Any]]) -> float:
+    """sb3_a2c's Zoo setup on one thread: what every throughput ratio divides by.
+
+    Raises:
+        ValueError: the result has no such row (a benchmark run without the SB3 cases).
+    """
+    for r in rows:
+        if r["label"].startswith(ZOO_REFERENCE) and r.get("threads") == 1 and "sps" in r:
+            return float(r["sps"])
+    raise ValueError(f"no '{ZOO_REFERENCE}...' row on one thread to divide by")
+
+
+def bench_throughput(root: Path) -> str:
+    """Env steps/s of training per case, × sb3_a2c's Zoo setup, peak memory."""
+    rows = bench(root, "bench_throughput")["throughput"]
+    ref = reference_sps(rows)
+    lines = markdown_head(["case", "env steps/s", "× sb3_a2c (Zoo)", "peak RSS (MB)"])
+    for r in rows:
+        ratio = f"{r['sps'] / ref:.1f}×"
+        lines.append(markdown_row([r["label"], fmt(r["sps"], 0), ratio, fmt(r["peak_rss_mb"], 0)]))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_throughput")
+
+
+def _solve_cell(row: dict[str, Any]) -> str:
+    if row.get("solved_at_train_s") is None:
+        return f"not solved in {fmt(row.get('env_steps'), 0)} env steps"
+    return f"{row['solved_at_train_s']:.1f} ({fmt(row['solved_at_env_steps'], 0)})"
+
+
+def bench_solve(root: Path) -> str:
+    """Training seconds (env steps) to −110 on MountainCar-v0 per seed, a2c vs sb3_a2c."""
+    rows = bench(root, "bench_solve")["solve"]
+    head = ["seed", "a2c (tuned, torch env): s to −110 (env steps)", "sb3_a2c (Zoo): s to −110 (env steps)"]
+    lines = markdown_head([*head, "a2c / sb3_a2c"])
+    by_case = {(r["seed"], r["algo"]): r for r in rows}
+    for seed in sorted({r["seed"] for r in rows}):
+        ours, sb3 = by_case.get((seed, "a2c"), {}), by_case.get((seed, "sb3_a2c"), {})
+        a, b = ours.get("solved_at_train_s"), sb3.get("solved_at_train_s")
+        ratio = f"{a / b:.2f}" if a and b else "—"
+        lines.append(markdown_row([str(seed), _solve_cell(ours), _solve_cell(sb3), ratio]))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_solve")
+
+
+def bench_memory(root: Path) -> str:
+    """Peak memory of one ordinary training run, W&B included."""
+    mem = bench(root, "bench_throughput")["memory"]
+    text = (
+        f"Peak resident memory of `{mem['command']}`, the whole process tree (W&B's service process "
+        f"included, W&B {mem['wandb_mode']}), sampled every 20 ms: **{mem['peak_tree_rss_mb']:.0f} MB**."
+    )
+    return text + "\n\n" + footer(root, "bench_throughput")
+
+
+def bench_lm(root: Path) -> str:
+    """Reply tokens per second on dialogue_lm: generation, the RL update, both, SFT."""
+    rows = bench(root, "bench_lm")["lm"]
+    lines = markdown_head(["replies per batch", "generation", "RL update", "RL (both)", "SFT"])
+    for r in rows:
+        n = next(o.split("=")[1] for o in r["overrides"] if o.startswith("env.num_envs="))
+        cells = [fmt(r[k], 0) for k in ("generation_tps", "update_tps", "rl_tps", "sft_tps")]
+        lines.append(markdown_row([n, *cells]))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_lm")
+
+
+def bench_envs(root: Path) -> str:
+    """Env steps/s of the envs alone (random actions) per env, backend and number of envs."""
+    rows = []
+    for backend in ("torch", "gymnasium"):
+        for r in bench(root, "bench_envs", f"{backend}.json")["env_only"]:
+            n = next(o.split("=")[1] for o in r["overrides"] if o.startswith("env.num_envs="))
+            rows.append((r["env"], backend, n, r["sps"]))
+    sizes = sorted({n for *_, n, _ in rows}, key=int)
+    lines = markdown_head(["env", "backend", *(f"{int(n):,} envs" for n in sizes)])
+    for env, backend in dict.fromkeys((e, b) for e, b, *_ in rows):
+        by_n = {n: sps for e, b, n, sps in rows if (e, b) == (env, backend)}
+        lines.append(markdown_row([env, backend, *(fmt(by_n.get(n), 0) for n in sizes)]))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_envs")

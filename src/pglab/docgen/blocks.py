@@ -1,0 +1,237 @@
+"""The generated blocks of the docs: each a function of the repository root that reads
+committed result files under ``docs/results/`` and returns markdown.
+
+Run tables go through the report's own functions (:func:`pglab.report.tables.build_table`,
+:func:`pglab.report.kl.reward_kl_table`, ...), so the docs print what ``pglab-report``
+would; every block ends with its provenance line (:func:`pglab.docgen.provenance.describe`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pglab.docgen.export import RUNS
+from pglab.docgen.provenance import describe, read
+from pglab.report.fmt import MEAN_STD, digits, fmt, markdown_head, markdown_row, score, steps
+from pglab.report.frames import load_reference, load_runs, load_train_curves
+from pglab.report.groups import with_group_keys
+from pglab.report.kl import format_reward_kl_markdown, last, reward_kl_table
+from pglab.report.plots import aggregate_table, normalised_scores
+from pglab.report.runs import metric_lines
+from pglab.report.stats import mean_std
+from pglab.report.tables import build_table, format_markdown
+from pglab.report.write import aggregate_markdown
+
+RESULTS = Path("docs/results")
+
+
+def result_runs(root: Path, name: str) -> pd.DataFrame:
+    """The runs of result set ``name`` (``docs/results/<name>/runs``), completed ones first in no order."""
+    return load_runs([root / RESULTS / name / RUNS])
+
+
+def footer(root: Path, *names: str) -> str:
+    """The provenance lines of the result sets a block reads."""
+    return "\n\n".join(describe(read(root / RESULTS / n), f"docs/results/{n}/") for n in names)
+
+
+def _done(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"] == "completed"]
+
+
+def per_seed(cell: pd.DataFrame, column: str, show: Callable[[Any], str]) -> str:
+    """A cell's values of ``column`` in seed order, comma-separated ("—" for a missing one)."""
+    ordered = cell.sort_values("seed")
+    return ", ".join(show(v) for v in ordered[column])
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _steps_or_dash(v: Any) -> str:
+    return "—" if _missing(v) else steps(float(v))
+
+
+def _two(v: Any) -> str:
+    return fmt(v, 2)
+
+
+def _mean_pm_std(values: Any) -> str:
+    """``mean ± std`` to the decimals the mean's scale needs (:func:`pglab.report.fmt.digits`)."""
+    mean, std = mean_std(values)
+    places = digits([mean])
+    return f"{fmt(mean, places)} ± {fmt(std, places)}"
+
+
+def compact_table(runs: pd.DataFrame) -> str:
+    """One row per env × algo: budget, final return, IQM, success, solved, steps to solve,
+    wall seconds and env steps/s (the README's table of the default sweep)."""
+    table = build_table(runs, ["algo"])
+    done = _done(runs)
+    head = ["env", "algo", "env steps", f"final eval return ({MEAN_STD})", "IQM [95% CI]", "success rate"]
+    lines = markdown_head([*head, "solved", "steps to solve", "wall s per run", "env steps/s"])
+    for d in table.to_dict("records"):
+        cell = done[(done["env"] == d["env"]) & (done["algo"] == d["algo"])]
+        places = digits([d["mean"]])
+        ci = f"{fmt(d['iqm'], places)} [{fmt(d['iqm_low'], places)}, {fmt(d['iqm_high'], places)}]"
+        cells = [str(d["env"]), str(d["algo"]), steps(cell["env_steps"].mean())]
+        cells += [f"{fmt(d['mean'], places)} ± {fmt(d['std'], places)}", ci, fmt(cell["final.success_rate"].mean(), 2)]
+        cells += [f"{d['solved']}/{d['seeds']} ({d['criterion']})", steps(d["solved_env_steps"])]
+        cells += [fmt(d["wall_s"], 0), fmt(d["sps"], 0)]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines)
+
+
+def default_sweep(root: Path) -> str:
+    """The README's table: the default sweep, REINFORCE on three envs × three seeds."""
+    return compact_table(result_runs(root, "default")) + "\n\n" + footer(root, "default")
+
+
+def zoo_table(root: Path) -> str:
+    """The report's main table of the Zoo sweep, published numbers included."""
+    return (
+        format_markdown(build_table(result_runs(root, "zoo_table"), ["algo"]), ["algo"])
+        + "\n\n"
+        + footer(root, "zoo_table")
+    )
+
+
+def zoo_aggregate(root: Path) -> str:
+    """The aggregate IQM over both MountainCars of normalised scores (0 random, 1 solved)."""
+    runs = result_runs(root, "zoo_table")
+    keyed, by_cols = with_group_keys(runs, ["algo"])
+    scores, _ = normalised_scores(keyed, by_cols, load_reference())
+    agg = aggregate_table(scores).sort_values("iqm", ascending=False)
+    return aggregate_markdown(agg) + "\n\n" + footer(root, "zoo_table")
+
+
+def seeds_table(runs: pd.DataFrame) -> str:
+    """Per env × algo: each seed's final return and first solved evaluation (env steps)."""
+    done = _done(runs)
+    lines = markdown_head(["env", "algo", "final eval return per seed", "solved at (env steps) per seed"])
+    for (env, algo), cell in done.groupby(["env", "algo"], sort=True):
+        finals = per_seed(cell, "final", score)
+        lines.append(markdown_row([str(env), str(algo), finals, per_seed(cell, "solved_at_env_steps", _steps_or_dash)]))
+    return "\n".join(lines)
+
+
+def zoo_seeds(root: Path) -> str:
+    """The Zoo sweep per seed: each run's final return and when it was first solved."""
+    return seeds_table(result_runs(root, "zoo_table")) + "\n\n" + footer(root, "zoo_table")
+
+
+def _oracle_column(cell: pd.DataFrame) -> str:
+    """The maze's optimality or the dialogue's fraction of the expert's return, mean (per seed)."""
+    for column, what in (("final.optimality", "optimality"), ("final.expert_fraction", "of the expert")):
+        if column in cell.columns and cell[column].notna().any():
+            return f"{what} {fmt(cell[column].mean(), 2)} ({per_seed(cell, column, _two)})"
+    return "—"
+
+
+def maze_dialogue(root: Path) -> str:
+    """Maze and dialogue: success, the oracle's measure, return, solved and when, per algo."""
+    runs = result_runs(root, "maze_dialogue")
+    table = build_table(runs, ["algo"])
+    done = _done(runs)
+    head = ["env", "algo", "env steps", "success rate (per seed)", "optimality / of the expert's return (per seed)"]
+    lines = markdown_head([*head, "final eval return", "solved", "solved at (env steps)", "env steps/s"])
+    for d in table.to_dict("records"):
+        cell = done[(done["env"] == d["env"]) & (done["algo"] == d["algo"])]
+        success = f"{fmt(cell['final.success_rate'].mean(), 2)} ({per_seed(cell, 'final.success_rate', _two)})"
+        cells = [str(d["env"]), str(d["algo"]), steps(cell["env_steps"].mean()), success, _oracle_column(cell)]
+        cells += [_mean_pm_std(cell["final"]), f"{d['solved']}/{d['seeds']} ({d['criterion']})"]
+        cells += [per_seed(cell, "solved_at_env_steps", _steps_or_dash), fmt(d["sps"], 0)]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n\n" + footer(root, "maze_dialogue")
+
+
+def _first_eval(run_dir: str) -> dict[str, float]:
+    """The evaluation at env step 0 of a run: on ``dialogue_lm``, its SFT model's.
+
+    Raises:
+        ValueError: the run has no evaluation at step 0.
+    """
+    for line in metric_lines(Path(run_dir)):
+        if "eval/return_mean" in line and line.get("env_steps") == 0:
+            return line
+    raise ValueError(f"{run_dir}: no evaluation at env step 0 (the SFT model's)")
+
+
+def sft_evaluations(reinforce: pd.DataFrame) -> list[dict[str, float]]:
+    """One step-0 evaluation per seed: the runs of a seed share their SFT stage, so its
+    evaluations must agree (a check that the runs are the ones the table says).
+
+    Raises:
+        ValueError: two runs of one seed evaluated different SFT models.
+    """
+    out = []
+    for seed, cell in reinforce.groupby("seed", sort=True):
+        evals = [_first_eval(d) for d in cell["run_dir"]]
+        if any(e["eval/return_mean"] != evals[0]["eval/return_mean"] for e in evals):
+            raise ValueError(f"seed {seed}: the runs' SFT models differ ({[e['eval/return_mean'] for e in evals]})")
+        out.append(evals[0])
+    return out
+
+
+def _lm_row(name: str, cell: pd.DataFrame) -> list[str]:
+    kls = [last(load_train_curves(Path(d))["kl"]) for d in cell["run_dir"]]
+    wall = f"{fmt(cell['wall_s'].min(), 0)}–{fmt(cell['wall_s'].max(), 0)}"
+    finals = [_mean_pm_std(cell["final"]), _mean_pm_std(cell["final.success_rate"])]
+    return [name, str(len(cell)), *finals, _mean_pm_std(kls), wall]
+
+
+def lm_table(root: Path) -> str:
+    """dialogue_lm: the SFT models (each run's evaluation at step 0), RLOO, group-normalised
+    REINFORCE and A2C: final judge reward, success rate, KL to the SFT model, wall seconds."""
+    runs = _done(pd.concat([result_runs(root, "lm_table"), result_runs(root, "lm_a2c")], ignore_index=True))
+    reinforce = runs[runs["algo"] == "reinforce"]
+    sft = sft_evaluations(reinforce)
+    head = ["model", "seeds", f"judge reward ({MEAN_STD})", "success rate", "KL to the SFT model (nats/reply)"]
+    lines = markdown_head([*head, "wall s per run (SFT + RL + evaluations)"])
+    sft_cells = [_mean_pm_std([e[f"eval/{k}"] for e in sft]) for k in ("return_mean", "success_rate")]
+    lines.append(markdown_row(["SFT (each seed's model after its SFT stage)", str(len(sft)), *sft_cells, "0", "—"]))
+    for baseline, cell in reinforce.groupby("cfg.algo.baseline", sort=False):
+        lines.append(markdown_row(_lm_row(f"reinforce, `algo.baseline={baseline}`", cell)))
+    a2c = runs[runs["algo"] == "a2c"]
+    if len(a2c):
+        lines.append(markdown_row(_lm_row("a2c (transformer critic)", a2c)))
+    return "\n".join(lines) + "\n\n" + footer(root, "lm_table", "lm_a2c")
+
+
+# where each result set's table is (results.md's sections)
+SECTIONS = {
+    "default": "the-default-sweep",
+    "zoo_table": "mountaincar-the-rl-baselines3-zoo-table",
+    "maze_dialogue": "maze-and-dialogue",
+    "lm_table": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
+    "lm_a2c": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
+    "lm_kl": "dialogue_lm-the-kl-coefficient",
+    "bench_throughput": "speed-pglab-next-to-stable-baselines3",
+    "bench_solve": "speed-pglab-next-to-stable-baselines3",
+    "bench_lm": "language-model-tokens-per-second",
+    "bench_envs": "the-batched-environments-alone",
+}
+
+
+def commands(root: Path) -> str:
+    """Every committed result set with the command that made it and when (reproducibility.md)."""
+    lines = markdown_head(["result set", "command", "run"])
+    for folder in sorted(p.parent for p in (root / RESULTS).glob("*/provenance.json")):
+        prov = read(folder)
+        section = SECTIONS.get(folder.name)
+        name = f"[{folder.name}](results.md#{section})" if section else folder.name
+        lines.append(markdown_row([name, f"`{prov.command}`", prov.ran]))
+    return "\n".join(lines)
+
+
+def lm_kl(root: Path) -> str:
+    """The reward-vs-KL table of the ``kl_coef`` sweep, as the report writes it."""
+    runs = result_runs(root, "lm_kl")
+    by = ["algo.kl_coef"]
+    return format_reward_kl_markdown(reward_kl_table(runs, by), by) + "\n\n" + footer(root, "lm_kl")
