@@ -47,8 +47,12 @@ def test_every_algorithm_satisfies_the_agent_protocol(algo: str) -> None:
 def test_the_group_size_of_an_agent_reaches_the_env_through_the_run() -> None:
     cfg = make_config("env=dialogue_lm", "env.num_envs=8", "algo.group_size=4")
     spec = resolve_env(cfg.env)
-    assert spec.capabilities == EnvCapabilities(token_observations=True, shared_starts=True, demonstrations=True)
-    assert resolve_env(make_config("env=maze").env).capabilities == EnvCapabilities()
+    judge = ("correct", "wrong", "repeats", "overlong", "unfinished", "reply_length")
+    assert spec.capabilities == EnvCapabilities(
+        token_observations=True, shared_starts=True, demonstrations=True, episode_stats=judge
+    )
+    maze = EnvCapabilities(episode_stats=("optimality", "optimal_return"))
+    assert resolve_env(make_config("env=maze").env).capabilities == maze
     assert resolve_env(make_config("env=cartpole").env).capabilities == EnvCapabilities()
     env = make_vec_env(spec, 8, seed=0, device=torch.device("cpu"))
     assert build_agent(cfg, env, torch.device("cpu"), spec).group_size == 4
