@@ -15,7 +15,7 @@ so a result file changed without regenerating the pages fails the tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 # each marker on a line of its own (a marker quoted inside a sentence or code is text)
@@ -70,27 +70,30 @@ def render(text: str, root: Path, blocks: Blocks, made: dict[str, str] | None = 
     return BLOCK.sub(fill, text)
 
 
-def stale(root: Path, blocks: Blocks) -> list[str]:
-    """``page: block`` for every generated block whose body is not what the files give now."""
-    made: dict[str, str] = {}
-    out = []
+def marked_pages(root: Path) -> Iterator[tuple[Path, str]]:
+    """Each page and its text, its markers checked (:func:`check_markers`)."""
     for page in pages(root):
         text = page.read_text()
         check_markers(page, text)
-        for match in BLOCK.finditer(text):
-            fresh = render(match[0], root, blocks, made)
-            if fresh != match[0]:
-                out.append(f"{page.relative_to(root)}: {match['name']}")
-    return out
+        yield page, text
+
+
+def stale(root: Path, blocks: Blocks) -> list[str]:
+    """``page: block`` for every generated block whose body is not what the files give now."""
+    made: dict[str, str] = {}
+    return [
+        f"{page.relative_to(root)}: {match['name']}"
+        for page, text in marked_pages(root)
+        for match in BLOCK.finditer(text)
+        if render(match[0], root, blocks, made) != match[0]
+    ]
 
 
 def write_pages(root: Path, blocks: Blocks) -> list[Path]:
     """Regenerate every block of every page in place; returns the pages that changed."""
     made: dict[str, str] = {}
     changed = []
-    for page in pages(root):
-        text = page.read_text()
-        check_markers(page, text)
+    for page, text in marked_pages(root):
         fresh = render(text, root, blocks, made)
         if fresh != text:
             page.write_text(fresh)
