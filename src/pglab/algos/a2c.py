@@ -97,29 +97,43 @@ class A2C(KLReference):
             observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.transformer
         )
         body = self.policy.body if cfg.shared_network else None
-        self.value = make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer, body=body)
+        self.value = (
+            make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer, body=body)
+            if self.has_critic(cfg)
+            else None
+        )
         self._sampler = self.policy.sampler()  # rollouts' actions (a transformer's keeps a key-value cache)
         self._success_reported = False  # the env reports each episode's success
         self._ep_kl: torch.Tensor | None = None  # per env: KL to the reference so far in its episode
         self.obs_rms = RunningMeanStd(observation_space.shape) if cfg.normalize_obs else None
         self.ret_rms = RunningMeanStd(()) if cfg.normalize_reward else None
         # one module holding everything: parameters() counts a shared body once
-        self.nets = nn.ModuleDict({"policy": self.policy, "value": self.value}).to(device)
+        critic = {} if self.value is None else {"value": self.value}
+        self.nets = nn.ModuleDict({"policy": self.policy, **critic}).to(device)
         if self.obs_rms is not None:
             self.obs_rms.to(device)
         if self.ret_rms is not None:
             self.ret_rms.to(device)
-        if cfg.optimizer == OptimizerName.rmsprop:
-            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
-                self.nets.parameters(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
-            )
-        else:
-            self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps, foreach=True)
+        self.optimizer = self.make_optimizer()
         self.params = list(self.nets.parameters())
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
         self._norm_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every network parameter."""
+        cfg = self.cfg
+        if cfg.optimizer == OptimizerName.rmsprop:
+            return torch.optim.RMSprop(
+                self.nets.parameters(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
+            )
+        return torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps, foreach=True)
+
+    @staticmethod
+    def has_critic(cfg: A2CConfig) -> bool:
+        """A2C always learns V(s); a subclass may estimate advantages without one."""
+        return True
 
     @staticmethod
     def check_config(cfg: Config, env: EnvSpec) -> None:
@@ -276,6 +290,7 @@ class A2C(KLReference):
         ``V(s'_t)`` is ``V(s_{t+1})``, already computed: the critic runs again only on the
         rollout's last states and on the few states where episodes ended.
         """
+        assert self.value is not None
         values = self.value.rollout_values(buf["obs"], buf["actions"], buf["dones"])  # a transformer: per piece
         with torch.no_grad():
             next_values = torch.empty_like(values)
@@ -364,10 +379,7 @@ class A2C(KLReference):
             self.update_obs_stats(obs)
         batch = self.cfg.n_steps * env.num_envs
         while self.env_steps < total_steps:
-            if self.cfg.anneal_lr:  # from the step counter, so a resumed run continues the decay
-                frac = 1.0 - self.env_steps / max(total_steps, 1)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.cfg.lr * frac
+            self.anneal_lr(total_steps)
             obs = self.collect(env, obs, buf)
             metrics = self.update(buf)
             self.env_steps += batch
@@ -378,6 +390,14 @@ class A2C(KLReference):
                 del metrics["train/kl"]  # no episode ended in this rollout
             if not on_update(Update(self.env_steps, metrics, returns, lengths)):
                 break
+
+    def anneal_lr(self, total_steps: int) -> None:
+        """With ``anneal_lr``: the learning rate decays linearly to 0 over the budget, set
+        from the step counter before each update, so that a resumed run continues the decay."""
+        if self.cfg.anneal_lr:
+            frac = 1.0 - self.env_steps / max(total_steps, 1)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * frac
 
     def compile(self) -> None:
         """``torch.compile`` the networks in place (``hardware.compile``)."""

@@ -23,7 +23,7 @@ from torch import nn
 from pglab.envs.capabilities import HasDemonstrations
 from pglab.envs.spaces import TokenSequence
 from pglab.nets import Policy
-from pglab.nets.base import terms_from_log_probs
+from pglab.nets.base import Sampler, terms_from_log_probs
 
 if TYPE_CHECKING:
     from pglab.config import Config, SFTConfig
@@ -254,11 +254,14 @@ def apply_update(
     parts: dict[str, torch.Tensor],
     clip: Callable[[], torch.Tensor],
     params: list[nn.Parameter],
+    check_params: bool = True,
 ) -> dict[str, float]:
     """Backward, clip, check, step, check: one gradient step with two device syncs in all.
 
     The loss is checked before the optimiser steps (a NaN loss never reaches the
-    weights), the parameters after it; both raise :class:`NonFiniteError`.
+    weights), the parameters after it (unless ``check_params`` is False: a caller taking
+    many steps per update checks them once, after the last, with :func:`check_parameters`);
+    both raise :class:`NonFiniteError`.
 
     Args:
         optimizer: steps ``params``.
@@ -277,13 +280,19 @@ def apply_update(
     if not math.isfinite(values[0]):
         raise NonFiniteError(f"loss became non-finite ({values[0]})")
     optimizer.step()
+    if check_params:
+        check_parameters(params)
+    metrics = dict(zip(parts, values[1:-1], strict=True))
+    metrics["train/grad_norm"] = values[-1]
+    return metrics
+
+
+def check_parameters(params: list[nn.Parameter]) -> None:
+    """Raise :class:`NonFiniteError` if any parameter holds a NaN or inf (one device sync)."""
     finite = torch.isfinite(torch.cat([p.detach().view(-1) for p in params])).all()
     if not bool(finite):
         bad = next(n for n, p in enumerate(params) if not bool(torch.isfinite(p).all()))
         raise NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
-    metrics = dict(zip(parts, values[1:-1], strict=True))
-    metrics["train/grad_norm"] = values[-1]
-    return metrics
 
 
 def inject_nan(loss: torch.Tensor, env_steps: int, nan_at_step: int | None) -> torch.Tensor:
@@ -371,6 +380,95 @@ def compile_networks(policy: Policy, value: nn.Module | None) -> None:
     policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
     if value is not None:
         value.compile(dynamic=True)
+
+
+# --------------------------------------------------------------------------- whole episodes
+
+
+def episode_buffers(
+    env: VectorEnv, max_steps: int, device: torch.device, with_final_obs: bool
+) -> dict[str, torch.Tensor]:
+    """Storage for one complete episode per env, ``[max_steps, N, ...]``, preallocated once
+    (see :func:`collect_episodes` for what each entry holds); ``final_obs`` only
+    ``with_final_obs`` (a critic bootstraps time-limit cuts from it)."""
+    T, n = max_steps, env.num_envs
+    obs_shape = env.single_observation_space.shape
+    dtype = obs_dtype(env.single_observation_space)
+    act_space = env.single_action_space
+    if isinstance(act_space, gym.spaces.Discrete):
+        actions = torch.zeros(T, n, dtype=torch.long, device=device)
+    else:
+        actions = torch.zeros(T, n, *act_space.shape, dtype=torch.float32, device=device)
+    return {
+        "obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=device),
+        "actions": actions,
+        "rewards": torch.zeros(T, n, device=device),
+        "valid": torch.zeros(T, n, dtype=torch.bool, device=device),
+        "dones": torch.zeros(T, n, dtype=torch.bool, device=device),
+        "cut": torch.zeros(T, n, dtype=torch.bool, device=device),
+        "final_obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=device)
+        if with_final_obs
+        else torch.zeros(0, device=device),
+        "ep_returns": torch.zeros(n, device=device),
+        "ep_lengths": torch.zeros(n, dtype=torch.long, device=device),
+        "ep_success": torch.zeros(n, dtype=torch.bool, device=device),
+    }
+
+
+@torch.inference_mode()
+def collect_episodes(
+    env: VectorEnv, sample: Sampler, buf: dict[str, torch.Tensor], max_steps: int, with_final_obs: bool
+) -> tuple[int, bool]:
+    """Fill ``buf`` (:func:`episode_buffers`) with one complete episode per env, all reset
+    together; returns ``(T, success_reported)``: the longest length, and whether the env
+    reports each episode's success.
+
+    Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
+    belongs to the env's episode), ``dones[T,N]`` (its last step), ``cut[T,N]`` (its
+    last step, cut by the time limit), ``final_obs[T,N,D]`` (``with_final_obs``: the state
+    each step reached, what a cut bootstraps from), and ``ep_returns[N]``/``ep_lengths[N]``/
+    ``ep_success[N]`` (where the env reports success).
+
+    An env that finishes early keeps stepping (a vector env steps all its members) until
+    the slowest is done: waiting keeps the batch unbiased (stopping early would
+    over-represent short episodes); those steps are masked out by ``valid``. The loop
+    asks the device whether every episode has ended only every ``sync_every`` steps (1 on
+    the CPU, where asking is free; 16 on a GPU).
+    """
+    obs, _ = env.reset()
+    n = env.num_envs
+    device = buf["rewards"].device
+    sample.reset()  # a transformer's key-value cache runs over the episode
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    sync_every = 1 if device.type == "cpu" else 16
+    success_reported = False
+    t = 0
+    while True:
+        if t >= max_steps:
+            raise RuntimeError(
+                f"an episode ran past the time limit of {max_steps} steps; is the env's max_episode_steps right?"
+            )
+        action = sample(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        buf["obs"][t] = obs
+        buf["actions"][t] = action
+        buf["rewards"][t] = reward
+        buf["valid"][t] = active
+        ended = active & (terminated | truncated)
+        buf["dones"][t] = ended
+        if with_final_obs:
+            buf["cut"][t] = ended & ~terminated
+            buf["final_obs"][t] = info["final_obs"]
+        buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
+        buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
+        if "success" in info:
+            success_reported = True
+            buf["ep_success"].copy_(torch.where(ended, info["success"], buf["ep_success"]))
+        active &= ~ended
+        obs = next_obs
+        t += 1
+        if (t % sync_every == 0 or t == max_steps) and not bool(active.any()):
+            return t, success_reported
 
 
 # --------------------------------------------------------------------------- action terms

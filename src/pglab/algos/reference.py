@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
+
 from pglab.algos.common import LogFn
 from pglab.algos.sft import supervised_finetune
 from pglab.config import ConfigError
@@ -89,3 +91,34 @@ def check_group_config(cfg: Config, env: EnvSpec, group: int) -> None:
         raise ConfigError(
             f"algo.group_size={group}: must divide env.num_envs={cfg.env.num_envs} (the envs form groups of k)"
         )
+
+
+def group_advantages(episode_returns: torch.Tensor, group_size: int | None, baseline: str) -> torch.Tensor:
+    """``[N]`` advantage of each whole episode against its group: groups are envs
+    ``[g·k, (g+1)·k)``, which started from the same state (k = ``group_size``; the whole
+    batch when None).
+
+    * ``mean``: ``R_i - mean(R_group)``;
+    * ``leave_one_out`` (RLOO, Ahmadian et al. 2024): ``R_i - mean of the k-1 others``
+      ``= k/(k-1) · (R_i - mean(R_group))``;
+    * ``group_norm`` (GRPO, Shao et al. 2024): ``(R_i - mean(R_group)) / (std(R_group) + 1e-6)``,
+      the sample standard deviation (``k - 1`` in the denominator).
+
+    Every step of episode i gets this advantage (the reply is scored as a whole).
+
+    Args:
+        episode_returns: ``[N]`` each env's episode return.
+        group_size: k (must divide N), or None.
+        baseline: ``mean``, ``leave_one_out`` or ``group_norm``.
+    """
+    n = episode_returns.shape[0]
+    k = group_size or n
+    r = episode_returns.view(n // k, k)
+    centred = r - r.mean(dim=1, keepdim=True)
+    if baseline == "leave_one_out":
+        adv = centred * (k / (k - 1))
+    elif baseline == "group_norm":
+        adv = centred / (r.std(dim=1, keepdim=True) + 1e-6)
+    else:
+        adv = centred
+    return adv.reshape(n)

@@ -56,17 +56,18 @@ from pglab.algos.common import (
     Update,
     activation_bytes,
     apply_update,
+    collect_episodes,
     compile_networks,
     discounted_returns,
+    episode_buffers,
     episode_terms,
     grad_norm_and_clip,
     inject_nan,
     network_bytes,
-    obs_dtype,
     parameter_count,
     value_bytes,
 )
-from pglab.algos.reference import KLReference, check_group_config, check_kl_config
+from pglab.algos.reference import KLReference, check_group_config, check_kl_config, group_advantages
 from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import make_policy, make_value
 
@@ -179,78 +180,16 @@ class Reinforce(KLReference):
 
     # ------------------------------------------------------------------ data
 
-    @torch.inference_mode()
     def collect(self, env: VectorEnv, buf: dict[str, torch.Tensor]) -> int:
-        """Fill ``buf`` with one complete episode per env; returns T, the longest length.
-
-        Writes ``obs[T,N,D]``, ``actions[T,N,...]``, ``rewards[T,N]``, ``valid[T,N]`` (step
-        belongs to the env's episode), ``dones[T,N]`` (its last step), ``cut[T,N]`` (its
-        last step, cut by the time limit), ``final_obs[T,N,D]`` (with a critic: the state
-        each step reached, what a cut bootstraps from), and ``ep_returns[N]``/``ep_lengths[N]``/
-        ``ep_success[N]`` (where the env reports success).
-
-        The loop asks the device whether every episode has ended only every
-        ``sync_every`` steps (1 on the CPU, where asking is free; 16 on a GPU): the
-        steps taken after that are masked out by ``valid``.
-        """
-        obs, _ = env.reset()
-        n = env.num_envs
-        sample = self.policy.sampler()  # a transformer's keeps a key-value cache over the episode
-        active = torch.ones(n, dtype=torch.bool, device=self.device)
-        sync_every = 1 if self.device.type == "cpu" else 16
-        t = 0
-        while True:
-            if t >= self.max_episode_steps:
-                raise RuntimeError(
-                    f"an episode ran past the time limit of {self.max_episode_steps} steps; "
-                    "is the env's max_episode_steps right?"
-                )
-            action = sample(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            buf["obs"][t] = obs
-            buf["actions"][t] = action
-            buf["rewards"][t] = reward
-            buf["valid"][t] = active
-            ended = active & (terminated | truncated)
-            buf["dones"][t] = ended
-            if self.value is not None:
-                buf["cut"][t] = ended & ~terminated
-                buf["final_obs"][t] = info["final_obs"]
-            buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
-            buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
-            if "success" in info:
-                self._success_reported = True
-                buf["ep_success"].copy_(torch.where(ended, info["success"], buf["ep_success"]))
-            active &= ~ended
-            obs = next_obs
-            t += 1
-            if (t % sync_every == 0 or t == self.max_episode_steps) and not bool(active.any()):
-                return t
+        """Fill ``buf`` with one complete episode per env (:func:`collect_episodes`); returns
+        T, the longest length."""
+        T, success = collect_episodes(env, self.policy.sampler(), buf, self.max_episode_steps, self.value is not None)
+        self._success_reported |= success
+        return T
 
     def buffers(self, env: VectorEnv) -> dict[str, torch.Tensor]:
-        """Preallocate the rollout storage once: ``[max_episode_steps, N, ...]``."""
-        T, n, dev = self.max_episode_steps, env.num_envs, self.device
-        obs_shape = env.single_observation_space.shape
-        dtype = obs_dtype(env.single_observation_space)
-        act_space = env.single_action_space
-        if isinstance(act_space, gym.spaces.Discrete):
-            actions = torch.zeros(T, n, dtype=torch.long, device=dev)
-        else:
-            actions = torch.zeros(T, n, *act_space.shape, dtype=torch.float32, device=dev)
-        return {
-            "obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev),
-            "actions": actions,
-            "rewards": torch.zeros(T, n, device=dev),
-            "valid": torch.zeros(T, n, dtype=torch.bool, device=dev),
-            "dones": torch.zeros(T, n, dtype=torch.bool, device=dev),
-            "cut": torch.zeros(T, n, dtype=torch.bool, device=dev),
-            "final_obs": torch.zeros(T, n, *obs_shape, dtype=dtype, device=dev)
-            if self.value is not None
-            else torch.zeros(0, device=dev),
-            "ep_returns": torch.zeros(n, device=dev),
-            "ep_lengths": torch.zeros(n, dtype=torch.long, device=dev),
-            "ep_success": torch.zeros(n, dtype=torch.bool, device=dev),
-        }
+        """Preallocate the rollout storage once (:func:`episode_buffers`)."""
+        return episode_buffers(env, self.max_episode_steps, self.device, self.value is not None)
 
     # ------------------------------------------------------------------ learning
 
@@ -296,30 +235,9 @@ class Reinforce(KLReference):
         return adv, values
 
     def group_advantages(self, episode_returns: torch.Tensor) -> torch.Tensor:
-        """``[N]`` advantage of each whole episode against its group (k = ``group_size``,
-        the whole batch when null): groups are envs ``[g·k, (g+1)·k)``, which started from
-        the same state.
-
-        * ``mean``: ``R_i - mean(R_group)``;
-        * ``leave_one_out`` (RLOO, Ahmadian et al. 2024): ``R_i - mean of the k-1 others``
-          ``= k/(k-1) · (R_i - mean(R_group))``;
-        * ``group_norm`` (GRPO, Shao et al. 2024): ``(R_i - mean(R_group)) / (std(R_group) + 1e-6)``,
-          the sample standard deviation (``k - 1`` in the denominator).
-
-        Every step of episode i gets this advantage (the reply is scored as a whole).
-        """
-        n = episode_returns.shape[0]
-        k = self.cfg.group_size or n
-        r = episode_returns.view(n // k, k)
-        centred = r - r.mean(dim=1, keepdim=True)
-        baseline = self.cfg.baseline
-        if baseline == Baseline.leave_one_out:
-            adv = centred * (k / (k - 1))
-        elif baseline == Baseline.group_norm:
-            adv = centred / (r.std(dim=1, keepdim=True) + 1e-6)
-        else:
-            adv = centred
-        return adv.reshape(n)
+        """``[N]`` advantage of each whole episode against its group (:func:`group_advantages`;
+        k = ``group_size``, the whole batch when null)."""
+        return group_advantages(episode_returns, self.cfg.group_size, self.cfg.baseline.value)
 
     def bootstrap(self, buf: dict[str, torch.Tensor], T: int) -> torch.Tensor:
         """``[T, N]``: γ-less value added at each episode end, V(final observation) where the
