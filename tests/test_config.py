@@ -91,7 +91,7 @@ BAD_INPUTS = [
     ("total_steps=-5", "total_steps=-5 is out of range: must be >= 1"),
     ("algo.gamma=1.5", "algo.gamma=1.5 is out of range: must be >= 0 and <= 1"),
     ("env.num_envs=0", "env.num_envs=0 is out of range: must be >= 1"),
-    ("algo=foo", "algo=foo: unknown option; available: a2c, reinforce, sb3_a2c, sb3_ppo"),
+    ("algo=foo", "algo=foo: unknown option; available: a2c, ppo, reinforce, sb3_a2c, sb3_ppo"),
     ("hardware.device=tpu", "hardware.device=tpu: Invalid value 'tpu', expected one of [cpu, cuda, auto]"),
     ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered gymnasium environment"),
     ("env=maze env.size=8", "env.size=8: must be an odd number of tiles from 5 to 101"),

@@ -157,7 +157,7 @@ TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*.yaml"))
 @pytest.mark.parametrize("tuned", TUNED)
 def test_every_tuned_config_passes_the_machine_checks_here(tuned: str) -> None:
     """The real memory and cores of this machine: the tuned settings must all fit."""
-    algo = next(a for a in ("sb3_ppo", "sb3_a2c", "reinforce", "a2c") if tuned.startswith(a + "_"))
+    algo = next(a for a in ("sb3_ppo", "sb3_a2c", "reinforce", "a2c", "ppo") if tuned.startswith(a + "_"))
     env = tuned.removeprefix(algo + "_")
     cfg = make_config(f"algo={algo}", f"env={env}")
     assert cfg.tuned_file == tuned
@@ -172,7 +172,7 @@ def test_the_default_sweeps_pass(tmp_path: Path) -> None:
 
 def test_a_memory_refusal_is_a_lower_bound_of_what_the_algorithms_allocate() -> None:
     """The estimate counts exactly the rollout storage and parameters the algorithms build."""
-    for algo in ("reinforce", "a2c", "sb3_ppo", "sb3_a2c"):
+    for algo in ("reinforce", "a2c", "ppo", "sb3_ppo", "sb3_a2c"):
         cfg = make_config(f"algo={algo}", "env=maze", "env.num_envs=3", "algo.hidden_sizes=[32,16]")
         spec = resolve_env(cfg.env)
         env = make_vec_env(spec, 3, seed=0, device=torch.device("cpu"))
@@ -187,6 +187,8 @@ def test_a_memory_refusal_is_a_lower_bound_of_what_the_algorithms_allocate() -> 
             params = sum(p.numel() for p in agent.model.policy.parameters())
         else:
             rollout = sum(t.nbytes for t in agent.buffers(env).values() if t.ndim >= 2)  # the [T, N, ...] ones
+            if algo == "ppo":  # and the frozen log-probs, advantages, returns and values, float32 [T, N] each
+                rollout += 4 * cfg.algo.n_steps * 3 * 4
             params = sum(p.numel() for p in agent.params)
         optimizer = "rmsprop" if algo in ("a2c", "sb3_a2c") else "adam"
         assert (need.rollout, need.networks) == (rollout, network_bytes(params, optimizer)), algo

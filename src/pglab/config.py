@@ -391,6 +391,50 @@ class A2CConfig(AlgoConfig):
     log_std_init: float = MISSING
 
 
+class PPOBaseline(Enum):
+    """Where PPO's advantages come from (see ``pglab.algos.ppo``).
+
+    ``gae``: a critic and GAE(λ) over fixed-length rollouts (PPO as published).
+    ``leave_one_out``, ``group_norm``: no critic; whole episodes, each scored by its return
+    against its group's (RLOO; GRPO's (R − mean) / std), every step given that advantage.
+    """
+
+    gae = "gae"
+    leave_one_out = "leave_one_out"
+    group_norm = "group_norm"
+
+
+@dataclass
+class PPOConfig(A2CConfig):
+    """Proximal policy optimisation (Schulman et al. 2017) with the clipped objective.
+
+    Everything A2C has (rollouts of ``n_steps``, GAE, normalisation, optimiser) plus:
+
+    Attributes:
+        n_epochs: passes over each rollout.
+        batch_size: samples (env steps) per minibatch; a sequence policy (the transformer)
+            and the group baselines take whole env columns, as many minibatches as the
+            rollout holds ``batch_size`` samples.
+        clip_range: ε of the clipped surrogate: ratios outside ``[1-ε, 1+ε]`` earn nothing.
+        clip_range_vf: clip the critic's change per update to ±this around its value at
+            collection time (PPO2's pessimistic max of both errors); null: no clipping.
+        target_kl: stop the update's remaining minibatches once the approximate KL of
+            one exceeds ``1.5 · target_kl`` (SB3's rule); null: never.
+        baseline: ``gae`` (a critic), or the critic-free group baselines ``leave_one_out``
+            (RLOO) and ``group_norm`` (GRPO), which collect one whole episode per env.
+        group_size: k, envs that start each episode from the same state (k replies to one
+            prompt); null: the batch is one group. Group baselines only.
+    """
+
+    n_epochs: int = bounded(MISSING, ge=1)
+    batch_size: int = bounded(MISSING, ge=1)
+    clip_range: float = bounded(MISSING, gt=0.0)
+    clip_range_vf: float | None = bounded(MISSING, gt=0.0)
+    target_kl: float | None = bounded(MISSING, gt=0.0)
+    baseline: PPOBaseline = MISSING
+    group_size: int | None = bounded(None, ge=1)
+
+
 class SB3Algorithm(Enum):
     A2C = "A2C"
     PPO = "PPO"
@@ -606,6 +650,7 @@ def register_configs() -> None:
     cs.store(name="schema_env_dialogue_lm", node=DialogueLMEnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
     cs.store(name="schema_algo_a2c", node=A2CConfig)
+    cs.store(name="schema_algo_ppo", node=PPOConfig)
     cs.store(name="schema_algo_sb3", node=SB3Config)
     cs.store(name="schema_hardware", node=HardwareConfig)
     cs.store(name="schema_logger", node=LoggerConfig)

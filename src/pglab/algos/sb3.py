@@ -65,6 +65,7 @@ METRIC_NAMES = {
     "train/entropy_loss": "loss/entropy",
     "train/approx_kl": "train/approx_kl",
     "train/clip_fraction": "train/clip_fraction",
+    "train/explained_variance": "train/explained_variance",
 }
 _ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
 # the constructor arguments pglab sets itself, from algo's own keys (ranges in SB3Config)
