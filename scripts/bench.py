@@ -7,7 +7,8 @@ memory is its own. Sections (``--sections``, all by default):
 
 ``throughput``
     Env steps per second of training (updates included; no evaluation, no logging) for
-    reinforce and a2c on MountainCar-v0 with each env backend (``gymnasium``: one Python
+    reinforce, a2c and ppo on MountainCar-v0 at each one's tuned setting (torch backend)
+    and with each env backend (``gymnasium``: one Python
     env per sub-env; ``torch``: pglab's batched MountainCar) at each ``--num-envs``, and
     for sb3_a2c and sb3_ppo with the RL Baselines3 Zoo setup (16 envs, VecNormalize,
     gymnasium backend), plus sb3_a2c on the torch backend (algorithm speed apart from
@@ -334,6 +335,11 @@ def throughput_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
             label = f"sb3_a2c (Zoo: 16 envs, gymnasium, {2 * args.threads} threads)"
             cases.append(base | {"algo": "sb3_a2c", "label": label, "overrides": zoo, "threads": 2 * args.threads})
     backends = ["gymnasium", "torch"] if args.device == "cpu" else ["torch"]
+    for algo in args.algos:  # the tuned setting as it is (its own number of envs)
+        n = load_config(algo, "mountaincar", []).env.num_envs
+        label = f"{algo} (tuned: {n} envs, torch)"
+        overrides = ["env.backend=torch", f"hardware.device={args.device}", *args.set]
+        cases.append(base | {"algo": algo, "label": label, "overrides": overrides})
     for algo in args.algos:
         for backend in backends:
             for n in args.num_envs:
@@ -377,14 +383,15 @@ def report(result: dict[str, Any]) -> str:
     lines: list[str] = []
     rows = result.get("throughput", [])
     ref = next((r["sps"] for r in rows if r.get("label", "").startswith("sb3_a2c (Zoo") and "sps" in r), None)
+    ppo = next((r["sps"] for r in rows if r.get("label", "").startswith("sb3_ppo (Zoo") and "sps" in r), None)
     if rows:
-        lines += ["| case | env steps/s | × sb3_a2c (Zoo) | peak RSS (MB) |", "|---|---|---|---|"]
+        lines += ["| case | env steps/s | × sb3_a2c (Zoo) | × sb3_ppo (Zoo) | peak RSS (MB) |", "|---|---|---|---|---|"]
         for r in rows:
             if "error" in r:
-                lines.append(f"| {r['label']} | failed: {r['error']} | | |")
+                lines.append(f"| {r['label']} | failed: {r['error']} | | | |")
                 continue
-            ratio = f"{r['sps'] / ref:.1f}×" if ref else "—"
-            lines.append(f"| {r['label']} | {r['sps']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} |")
+            ratios = " | ".join(f"{r['sps'] / x:.1f}×" if x else "—" for x in (ref, ppo))
+            lines.append(f"| {r['label']} | {r['sps']:,.0f} | {ratios} | {r['peak_rss_mb']:.0f} |")
     solves = result.get("solve", [])
     if solves:
         head = "| seed | a2c (tuned, torch env): s to −110 (env steps) | sb3_a2c Zoo: s to −110 (env steps) |"
@@ -437,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lm-batch", nargs="+", type=int, default=[64, 256], help="replies per batch of the lm section"
     )
-    parser.add_argument("--algos", nargs="+", default=["reinforce", "a2c"], help="pglab's algorithms (throughput)")
+    parser.add_argument(
+        "--algos", nargs="+", default=["reinforce", "a2c", "ppo"], help="pglab's algorithms (throughput)"
+    )
     parser.add_argument("--num-envs", nargs="+", type=int, default=[16, 256, 1024])
     parser.add_argument("--seconds", type=float, default=4.0, help="timed training per throughput case")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of the solve race")

@@ -27,6 +27,7 @@ BLOCKS: Blocks = {
     "zoo_aggregate": blocks.zoo_aggregate,
     "zoo_seeds": blocks.zoo_seeds,
     "maze_dialogue": blocks.maze_dialogue,
+    "ppo_table": blocks.ppo_table,
     "lm_table": blocks.lm_table,
     "lm_kl": blocks.lm_kl,
     "commands": blocks.commands,
@@ -38,7 +39,7 @@ BLOCKS: Blocks = {
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs
-REPORTS = ("default", "zoo_table", "maze_dialogue", "lm_table", "lm_kl")
+REPORTS = ("default", "zoo_table", "maze_dialogue", "ppo_table", "lm_table", "lm_ppo", "lm_kl")
 
 
 REPORT_TEXTS = ("*.md", "*.csv", "*.tex")  # what the check compares (plots depend on matplotlib's version)

@@ -11,7 +11,8 @@ from typing import Any
 from pglab.docgen.blocks import RESULTS, footer
 from pglab.report.fmt import fmt, markdown_head, markdown_row
 
-ZOO_REFERENCE = "sb3_a2c (Zoo"  # the row every throughput ratio divides by
+ZOO_REFERENCE = "sb3_a2c (Zoo"  # the rows the throughput ratios divide by
+ZOO_PPO = "sb3_ppo (Zoo"
 
 
 def bench(root: Path, name: str, file: str = "bench.json") -> dict[str, Any]:
@@ -19,26 +20,27 @@ def bench(root: Path, name: str, file: str = "bench.json") -> dict[str, Any]:
     return json.loads((root / RESULTS / name / file).read_text())
 
 
-def reference_sps(rows: list[dict[str, Any]]) -> float:
-    """sb3_a2c's Zoo setup on one thread: what every throughput ratio divides by.
+def reference_sps(rows: list[dict[str, Any]], label: str = ZOO_REFERENCE) -> float:
+    """The SB3 Zoo setup (sb3_a2c's unless ``label`` names another) on one thread: what the
+    throughput ratios divide by.
 
     Raises:
         ValueError: the result has no such row (a benchmark run without the SB3 cases).
     """
     for r in rows:
-        if r["label"].startswith(ZOO_REFERENCE) and r.get("threads") == 1 and "sps" in r:
+        if r["label"].startswith(label) and r.get("threads") == 1 and "sps" in r:
             return float(r["sps"])
-    raise ValueError(f"no '{ZOO_REFERENCE}...' row on one thread to divide by")
+    raise ValueError(f"no '{label}...' row on one thread to divide by")
 
 
 def bench_throughput(root: Path) -> str:
-    """Env steps/s of training per case, × sb3_a2c's Zoo setup, peak memory."""
+    """Env steps/s of training per case, × sb3_a2c's and × sb3_ppo's Zoo setups, peak memory."""
     rows = bench(root, "bench_throughput")["throughput"]
-    ref = reference_sps(rows)
-    lines = markdown_head(["case", "env steps/s", "× sb3_a2c (Zoo)", "peak RSS (MB)"])
+    refs = [reference_sps(rows), reference_sps(rows, ZOO_PPO)]
+    lines = markdown_head(["case", "env steps/s", "× sb3_a2c (Zoo)", "× sb3_ppo (Zoo)", "peak RSS (MB)"])
     for r in rows:
-        ratio = f"{r['sps'] / ref:.1f}×"
-        lines.append(markdown_row([r["label"], fmt(r["sps"], 0), ratio, fmt(r["peak_rss_mb"], 0)]))
+        ratios = [f"{r['sps'] / ref:.1f}×" for ref in refs]
+        lines.append(markdown_row([r["label"], fmt(r["sps"], 0), *ratios, fmt(r["peak_rss_mb"], 0)]))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_throughput")
 
 

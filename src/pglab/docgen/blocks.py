@@ -136,7 +136,16 @@ def _oracle_column(cell: pd.DataFrame) -> str:
 
 def maze_dialogue(root: Path) -> str:
     """Maze and dialogue: success, the oracle's measure, return, solved and when, per algo."""
-    runs = result_runs(root, "maze_dialogue")
+    return oracle_table(result_runs(root, "maze_dialogue")) + "\n\n" + footer(root, "maze_dialogue")
+
+
+def ppo_table(root: Path) -> str:
+    """ppo next to sb3_ppo and a2c on CartPole, the maze and the dialogue (:func:`oracle_table`)."""
+    return oracle_table(result_runs(root, "ppo_table")) + "\n\n" + footer(root, "ppo_table")
+
+
+def oracle_table(runs: pd.DataFrame) -> str:
+    """Per env × algo: success, the oracle's measure where the env has one, return, solved and when."""
     table = build_table(runs, ["algo"])
     done = _done(runs)
     head = ["env", "algo", "env steps", "success rate (per seed)", "optimality / of the expert's return (per seed)"]
@@ -148,7 +157,7 @@ def maze_dialogue(root: Path) -> str:
         cells += [_mean_pm_std(cell["final"]), f"{d['solved']}/{d['seeds']} ({d['criterion']})"]
         cells += [per_seed(cell, "solved_at_env_steps", _steps_or_dash), fmt(d["sps"], 0)]
         lines.append(markdown_row(cells))
-    return "\n".join(lines) + "\n\n" + footer(root, "maze_dialogue")
+    return "\n".join(lines)
 
 
 def _first_eval(run_dir: str) -> dict[str, float]:
@@ -201,7 +210,10 @@ def lm_table(root: Path) -> str:
     a2c = runs[runs["algo"] == "a2c"]
     if len(a2c):
         lines.append(markdown_row(_lm_row("a2c (transformer critic)", a2c)))
-    return "\n".join(lines) + "\n\n" + footer(root, "lm_table", "lm_a2c")
+    ppo = _done(result_runs(root, "lm_ppo"))
+    for baseline, cell in ppo.groupby("cfg.algo.baseline", sort=False):
+        lines.append(markdown_row(_lm_row(f"ppo, `algo.baseline={baseline}` (PPO clip, GRPO's advantages)", cell)))
+    return "\n".join(lines) + "\n\n" + footer(root, "lm_table", "lm_a2c", "lm_ppo")
 
 
 # where each result set's table is (results.md's sections)
@@ -209,8 +221,10 @@ SECTIONS = {
     "default": "the-default-sweep",
     "zoo_table": "mountaincar-the-rl-baselines3-zoo-table",
     "maze_dialogue": "maze-and-dialogue",
+    "ppo_table": "ppo-next-to-sb3_ppo-and-a2c",
     "lm_table": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_a2c": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
+    "lm_ppo": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_kl": "dialogue_lm-the-kl-coefficient",
     "bench_throughput": "speed-pglab-next-to-stable-baselines3",
     "bench_solve": "speed-pglab-next-to-stable-baselines3",
