@@ -48,7 +48,9 @@ def test_sb3_baselines_write_the_same_files_and_keys_as_ours(tmp_path: Path) -> 
         train = [r for r in rows if "loss/policy" in r]
         assert train, "no training lines"
         ours_keys = {k for r in read_metrics(tmp_path / "a2c") if "loss/policy" in r for k in r}
-        extra = {"train/approx_kl", "train/clip_fraction"} if algo == "sb3_ppo" else set()
+        # SB3 records the explained variance of its critic (our PPO logs it too, our A2C does not)
+        extra = {"train/explained_variance"}
+        extra |= {"train/approx_kl", "train/clip_fraction"} if algo == "sb3_ppo" else set()
         assert set(train[-1]) == ours_keys | extra, (algo, set(train[-1]) ^ ours_keys)
         assert rows[-1]["eval/return_mean"] == summary["final"]["return_mean"]
         assert (run_dir / "policy.pt").exists() and (run_dir / "sb3_model.zip").exists()
