@@ -72,7 +72,7 @@ from pglab.algos.common import (
     rollout_terms,
     value_bytes,
 )
-from pglab.algos.reference import check_group_config, group_advantages
+from pglab.algos.reference import check_group_config, episode_kl_penalty, group_advantages
 from pglab.config import ConfigError, OptimizerName, PPOBaseline, PPOConfig
 from pglab.nets import make_policy
 
@@ -308,15 +308,7 @@ class PPO(A2C):
         logp_old = torch.zeros(valid.shape, device=valid.device)
         logp_old[valid] = terms.logp
         rewards = buf["rewards"][:T]
-        parts: dict[str, torch.Tensor] = {}
-        if terms.kl is not None and terms.logp_ref is not None:
-            kl = torch.zeros_like(rewards)
-            kl[valid] = terms.kl
-            parts["train/kl"] = kl.sum(dim=0).mean()
-            if cfg.kl_coef > 0:
-                log_ratio = torch.zeros_like(rewards)
-                log_ratio[valid] = terms.logp - terms.logp_ref
-                rewards = rewards - cfg.kl_coef * log_ratio
+        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef)
         returns = discounted_returns(rewards, buf["dones"][:T], torch.zeros_like(rewards), cfg.gamma)
         adv = group_advantages(returns[0], self.group_size, cfg.baseline.value)
         return Frozen(logp_old, adv[None, :].expand(T, -1), valid=valid), parts

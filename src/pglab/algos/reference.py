@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from pglab.algos.common import LogFn
+from pglab.algos.common import ActionTerms, LogFn
 from pglab.algos.sft import supervised_finetune
 from pglab.config import ConfigError
 from pglab.envs.capabilities import HasDemonstrations
@@ -122,3 +122,28 @@ def group_advantages(episode_returns: torch.Tensor, group_size: int | None, base
     else:
         adv = centred
     return adv.reshape(n)
+
+
+def episode_kl_penalty(
+    rewards: torch.Tensor, valid: torch.Tensor, terms: ActionTerms, kl_coef: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Whole episodes' KL to the reference: ``train/kl`` (the mean over episodes of their
+    summed exact KL) and, with ``kl_coef = β > 0``, the rewards less β·(log π − log π_ref)
+    on every valid step; unchanged rewards and no metric without a reference.
+
+    Args:
+        rewards: ``[T, N]`` the env's rewards.
+        valid: ``[T, N]`` which steps belong to the episodes.
+        terms: the valid steps' :class:`ActionTerms` (with the reference's, when there is one).
+        kl_coef: β.
+    """
+    if terms.kl is None or terms.logp_ref is None:
+        return rewards, {}
+    kl = torch.zeros_like(rewards)
+    kl[valid] = terms.kl
+    parts = {"train/kl": kl.sum(dim=0).mean()}
+    if kl_coef > 0:
+        log_ratio = torch.zeros_like(rewards)
+        log_ratio[valid] = terms.logp.detach() - terms.logp_ref
+        rewards = rewards - kl_coef * log_ratio
+    return rewards, parts

@@ -67,7 +67,13 @@ from pglab.algos.common import (
     parameter_count,
     value_bytes,
 )
-from pglab.algos.reference import KLReference, check_group_config, check_kl_config, group_advantages
+from pglab.algos.reference import (
+    KLReference,
+    check_group_config,
+    check_kl_config,
+    episode_kl_penalty,
+    group_advantages,
+)
 from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import make_policy, make_value
 
@@ -272,15 +278,7 @@ class Reinforce(KLReference):
         actions = buf["actions"][:T]
         terms = episode_terms(self.policy, buf["obs"][:T], actions, valid, self.reference)
         rewards = buf["rewards"][:T]
-        parts: dict[str, torch.Tensor] = {}
-        if terms.kl is not None and terms.logp_ref is not None:
-            kl = torch.zeros_like(rewards)
-            kl[valid] = terms.kl
-            parts["train/kl"] = kl.sum(dim=0).mean()
-            if cfg.kl_coef > 0:
-                log_ratio = torch.zeros_like(rewards)
-                log_ratio[valid] = terms.logp.detach() - terms.logp_ref
-                rewards = rewards - cfg.kl_coef * log_ratio
+        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef)
         returns = self.returns_to_go(buf, T, rewards)
         adv, values = self.advantages(returns, valid, obs)
         entropy = terms.entropy.mean()
