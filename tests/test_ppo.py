@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import RUN_PY, clean_env, make_config, run_py
+from pglab.algos.common import collect_episodes, episode_buffers
 from pglab.algos.ppo import PPO, clipped_surrogate, explained_variance, minibatch_indices, value_loss
 from pglab.config import ConfigError
 from pglab.envs import make_vec_env, resolve_env
@@ -135,12 +136,93 @@ def test_group_baselines_score_whole_episodes_by_columns_and_have_no_critic() ->
     assert [len(c) for c in cols] == [4, 4, 4, 4] and sorted(torch.cat(cols).tolist()) == list(range(16))
 
 
+def _token_agent(baseline: str) -> tuple[PPO, dict[str, torch.Tensor], int]:
+    """A dialogue_lm agent (16 envs, groups of 4 or a transformer critic) and one collected
+    rollout: whole episodes for a group baseline, ``n_steps`` = 24 steps for GAE."""
+    extra = ("algo.group_size=null", "algo.n_steps=24") if baseline == "gae" else ()
+    cfg = make_config("algo=ppo", "env=dialogue_lm", f"algo.baseline={baseline}", "env.num_envs=16", *extra)
+    plan = preflight(cfg)
+    env = make_vec_env(plan.env, 16, seed=0, device=torch.device("cpu"))
+    max_steps = int(plan.env.time_limit or 0)
+    agent = PPO(cfg.algo, env.single_observation_space, env.single_action_space, torch.device("cpu"), max_steps, env)
+    if baseline == "gae":
+        buf = agent.buffers(env)
+        agent.collect(env, env.reset()[0], buf)
+        return agent, buf, 24
+    buf = episode_buffers(env, max_steps, torch.device("cpu"), with_final_obs=False)
+    T, _ = collect_episodes(env, agent._sampler, buf, max_steps, with_final_obs=False)
+    return agent, buf, T
+
+
+@pytest.mark.parametrize("path", ["flat steps", "transformer columns", "group episodes"])
+def test_the_first_minibatch_sees_the_collecting_policy(path: str) -> None:
+    """Before the first step the networks are the collecting ones, so every minibatch's
+    samples must line up with their frozen values: ratio 1 (approx KL 0, nothing clipped)
+    and V = V_old. A minibatch that picked its frozen values in another order would not."""
+    torch.manual_seed(0)
+    if path == "flat steps":
+        agent, buf = _agent_and_rollout("algo.batch_size=10")
+        T = buf["rewards"].shape[0]
+        frozen, _ = agent.freeze(buf)
+    else:
+        agent, buf, T = _token_agent("gae" if path == "transformer columns" else "group_norm")
+        frozen, _ = agent.freeze(buf) if path == "transformer columns" else agent.freeze_episodes(buf, T)
+    n = buf["rewards"].shape[1]
+    batches = agent.minibatches(T, n, frozen.valid)
+    assert len(batches) > 1
+    for sel in batches:
+        terms, values, take = agent.score(buf, T, sel, frozen.valid)
+        torch.testing.assert_close(terms.logp, take(frozen.logp_old), atol=1e-5, rtol=0)
+        if frozen.values_old is not None:
+            assert values is not None
+            torch.testing.assert_close(values, take(frozen.values_old), atol=1e-5, rtol=0)
+        _, parts = agent.minibatch_loss((terms, values, take), frozen)
+        assert abs(float(parts["train/approx_kl"])) < 1e-6 and float(parts["train/clip_fraction"]) == 0.0
+    shuffled = torch.roll(frozen.logp_old, 1, dims=1)  # the same values, misaligned by one env
+    terms, _, take = agent.score(buf, T, batches[0], frozen.valid)
+    assert (terms.logp - take(shuffled)).abs().max() > 1e-3
+
+
+def test_group_advantages_go_on_every_step_of_each_episode() -> None:
+    """freeze_episodes by hand: rewards only at step 0, so each episode's return is that
+    reward; GRPO's advantage (R - group mean) / (group sample std + 1e-6) on every valid
+    step of the episode, 0 log-probability on the steps after it ends."""
+    torch.manual_seed(0)
+    agent, buf, T = _token_agent("group_norm")
+    r = torch.tensor([1.0, 3.0, 0.0, 2.0, 5.0, 5.0, 5.0, 1.0, 0.0, 0.0, 4.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    buf["rewards"].zero_()
+    buf["rewards"][0] = r
+    frozen, _ = agent.freeze_episodes(buf, T)
+    groups = r.view(4, 4)
+    expected = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-6)).flatten()
+    assert abs(expected[0].item() - (1.0 - 1.5) / (math.sqrt(5 / 3) + 1e-6)) < 1e-6  # 1, 3, 0, 2: std √(5/3)
+    valid = buf["valid"][:T]
+    assert frozen.valid is not None and torch.equal(frozen.valid, valid)
+    assert not valid.all()  # replies of different lengths
+    for i in range(16):
+        steps = valid[:, i]
+        torch.testing.assert_close(frozen.advantages[steps, i], expected[i].expand(int(steps.sum())))
+        assert (frozen.logp_old[~steps, i] == 0).all() and (frozen.logp_old[steps, i] < 0).all()
+    assert frozen.returns is None and frozen.values_old is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (("algo.group_size=4",), "algo.group_size=4: groups belong to the group baselines"),
-        (("algo.baseline=group_norm", "algo.normalize_obs=true"), "algo.baseline=group_norm compares raw returns"),
+        (
+            ("algo.baseline=group_norm", "algo.normalize_advantage=false", "algo.normalize_obs=true"),
+            "algo.baseline=group_norm compares raw returns",
+        ),
         (("algo.batch_size=1",), "algo.batch_size=1: advantages are standardised per minibatch"),
+        (
+            ("algo.baseline=leave_one_out", "algo.normalize_obs=false", "algo.normalize_advantage=true"),
+            "algo.baseline=leave_one_out compares each reply with its group already",
+        ),
+        (
+            ("algo.baseline=group_norm", "algo.normalize_advantage=false", "algo.clip_range_vf=0.2"),
+            "algo.clip_range_vf=0.2: algo.baseline=group_norm has no critic",
+        ),
     ],
 )
 def test_config_errors_are_one_line(overrides: tuple[str, ...], message: str) -> None:

@@ -106,7 +106,11 @@ class Baseline(Enum):
 
 
 class Activation(Enum):
+    """Hidden-layer non-linearity (:mod:`pglab.nets.activations`): ``fast_tanh`` is tanh
+    through the vectorised sigmoid kernel, 4× faster on CPUs, its last bits not torch's."""
+
     tanh = "tanh"
+    fast_tanh = "fast_tanh"
     relu = "relu"
 
 

@@ -172,6 +172,15 @@ def activation_bytes(observation_space: gym.Space, hidden: list[int], rows: int,
     return rows * sum(hidden) * FLOAT_BYTES * networks
 
 
+def forward_bytes(observation_space: gym.Space, hidden: list[int], rows: int) -> int:
+    """The least a gradient-free MLP pass over ``rows`` observations holds at once: the
+    input and the output of its widest layer. 0 for token sequences (as
+    :func:`activation_bytes`)."""
+    if isinstance(observation_space, TokenSequence):
+        return 0
+    return rows * max(hidden) * FLOAT_BYTES * 2
+
+
 @runtime_checkable
 class AgentClass(Protocol):
     """An algorithm class, as ``algo.impl`` names it (its capability flags are class attributes).
@@ -237,15 +246,20 @@ def discounted_returns(
 
 def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor:
     """Global L2 norm of the gradients (before clipping), as a 0-d tensor; clips in place
-    when ``max_norm`` is set. Never waits for the device (no ``.item()``)."""
+    when ``max_norm`` is set. Never waits for the device (no ``.item()``).
+
+    The same kernels as ``torch.nn.utils.clip_grad_norm_`` (a norm per gradient, the norm
+    of those, ``min(1, max_norm / (norm + 1e-6))`` multiplied in), so the same bits, without
+    its grouping by device and dtype: the parameters share one device and dtype, and at
+    PPO's many small steps the grouping cost half of the clip."""
     params = list(params)
-    device = params[0].device if params else None
-    params = [p for p in params if p.grad is not None]
-    if not params:
-        return torch.zeros((), device=device)
-    if max_norm is None:
-        return torch.nn.utils.get_total_norm([p.grad for p in params])
-    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=params[0].device if params else None)
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if max_norm is not None:
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    return total
 
 
 def apply_update(

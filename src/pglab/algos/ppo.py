@@ -64,6 +64,7 @@ from pglab.algos.common import (
     discounted_returns,
     episode_buffers,
     episode_terms,
+    forward_bytes,
     gae,
     grad_norm_and_clip,
     inject_nan,
@@ -135,6 +136,12 @@ def minibatch_indices(n: int, batch_size: int, device: torch.device) -> list[tor
     one shorter when ``batch_size`` does not divide ``n``): every index exactly once.
     Draws from torch's global generator, which the run seeds and checkpoints."""
     return list(torch.randperm(n, device=device).split(batch_size))
+
+
+def columns_per_minibatch(batch_size: int, T: int) -> int:
+    """Env columns of ``T`` steps in a minibatch of about ``batch_size`` samples (at least one),
+    for the policies that take whole columns (:meth:`PPO.by_columns`)."""
+    return max(1, round(batch_size / T))
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -227,6 +234,13 @@ class PPO(A2C):
                 )
             return
         name = f"algo.baseline={a.baseline.value}"
+        if a.normalize_advantage:
+            raise ConfigError(
+                f"{name} compares each reply with its group already; standardising per minibatch "
+                "would weigh its advantage by the reply's length: set algo.normalize_advantage=false"
+            )
+        if a.clip_range_vf is not None:
+            raise ConfigError(f"algo.clip_range_vf={a.clip_range_vf}: {name} has no critic; leave it null")
         if a.normalize_obs or a.normalize_reward:
             raise ConfigError(
                 f"{name} compares raw returns within a group and runs without running statistics; "
@@ -245,18 +259,19 @@ class PPO(A2C):
     def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
         """A2C's rollout and networks plus the frozen ``[T, N]`` float32 log-probs, advantages,
         returns and values; the group baselines: whole episodes (``[time limit, N]``) and the
-        policy alone."""
+        policy alone. Activations: the larger of a minibatch's backward pass and the
+        gradient-free pass of :meth:`freeze` over the whole rollout."""
         a: PPOConfig = cfg.algo
         frozen = 4 * 4
         if a.baseline == PPOBaseline.gae:
             need = A2C.memory_need(cfg, env, observation_space, action_space)
             T, n = a.n_steps, cfg.env.num_envs
+            networks = 1 if a.shared_network else 2
+            update = activation_bytes(observation_space, a.hidden_sizes, min(a.batch_size, T * n), networks)
             return MemoryNeed(
                 rollout=need.rollout + T * n * frozen,
                 networks=need.networks,
-                activations=activation_bytes(
-                    observation_space, a.hidden_sizes, min(a.batch_size, T * n), 1 if a.shared_network else 2
-                ),
+                activations=max(update, forward_bytes(observation_space, a.hidden_sizes, T * n)),
                 rollout_keys=need.rollout_keys,
                 detail=need.detail,
             )
@@ -265,10 +280,12 @@ class PPO(A2C):
         params = parameter_count(
             lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
         )
+        rows = min(columns_per_minibatch(a.batch_size, T), n) * T
+        update = activation_bytes(observation_space, a.hidden_sizes, rows, 1)
         return MemoryNeed(
             rollout=T * n * per_step,
             networks=network_bytes(params, a.optimizer.value),
-            activations=activation_bytes(observation_space, a.hidden_sizes, min(a.batch_size, T * n), 1),
+            activations=max(update, forward_bytes(observation_space, a.hidden_sizes, T * n)),
             rollout_keys=("env.num_envs", "env.max_episode_steps"),
             detail=f"{T:,} steps (the time limit) × {n:,} envs × {per_step:,} bytes",
         )
@@ -326,7 +343,7 @@ class PPO(A2C):
         ``batch_size`` divides the rollout into. Every sample is in exactly one."""
         if not self.by_columns(valid):
             return minibatch_indices(T * n, self.cfg.batch_size, self.device)
-        return minibatch_indices(n, max(1, round(self.cfg.batch_size / T)), self.device)
+        return minibatch_indices(n, columns_per_minibatch(self.cfg.batch_size, T), self.device)
 
     def score(self, buf: dict[str, torch.Tensor], T: int, sel: torch.Tensor, valid: torch.Tensor | None) -> Scored:
         """The current networks (with gradients) on the samples ``sel`` of the rollout ``buf[:T]``

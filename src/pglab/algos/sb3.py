@@ -48,9 +48,10 @@ from pglab.algos.common import (
     network_bytes,
     parameter_count,
 )
-from pglab.config import Activation, ConfigError, SB3Config, check_range
+from pglab.config import ConfigError, SB3Config, check_range
 from pglab.envs.capabilities import HasDemonstrations
 from pglab.nets import make_policy, make_value
+from pglab.nets.activations import ACTIVATIONS
 
 if TYPE_CHECKING:
     from pglab.config import Config, SFTConfig
@@ -67,7 +68,6 @@ METRIC_NAMES = {
     "train/clip_fraction": "train/clip_fraction",
     "train/explained_variance": "train/explained_variance",
 }
-_ACTIVATIONS = {Activation.tanh: torch.nn.Tanh, Activation.relu: torch.nn.ReLU}
 # the constructor arguments pglab sets itself, from algo's own keys (ranges in SB3Config)
 OWN_KWARGS = {
     "learning_rate",
@@ -327,7 +327,7 @@ class SB3Agent:
         self.vec_env = vec_env
         policy_kwargs: dict[str, Any] = {
             "net_arch": {"pi": list(cfg.hidden_sizes), "vf": list(cfg.hidden_sizes)},
-            "activation_fn": _ACTIVATIONS[cfg.activation],
+            "activation_fn": ACTIVATIONS[cfg.activation],
             "ortho_init": cfg.ortho_init,
         }
         if isinstance(action_space, gym.spaces.Box):

@@ -25,10 +25,10 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from pglab.config import Activation
+from pglab.nets.activations import ACTIVATIONS
 from pglab.nets.base import Policy, ValueFunction
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-_ACTIVATIONS: dict[Activation, type[nn.Module]] = {Activation.tanh: nn.Tanh, Activation.relu: nn.ReLU}
 
 
 def mlp_body(in_dim: int, hidden: list[int], activation: Activation) -> nn.Sequential:
@@ -38,7 +38,7 @@ def mlp_body(in_dim: int, hidden: list[int], activation: Activation) -> nn.Seque
         lin = nn.Linear(a, b)
         nn.init.orthogonal_(lin.weight, gain=math.sqrt(2))
         nn.init.zeros_(lin.bias)
-        layers += [lin, _ACTIVATIONS[activation]()]
+        layers += [lin, ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
