@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("reinforce", "a2c")
+OURS = ("reinforce", "a2c", "ppo")
 SB3 = ("sb3_a2c", "sb3_ppo")
 ENVS = ("mountaincar", "mountaincar_continuous", "cartpole", "maze", "dialogue")
 LM = ("env=dialogue_lm", "sft.steps=20", "sft.log_every=10")  # SB3 has no sequence policies
@@ -52,6 +52,8 @@ SWEEPS = (
     ),
     ("variants", ("algo=a2c", "env=cartpole", "algo.shared_network=true", "algo.normalize_obs=true,false")),
     ("groups", ("algo=reinforce", *LM, "algo.baseline=group_norm,mean")),
+    ("ppo_variants", ("algo=ppo", "env=cartpole", "algo.clip_range_vf=0.2", "algo.target_kl=0.01")),
+    ("ppo_groups", ("algo=ppo", *LM, "algo.baseline=leave_one_out")),
 )
 
 
