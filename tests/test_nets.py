@@ -101,3 +101,6 @@ def test_grad_norm_and_clip_equals_torchs_clip_grad_norm() -> None:
         )
         assert torch.equal(ours, torchs) and ours > 1.0
         assert all(torch.equal(p.grad, g) for p, g in zip(nets[0].parameters(), grads, strict=True))
+    unused = torch.nn.Parameter(torch.ones(3))  # no gradient: left out, as torch leaves it out
+    assert torch.equal(grad_norm_and_clip([*nets[0].parameters(), unused], None), ours) and unused.grad is None
+    assert grad_norm_and_clip([unused], 1.0).item() == 0.0 and grad_norm_and_clip([], 1.0).item() == 0.0

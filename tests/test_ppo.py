@@ -16,12 +16,19 @@ import pytest
 import torch
 
 from conftest import RUN_PY, clean_env, make_config, run_py
-from pglab.algos.common import collect_episodes, episode_buffers
-from pglab.algos.ppo import PPO, clipped_surrogate, explained_variance, minibatch_indices, value_loss
-from pglab.config import ConfigError
+from pglab.algos.common import MemoryNeed, collect_episodes, episode_buffers
+from pglab.algos.ppo import (
+    PPO,
+    clipped_surrogate,
+    columns_per_minibatch,
+    explained_variance,
+    minibatch_indices,
+    value_loss,
+)
+from pglab.config import Config, ConfigError
 from pglab.envs import make_vec_env, resolve_env
 from pglab.experiment import run
-from pglab.preflight import preflight
+from pglab.preflight import env_spaces, preflight
 from pglab.run_dir import CHECKPOINT
 from test_run import read_metrics, reload_and_evaluate
 
@@ -136,11 +143,11 @@ def test_group_baselines_score_whole_episodes_by_columns_and_have_no_critic() ->
     assert [len(c) for c in cols] == [4, 4, 4, 4] and sorted(torch.cat(cols).tolist()) == list(range(16))
 
 
-def _token_agent(baseline: str) -> tuple[PPO, dict[str, torch.Tensor], int]:
+def _token_agent(baseline: str, *overrides: str) -> tuple[PPO, dict[str, torch.Tensor], int]:
     """A dialogue_lm agent (16 envs, groups of 4 or a transformer critic) and one collected
     rollout: whole episodes for a group baseline, ``n_steps`` = 24 steps for GAE."""
     extra = ("algo.group_size=null", "algo.n_steps=24") if baseline == "gae" else ()
-    cfg = make_config("algo=ppo", "env=dialogue_lm", f"algo.baseline={baseline}", "env.num_envs=16", *extra)
+    cfg = make_config("algo=ppo", "env=dialogue_lm", f"algo.baseline={baseline}", "env.num_envs=16", *extra, *overrides)
     plan = preflight(cfg)
     env = make_vec_env(plan.env, 16, seed=0, device=torch.device("cpu"))
     max_steps = int(plan.env.time_limit or 0)
@@ -172,10 +179,10 @@ def test_the_first_minibatch_sees_the_collecting_policy(path: str) -> None:
     assert len(batches) > 1
     for sel in batches:
         terms, values, take = agent.score(buf, T, sel, frozen.valid)
-        torch.testing.assert_close(terms.logp, take(frozen.logp_old), atol=1e-5, rtol=0)
+        torch.testing.assert_close(terms.logp, take(frozen.logp_old), atol=1e-6, rtol=0)
         if frozen.values_old is not None:
             assert values is not None
-            torch.testing.assert_close(values, take(frozen.values_old), atol=1e-5, rtol=0)
+            torch.testing.assert_close(values, take(frozen.values_old), atol=1e-6, rtol=0)
         _, parts = agent.minibatch_loss((terms, values, take), frozen)
         assert abs(float(parts["train/approx_kl"])) < 1e-6 and float(parts["train/clip_fraction"]) == 0.0
     shuffled = torch.roll(frozen.logp_old, 1, dims=1)  # the same values, misaligned by one env
@@ -183,27 +190,57 @@ def test_the_first_minibatch_sees_the_collecting_policy(path: str) -> None:
     assert (terms.logp - take(shuffled)).abs().max() > 1e-3
 
 
-def test_group_advantages_go_on_every_step_of_each_episode() -> None:
-    """freeze_episodes by hand: rewards only at step 0, so each episode's return is that
-    reward; GRPO's advantage (R - group mean) / (group sample std + 1e-6) on every valid
-    step of the episode, 0 log-probability on the steps after it ends."""
+@pytest.mark.parametrize("baseline", ["group_norm", "leave_one_out"])
+def test_group_advantages_go_on_every_step_of_each_episode(baseline: str) -> None:
+    """freeze_episodes by hand: each episode's reward on its last step (where the judge
+    puts it), γ = 0.9, so its return is γ^(length-1)·r; GRPO's (R - group mean) / (group
+    sample std + 1e-6) or RLOO's k/(k-1)·(R - group mean) on every valid step of the
+    episode, 0 log-probability on the steps after it ends."""
     torch.manual_seed(0)
-    agent, buf, T = _token_agent("group_norm")
+    agent, buf, T = _token_agent(baseline, "algo.gamma=0.9")
+    valid = buf["valid"][:T]
+    lengths = valid.sum(0)
+    assert len(set(lengths.tolist())) > 1  # replies of different lengths
     r = torch.tensor([1.0, 3.0, 0.0, 2.0, 5.0, 5.0, 5.0, 1.0, 0.0, 0.0, 4.0, 0.0, 2.0, 2.0, 2.0, 2.0])
     buf["rewards"].zero_()
-    buf["rewards"][0] = r
+    buf["rewards"][lengths - 1, torch.arange(16)] = r
     frozen, _ = agent.freeze_episodes(buf, T)
-    groups = r.view(4, 4)
-    expected = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-6)).flatten()
-    assert abs(expected[0].item() - (1.0 - 1.5) / (math.sqrt(5 / 3) + 1e-6)) < 1e-6  # 1, 3, 0, 2: std √(5/3)
-    valid = buf["valid"][:T]
+    groups = (r * 0.9 ** (lengths - 1).float()).view(4, 4)
+    centred = groups - groups.mean(1, keepdim=True)
+    if baseline == "group_norm":
+        expected = (centred / (groups.std(1, keepdim=True) + 1e-6)).flatten()
+    else:
+        expected = (centred * 4 / 3).flatten()
     assert frozen.valid is not None and torch.equal(frozen.valid, valid)
-    assert not valid.all()  # replies of different lengths
     for i in range(16):
         steps = valid[:, i]
         torch.testing.assert_close(frozen.advantages[steps, i], expected[i].expand(int(steps.sum())))
         assert (frozen.logp_old[~steps, i] == 0).all() and (frozen.logp_old[steps, i] < 0).all()
     assert frozen.returns is None and frozen.values_old is None
+
+
+def _memory_need(cfg: Config) -> MemoryNeed:
+    env = preflight(cfg).env
+    return PPO.memory_need(cfg, env, *env_spaces(env))
+
+
+def test_the_memory_need_counts_whole_columns_and_the_freeze_pass() -> None:
+    """Group baselines on CartPole (an MLP): a minibatch of batch_size 48 over 500-step
+    episodes takes one whole column (500 rows), which the gradient-free freeze pass over all
+    500 × 64 rows outweighs; 32,000 takes all 64 columns, whose backward pass outweighs it;
+    with GAE a large rollout's freeze pass outweighs a minibatch's."""
+    group = ("algo.baseline=group_norm", "algo.normalize_advantage=false", "algo.batch_size=48")
+    cfg = make_config("algo=ppo", "env=cartpole", "~tuned", "env.num_envs=64", *group, "algo.hidden_sizes=[64,64]")
+    need = _memory_need(cfg)
+    assert columns_per_minibatch(48, 500) == 1 and columns_per_minibatch(1200, 500) == 2
+    assert need.activations == 500 * 64 * 64 * 4 * 2  # the freeze pass: 64 columns, the widest layer in and out
+    wide = make_config(
+        "algo=ppo", "env=cartpole", "~tuned", "env.num_envs=64", *group[:2], "algo.batch_size=32000",
+        "algo.hidden_sizes=[64,64,64]",
+    )  # fmt: skip
+    assert _memory_need(wide).activations == 64 * 500 * 192 * 4  # all 64 columns in one minibatch, 3 layers kept
+    cfg = make_config("algo=ppo", "env=cartpole", "~tuned", "env.num_envs=256", "algo.n_steps=512")
+    assert _memory_need(cfg).activations == 512 * 256 * 64 * 4 * 2  # > 64 rows × 128 × 4 × 2 networks
 
 
 @pytest.mark.parametrize(
@@ -216,8 +253,8 @@ def test_group_advantages_go_on_every_step_of_each_episode() -> None:
         ),
         (("algo.batch_size=1",), "algo.batch_size=1: advantages are standardised per minibatch"),
         (
-            ("algo.baseline=leave_one_out", "algo.normalize_obs=false", "algo.normalize_advantage=true"),
-            "algo.baseline=leave_one_out compares each reply with its group already",
+            ("algo.baseline=leave_one_out", "algo.normalize_advantage=true"),
+            "algo.baseline=leave_one_out compares each episode with its group already",
         ),
         (
             ("algo.baseline=group_norm", "algo.normalize_advantage=false", "algo.clip_range_vf=0.2"),

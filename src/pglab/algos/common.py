@@ -173,8 +173,8 @@ def activation_bytes(observation_space: gym.Space, hidden: list[int], rows: int,
 
 
 def forward_bytes(observation_space: gym.Space, hidden: list[int], rows: int) -> int:
-    """The least a gradient-free MLP pass over ``rows`` observations holds at once: the
-    input and the output of its widest layer. 0 for token sequences (as
+    """A lower bound on what a gradient-free MLP pass over ``rows`` observations holds at
+    once: the input and the output of its widest layer. 0 for token sequences (as
     :func:`activation_bytes`)."""
     if isinstance(observation_space, TokenSequence):
         return 0
@@ -244,6 +244,7 @@ def discounted_returns(
     return out
 
 
+@torch.no_grad()
 def grad_norm_and_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor:
     """Global L2 norm of the gradients (before clipping), as a 0-d tensor; clips in place
     when ``max_norm`` is set. Never waits for the device (no ``.item()``).

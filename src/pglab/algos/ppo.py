@@ -18,8 +18,9 @@ with ρ = π(a|s) / π_old(a|s), the ratio to the policy that collected the roll
   ``V_old ± clip_range_vf`` (PPO2, CleanRL).
 * Minibatches (:func:`minibatch_indices`): a fresh permutation each epoch, every sample in
   exactly one minibatch of ``batch_size``; advantages standardised per minibatch
-  (``normalize_advantage``, as SB3). A sequence policy (the transformer, which scores an
-  episode piece in one causal pass) and the group baselines take whole env columns instead.
+  (``normalize_advantage``, as SB3; not with the group baselines, whose groups scale
+  them). A sequence policy (the transformer, which scores an episode piece in one causal
+  pass) and the group baselines take whole env columns instead.
 * ``target_kl``: before each step the minibatch's approximate KL to the collecting policy,
   ``mean((ρ - 1) - log ρ)`` (the low-variance, always non-negative estimator SB3 logs), is
   checked; past ``1.5 · target_kl`` the update stops (SB3's rule), that step not taken.
@@ -236,8 +237,8 @@ class PPO(A2C):
         name = f"algo.baseline={a.baseline.value}"
         if a.normalize_advantage:
             raise ConfigError(
-                f"{name} compares each reply with its group already; standardising per minibatch "
-                "would weigh its advantage by the reply's length: set algo.normalize_advantage=false"
+                f"{name} compares each episode with its group already; standardising per minibatch "
+                "would weigh its advantage by the episode's length: set algo.normalize_advantage=false"
             )
         if a.clip_range_vf is not None:
             raise ConfigError(f"algo.clip_range_vf={a.clip_range_vf}: {name} has no critic; leave it null")
