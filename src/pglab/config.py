@@ -586,6 +586,12 @@ class EvalConfig:
             actions as in training (language-model replies are usually judged sampled),
             from a generator seeded by the run seed, so evaluations stay reproducible and
             never touch the training RNG.
+        video: record evaluation episodes to ``videos/<env_steps>.mp4`` and W&B's
+            ``eval/video`` (:mod:`pglab.video`: on an env of its own, so the metrics are
+            the same with it on or off); envs that draw frames only.
+        video_episodes: episodes per video, one after another.
+        video_every: record at every this-many-th periodic evaluation (the one at env
+            step 0 included); the final evaluation is always recorded.
     """
 
     every_steps: int = bounded(MISSING, ge=1)
@@ -595,6 +601,9 @@ class EvalConfig:
     samples: int = bounded(3, ge=0)
     stop_when_solved: bool = False
     deterministic: bool = MISSING
+    video: bool = False
+    video_episodes: int = bounded(1, ge=1)
+    video_every: int = bounded(1, ge=1)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pglab.preflight import Plan, algo_class, preflight
 from pglab.run_dir import Checkpoint, CheckpointDoesNotFit, RunFolder, Summary
 from pglab.run_logger import RunLogger
 from pglab.signals import Interrupted, StopRequest, signal_name
+from pglab.video import Recorder
 
 log = logging.getLogger("pglab")
 
@@ -166,6 +167,13 @@ def build_loop(
         agent.act, eval_env, summary.eval_seeds, plan.env.success_when, cfg.eval.deterministic,
         cfg.eval.samples, plan.device,
     )  # fmt: skip
+    recorder = None
+    if cfg.eval.video:
+        recorder = Recorder(
+            agent.act, plan.env, cfg.seed, summary.eval_seeds, cfg.eval.video_episodes, cfg.eval.deterministic,
+            plan.device,
+        )  # fmt: skip
+        closing.callback(recorder.close)
     display = ProgressDisplay(cfg.budget, cfg.progress_every_s, progress_bar, run_name(cfg))
     closing.callback(display.close)
     if resumed is not None:
@@ -178,7 +186,7 @@ def build_loop(
         summary.sft = run_sft(cfg, plan.env, agent, env, logger, stop)
     state = LoopState.from_dict(resumed.run_state["loop"]) if resumed else LoopState.fresh(cfg)
     extra = {"sft": summary.sft, "wandb_id": logger.run_id}  # what a checkpoint carries besides the loop
-    loop = TrainingLoop(cfg, agent, evaluator, logger, folder, state, started_at, extra, display, stop)
+    loop = TrainingLoop(cfg, agent, evaluator, logger, folder, state, started_at, extra, display, stop, recorder)
     if resumed is None:
         loop.first_evaluation()
     return loop, env

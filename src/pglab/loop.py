@@ -28,6 +28,7 @@ from pglab.run_dir import RunFolder
 from pglab.run_logger import RunLogger
 from pglab.signals import StopRequest
 from pglab.solved import is_solved, missing_metrics
+from pglab.video import VIDEO_DIR, Recorder
 
 log = logging.getLogger("pglab")
 
@@ -222,6 +223,7 @@ class TrainingLoop:
         display: the progress bar or lines.
         stop: set by a signal handler (:mod:`pglab.signals`); at the next update the loop
             logs, saves a checkpoint and raises :class:`~pglab.signals.Interrupted`.
+        recorder: records videos of evaluation episodes (``eval.video``), None: off.
     """
 
     def __init__(
@@ -236,7 +238,9 @@ class TrainingLoop:
         extra: dict[str, Any],
         display: ProgressDisplay,
         stop: StopRequest | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self.recorder = recorder
         self.cfg, self.agent, self.evaluator, self.logger, self.folder = cfg, agent, evaluator, logger, folder
         self.state, self.extra, self.display = state, extra, display
         self.stop = stop if stop is not None else StopRequest()
@@ -251,11 +255,23 @@ class TrainingLoop:
         """Seconds since the run began (a resumed run's earlier part included)."""
         return time.perf_counter() - self._t_start
 
-    def evaluate(self, episodes: int, env_steps: int) -> dict[str, float]:
-        """One evaluation: its samples logged, its metrics returned (not yet logged)."""
+    def evaluate(self, episodes: int, env_steps: int, final: bool = False) -> dict[str, float]:
+        """One evaluation: its samples logged, its video recorded when due, its metrics
+        returned (not yet logged)."""
         result = self.evaluator(episodes)
         self.logger.log_samples(env_steps, result.samples)
+        self._record_video(env_steps, final)
         return result.metrics()
+
+    def _record_video(self, env_steps: int, final: bool) -> None:
+        """``videos/<env_steps>.mp4`` and W&B's ``eval/video``: at the final evaluation and
+        at every ``eval.video_every``-th periodic one (counted by ``env_steps // every_steps``)."""
+        ev = self.cfg.eval
+        if self.recorder is None or (not final and (env_steps // ev.every_steps) % ev.video_every):
+            return
+        path, frames = self.recorder.record(self.folder.path / VIDEO_DIR / f"{env_steps}.mp4")
+        log.debug("%s: %d frames in %s", self.display.desc, frames, path)
+        self.logger.log_video(env_steps, path)
 
     def first_evaluation(self) -> None:
         """The evaluation at env step 0 (a fresh run's, before any update)."""
@@ -323,7 +339,7 @@ class TrainingLoop:
     def final_evaluation(self) -> dict[str, float]:
         """The final evaluation (``eval.final_episodes``), logged; it can solve the run too."""
         steps = self.env_steps = self.agent.env_steps
-        metrics = self.evaluate(self.cfg.eval.final_episodes, steps)
+        metrics = self.evaluate(self.cfg.eval.final_episodes, steps, final=True)
         wall = self.wall_s()
         self.logger.log(steps, {**metrics, "time/wall_s": wall})
         self.state.solved.record(self.cfg.env.solved, metrics, steps, wall, self.state.train_s)

@@ -23,6 +23,7 @@ import torch
 from pglab.algos.common import Agent, AgentClass, MemoryNeed
 from pglab.config import Config, ConfigError, Device, HardwareConfig
 from pglab.envs import EnvSpec, make_vec_env, resolve_env
+from pglab.video import renders_frames
 
 # algo.impl names a class in one of these packages: importing a module can run any code,
 # so nothing outside pglab's own algorithms is imported on a config's word.
@@ -68,6 +69,11 @@ def preflight(cfg: Config, check_device: bool = True) -> Plan:
             "(pglab's reinforce and a2c do); set hardware.compile=false"
         )
     check_solved(cfg, env)
+    if cfg.eval.video and not renders_frames(env):
+        raise ConfigError(
+            f"eval.video=true: env={cfg.env.name} draws no frames (its episodes are text, in samples.jsonl); "
+            "set eval.video=false"
+        )
     if env.time_limit is None:
         raise ConfigError(f"env.max_episode_steps: {cfg.env.id} has no time limit; set one")
     if cfg.sft_steps > 0:

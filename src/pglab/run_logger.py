@@ -244,6 +244,13 @@ class RunLogger:
             rows = [[int(env_steps)] + [s[c] for c in columns[1:]] for s in samples]
             self.wandb_run.log({"env_steps": int(env_steps), "eval/samples": wandb.Table(columns=columns, data=rows)})
 
+    def log_video(self, env_steps: int, path: Path) -> None:
+        """A video of evaluation episodes (already in the run folder) to W&B as ``eval/video``."""
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({"env_steps": int(env_steps), "eval/video": wandb.Video(str(path))})
+
     def finish(self, summary: dict[str, Any], failed: bool, preempted: bool = False) -> None:
         """Close the metrics file; put the summary in W&B and finish the run (failed: exit
         code 1). ``preempted``: the run was stopped by a signal and will resume; W&B marks

@@ -16,7 +16,14 @@ from pglab.envs.torch_vec import TorchVectorEnv
 VectorEnv = BatchedEnv | TorchVectorEnv  # what every pglab algorithm trains on (the torch step contract)
 
 
-def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, device: torch.device, stream: str = "train") -> VectorEnv:
+def make_vec_env(
+    spec: EnvSpec,
+    num_envs: int,
+    seed: int,
+    device: torch.device,
+    stream: str = "train",
+    render_mode: str | None = None,
+) -> VectorEnv:
     """Build ``num_envs`` copies of the env as one torch vector env.
 
     Sub-env i gets ``env_seeds(seed, num_envs, stream)[i]`` on the first reset; later
@@ -28,7 +35,9 @@ def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, device: torch.device, 
         seed: the run's seed.
         device: where observations, rewards and flags are put.
         stream: ``train`` or ``eval`` (evaluation envs get seeds of their own).
+        render_mode: ``rgb_array`` for envs that videos are recorded from, else None.
     """
+    extra = {} if render_mode is None else {"render_mode": render_mode}
     seeds = env_seeds(seed, num_envs, stream)
     if spec.native is not None:
         env = gym.make_vec(
@@ -38,6 +47,7 @@ def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, device: torch.device, 
             device=device,
             seeds=seeds,
             **spec.kwargs,
+            **extra,
         )
         assert isinstance(env, BatchedEnv), type(env)
         return env
@@ -47,6 +57,7 @@ def make_vec_env(spec: EnvSpec, num_envs: int, seed: int, device: torch.device, 
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **spec.kwargs,
+        **extra,
     )
     return TorchVectorEnv(venv, device=device, seeds=seeds)
 

@@ -30,13 +30,14 @@ the autoreset (:meth:`_start_where`), so a batch of 65,536 envs on a GPU never w
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from pglab.envs import rng
+from pglab.envs import drawing, rng
 from pglab.envs.batched import BatchedEnv, SingleEnv
 
 MIN_POSITION, MAX_POSITION, MAX_SPEED = -1.2, 0.6, 0.07
@@ -60,8 +61,9 @@ class _MountainCarBase(BatchedEnv):
     State: ``position[N]`` and ``velocity[N]``, float64.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
     default_time_limit: ClassVar[int]
+    goal_position: ClassVar[float]
 
     def __init__(
         self,
@@ -141,6 +143,50 @@ class _MountainCarBase(BatchedEnv):
     def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self._terminated, {}
 
+    def render_env(self, i: int) -> np.ndarray:
+        """``rgb_array``: sub-env i as gymnasium draws MountainCar (the hill
+        ``0.45·sin(3x) + 0.55``, the car tilted along it with two wheels, the flag at the
+        goal), at 0.8 of its 600 × 400 pixels: ``uint8[320, 480, 3]``."""
+        return draw_mountain_car(float(self.position[i]), self.goal_position)
+
+
+def _height(x: np.ndarray | float) -> np.ndarray | float:
+    return np.sin(3 * x) * 0.45 + 0.55
+
+
+@functools.lru_cache(maxsize=4)
+def _hill(width: int, height: int) -> np.ndarray:
+    """The frame without car and flag, drawn once per size (read-only: copy it)."""
+    scale, k = width / (MAX_POSITION - MIN_POSITION), width / 600
+    img = drawing.canvas(width, height)
+    xs = np.linspace(MIN_POSITION, MAX_POSITION, 100)
+    drawing.polyline(img, list(zip((xs - MIN_POSITION) * scale, _height(xs) * scale, strict=True)), (0, 0, 0), 2 * k)
+    img.flags.writeable = False
+    return img
+
+
+def draw_mountain_car(position: float, goal_position: float, width: int = 480, height: int = 320) -> np.ndarray:
+    """gymnasium's MountainCar picture of a car at ``position`` (its ``render`` with pygame,
+    redrawn in numpy): ``uint8[height, width, 3]``."""
+    scale = width / (MAX_POSITION - MIN_POSITION)
+    k = width / 600  # gymnasium's pixel sizes are for a 600-wide screen
+    img = _hill(width, height).copy()
+    car_w, car_h, clearance = 40 * k, 20 * k, 10 * k
+    angle = np.cos(3 * position)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    origin = np.array([(position - MIN_POSITION) * scale, clearance + _height(position) * scale])
+    body = np.array([[-car_w / 2, 0], [-car_w / 2, car_h], [car_w / 2, car_h], [car_w / 2, 0]])
+    drawing.fill_convex(img, [tuple(origin + rot @ c) for c in body], (0, 0, 0))
+    for wx in (car_w / 4, -car_w / 4):
+        drawing.fill_disk(img, tuple(origin + rot @ np.array([wx, 0.0])), car_h / 2.5, (128, 128, 128))
+    flag_x = (goal_position - MIN_POSITION) * scale
+    flag_y1 = _height(goal_position) * scale
+    flag_y2 = flag_y1 + 50 * k
+    drawing.polyline(img, [(flag_x, flag_y1), (flag_x, flag_y2)], (0, 0, 0), 1.5 * k)
+    flag = [(flag_x, flag_y2), (flag_x, flag_y2 - 10 * k), (flag_x + 25 * k, flag_y2 - 5 * k)]
+    drawing.fill_convex(img, flag, (204, 204, 0))
+    return img
+
 
 class MountainCarVectorEnv(_MountainCarBase):
     """N MountainCar-v0 envs (3 actions: push left, none, right) in one batch; see the module docstring.
@@ -150,11 +196,12 @@ class MountainCarVectorEnv(_MountainCarBase):
         max_episode_steps: time limit (None: gymnasium's 200).
         device: where the state lives.
         seeds: the sub-envs' seeds for the first reset.
-        render_mode: not supported (None).
+        render_mode: ``rgb_array`` (gymnasium's picture, see :meth:`render_env`) or None.
         goal_velocity: the velocity the car must have at the flag (gymnasium's argument).
     """
 
     default_time_limit = 200
+    goal_position = 0.5
 
     def _init_constants(self) -> None:
         # (action - 1) * force for the actions 0, 1, 2: exactly these float64 numbers
@@ -184,6 +231,7 @@ class MountainCarContinuousVectorEnv(_MountainCarBase):
     """
 
     default_time_limit = 999
+    goal_position = 0.45
 
     def _init_constants(self) -> None:
         # the state is float64 from a reset until the first step, float32 after it
@@ -239,11 +287,11 @@ class MountainCarEnv(SingleEnv):
     """One :class:`MountainCarVectorEnv` as a ``gymnasium.Env`` (``pglab/MountainCar-v0``)."""
 
     batched_class = MountainCarVectorEnv
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
 
 class MountainCarContinuousEnv(SingleEnv):
     """One :class:`MountainCarContinuousVectorEnv` as a ``gymnasium.Env`` (``pglab/MountainCarContinuous-v0``)."""
 
     batched_class = MountainCarContinuousVectorEnv
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}

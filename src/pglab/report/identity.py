@@ -23,6 +23,9 @@ NOT_RESULT_KEYS = (
     ("progress_every_s",),
     ("checkpoint_every_steps",),
     ("tuned_file",),
+    ("eval", "video"),  # videos are recorded on an env of their own: the metrics are the same
+    ("eval", "video_episodes"),
+    ("eval", "video_every"),
 )
 
 

@@ -1,0 +1,112 @@
+"""Videos of evaluation episodes: the files, their frames, W&B's copy, the metrics untouched."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_config
+from pglab.config import ConfigError
+from pglab.envs import resolve_env
+from pglab.experiment import TIMING_KEYS, run
+from pglab.preflight import preflight
+from pglab.video import Recorder, fit
+from wandb_file import read_run
+
+TINY = (
+    "algo=a2c", "env=mountaincar", "~tuned", "env.num_envs=4", "total_steps=3000", "log_every_steps=1000",
+    "eval.every_steps=1000", "eval.episodes=2", "eval.final_episodes=2", "eval.num_envs=2",
+)  # fmt: skip
+
+
+def _lines(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def _frames(path: Path) -> np.ndarray:
+    return iio.imread(path, index=None)
+
+
+def test_videos_of_evaluations_leave_the_metrics_as_they_were(tmp_path: Path) -> None:
+    """The same seed with and without eval.video: identical metrics.jsonl; a video at
+    every second periodic evaluation (step 0 included) and at the final one, 200 frames
+    of 320 × 480 each (the untrained car never reaches the flag), and W&B's eval/video
+    holding the same file."""
+    run(make_config(*TINY), tmp_path / "off")
+    video = ("eval.video=true", "eval.video_every=2", "logger=wandb", "logger.mode=offline")
+    run(make_config(*TINY, *video), tmp_path / "on")
+    assert _lines(tmp_path / "on") == _lines(tmp_path / "off")
+    evals = [r["env_steps"] for r in _lines(tmp_path / "on") if "eval/return_mean" in r]
+    expected = [s for s in evals[:-1] if (s // 1000) % 2 == 0] + [evals[-1]]
+    assert expected == [0, 2000, 3000]
+    videos = sorted((tmp_path / "on" / "videos").glob("*.mp4"), key=lambda p: int(p.stem))
+    assert [int(p.stem) for p in videos] == expected
+    assert not (tmp_path / "off" / "videos").exists()
+    frames = _frames(videos[-1])
+    assert frames.shape == (200, 320, 480, 3)
+    logged = read_run(next((tmp_path / "on").glob("wandb/offline-run-*/run-*.wandb")))
+    rows = [row for row in logged["history"] if "eval/video/_type" in row]
+    assert [row["env_steps"] for row in rows] == expected
+    assert all(row["eval/video/_type"] == "video-file" for row in rows)
+    media = next((tmp_path / "on").glob("wandb/offline-run-*")) / "files" / rows[-1]["eval/video/path"]
+    assert media.read_bytes() == videos[-1].read_bytes()
+
+
+def test_a_video_shows_the_policy_that_acted(tmp_path: Path) -> None:
+    """Always pushing left and always pushing right from the same start: other frames,
+    and the car ends on the side it was pushed to."""
+    spec = resolve_env(make_config(*TINY).env)
+    paths = {}
+    for name, action in (("left", 0), ("right", 2)):
+        recorder = Recorder(
+            lambda obs, _, a=action: torch.full((obs.shape[0],), a), spec, 0, [7], 1, True, torch.device("cpu")
+        )
+        paths[name], count = recorder.record(tmp_path / f"{name}.mp4")
+        recorder.close()
+        assert count == 200
+    left, right = _frames(paths["left"]), _frames(paths["right"])
+    diff = lambda a, b: np.abs(a.astype(int) - b.astype(int)).mean()  # noqa: E731  (H.264 is lossy)
+    assert diff(left[0], right[0]) < 0.2  # the same start state
+    assert diff(left[-1], right[-1]) > 1.0
+    hill = np.stack([(f < 60).all(-1) for f in (*left, *right)]).all(0)  # dark in every frame: the hill
+
+    def car(frame: np.ndarray) -> float:  # the mean column of the dark pixels that move
+        return float(np.nonzero((frame < 60).all(-1) & ~hill)[1].mean())
+
+    assert car(left[30]) < car(left[0]) - 5 and car(right[30]) > car(right[0]) + 5
+    assert car(left[30]) < car(right[30]) - 40
+
+
+def test_without_the_ffmpeg_wheel_a_gif_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GIF holds the episode's frames (Pillow merges repeated ones: a walk into a wall),
+    enlarged 5× from the 7-cell maze's 56 pixels and padded to 288."""
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as if not installed
+    spec = resolve_env(make_config("algo=a2c", "env=maze", "env.size=7").env)
+    steps = iter(range(10**6))
+    act = lambda obs, _: torch.full((obs.shape[0],), next(steps) % 4)  # noqa: E731
+    recorder = Recorder(act, spec, 0, [1], 1, True, torch.device("cpu"))
+    path, count = recorder.record(tmp_path / "maze.mp4")
+    assert path == tmp_path / "maze.gif" and not (tmp_path / "maze.mp4").exists()
+    frames = _frames(path)
+    assert 1 < len(frames) <= count and frames.shape[1:] == (288, 288, 3)
+
+
+def test_small_frames_are_enlarged_whole_and_padded_to_blocks() -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (88, 88, 3), dtype=np.uint8)
+    out = fit(frame)
+    assert out.shape == (272, 272, 3)  # 88 · 3 = 264, padded to 272
+    assert np.array_equal(out[:264:3, :264:3], frame) and (out[264:] == 255).all()
+    big = np.zeros((320, 480, 3), dtype=np.uint8)
+    assert fit(big) is big
+
+
+def test_video_of_an_env_without_frames_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"eval.video=true: env=dialogue draws no frames"):
+        preflight(make_config("algo=a2c", "env=dialogue", "eval.video=true"))
