@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from pglab import folder_lock
-from pglab.config import ConfigError, validate
+from pglab.config import Config, ConfigError, validate
 from pglab.faults import EXIT_BUSY, EXIT_CONFIG, EXIT_OUTPUT, OutputError, check_output_folder
 from pglab.folder_lock import FolderBusy
 from pglab.preflight import preflight
@@ -300,3 +300,25 @@ def _mode_is_multirun(config_name: str, overrides: list[str]) -> bool:
     except (HydraException, OmegaConfBaseException):
         return False
     return str(OmegaConf.select(cfg, "hydra.mode")) == "RunMode.MULTIRUN"
+
+
+# the checkout's conf/ (run.py's config dir): the schemas of saved runs' options
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def recorded_config(recorded: dict[str, Any]) -> Config:
+    """A config a run recorded (``summary.json``'s ``config``) typed again: its algo and env
+    options composed from :data:`CONFIG_DIR` for their schemas, the recorded values merged
+    over them (a tuned file changed since does not apply), validated.
+
+    Raises:
+        ConfigError: one line, when the recorded config does not fit these schemas.
+    """
+    algo, env = recorded.get("algo", {}).get("name"), recorded.get("env", {}).get("name")
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            skeleton = compose("config", [f"algo={algo}", f"env={env}"])
+        return validate(OmegaConf.merge(skeleton, recorded))  # type: ignore[arg-type]
+    except (OmegaConfBaseException, ValueError) as err:
+        text = str(err).strip()
+        raise ConfigError(text.splitlines()[0] if text else type(err).__name__) from None

@@ -1,4 +1,4 @@
-"""The command line: ``python -m pglab.report SWEEP_DIR ...`` (also ``scripts/report.py``)."""
+"""The command line: ``pglab-report SWEEP_DIR ...`` (also ``python -m pglab.report`` and ``scripts/report.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pglab.report.write import write_report
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pglab.report", description="Tables and plots from pglab run or sweep folders."
+        prog="pglab-report", description="Tables and plots from pglab run or sweep folders."
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (searched at any depth)")
     parser.add_argument(
@@ -42,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_report(args.dirs, out, by=_split(args.by), metrics=_split(args.metrics) or ["return_mean"])
     except (FileNotFoundError, ValueError) as err:
-        print(f"pglab report: {err}", file=sys.stderr)
+        print(f"pglab-report: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,122 @@
+"""A finished (or checkpointed) run folder read back: its typed config and its agent's state.
+
+What ``pglab-eval`` and ``pglab-replay`` start from. Every way a folder can be wrong — not
+there, a sweep folder, a run that failed before it saved an agent, a damaged
+``policy.pt``, a config of another pglab version — is a :class:`SavedRunError` whose
+message is one line naming the folder and what to do.
+
+The config is the one the run recorded in ``summary.json``, typed again by composing its
+algo and env options from ``conf/`` (for their schemas) and merging the recorded values
+over them, so that a tuned file changed since is not applied to an old run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pglab.algos.common import Agent
+from pglab.cli import recorded_config
+from pglab.config import Config, ConfigError
+from pglab.envs import EnvSpec, make_vec_env, resolve_env
+from pglab.report.identity import summary_problem
+from pglab.run_dir import CHECKPOINT, POLICY, SUMMARY
+
+
+class SavedRunError(Exception):
+    """A folder that cannot be evaluated or replayed; the message is one line."""
+
+
+@dataclass
+class SavedRun:
+    """A run folder read back.
+
+    Attributes:
+        path: the folder.
+        summary: its ``summary.json``.
+        cfg: the config it ran with, typed and validated.
+        agent: the agent's state (``Agent.load_state_dict``), from ``policy.pt`` (a completed
+            run) or ``checkpoint.pt`` (an interrupted one).
+        source: which of the two files it came from.
+    """
+
+    path: Path
+    summary: dict[str, Any]
+    cfg: Config
+    agent: dict[str, Any]
+    source: str
+
+
+def open_run(path: Path) -> SavedRun:
+    """Read ``path`` back; raises :class:`SavedRunError` (one line) when it cannot be."""
+    if not path.exists():
+        raise SavedRunError(f"{path}: no such folder; pass a run folder (it holds {SUMMARY})")
+    if not path.is_dir():
+        raise SavedRunError(f"{path}: not a folder; pass a run folder (it holds {SUMMARY})")
+    summary = _summary(path)
+    if summary["status"] == "failed":
+        raise SavedRunError(f"{path}: the run failed ({summary.get('error') or 'see its run.log'}); rerun it")
+    source = POLICY if summary["status"] == "completed" else CHECKPOINT  # interrupted: its last checkpoint
+    if not (path / source).is_file():
+        error = f" ({summary['error']})" if summary.get("error") else ""
+        raise SavedRunError(f"{path}: the run is {summary['status']}{error} and saved no agent ({source}); rerun it")
+    try:
+        agent = torch.load(path / source, weights_only=True, map_location="cpu")["agent"]
+    except Exception as err:  # unpickling raises any type; the message names it
+        message = f"{path / source}: does not load ({type(err).__name__}: {_first_line(err)}); rerun the run"
+        raise SavedRunError(message) from None
+    return SavedRun(path, summary, typed_config(path, summary["config"]), agent, source)
+
+
+def load_agent(saved: SavedRun, device: torch.device) -> tuple[Agent, EnvSpec]:
+    """The saved agent rebuilt from its config and its state loaded (normaliser statistics,
+    reference policy and all), and its resolved env."""
+    from pglab.experiment import build_agent  # the experiment imports the world: only when needed
+
+    cfg = saved.cfg
+    spec = resolve_env(cfg.env)
+    train_env = make_vec_env(spec, cfg.env.num_envs, seed=cfg.seed, device=device)  # the agent's shapes
+    try:
+        agent = build_agent(cfg, train_env, device, spec)
+        agent.load_state_dict(saved.agent)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise SavedRunError(f"{saved.path / saved.source}: the agent does not fit its config ({err})") from None
+    finally:
+        train_env.close()
+    return agent, spec
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    file = path / SUMMARY
+    if not file.is_file():
+        runs = sorted(p.parent for p in path.glob(f"*/{SUMMARY}"))
+        if runs:
+            raise SavedRunError(f"{path}: a sweep folder of {len(runs)} runs; pass one of them, e.g. {runs[0]}")
+        raise SavedRunError(f"{path}: no {SUMMARY}, not a pglab run folder")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise SavedRunError(f"{file}: unreadable ({_first_line(err)})") from None
+    problem = summary_problem(data)
+    if problem is not None:
+        raise SavedRunError(f"{file}: damaged: {problem}")
+    return data
+
+
+def typed_config(path: Path, recorded: dict[str, Any]) -> Config:
+    """The recorded config as :class:`~pglab.config.Config` (see the module docstring)."""
+    try:
+        return recorded_config(recorded)
+    except ConfigError as err:
+        raise SavedRunError(
+            f"{path}: its config does not fit this pglab ({_first_line(err)}); use the pglab version that ran it"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
