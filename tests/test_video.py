@@ -110,3 +110,25 @@ def test_small_frames_are_enlarged_whole_and_padded_to_blocks() -> None:
 def test_video_of_an_env_without_frames_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"eval.video=true: env=dialogue draws no frames"):
         preflight(make_config("algo=a2c", "env=dialogue", "eval.video=true"))
+
+
+def test_the_report_links_the_last_video_of_the_best_and_the_median_run(tmp_path: Path) -> None:
+    """Three seeds with videos: report.md's Videos row links the final evaluation's video of
+    the run with the highest final return and of the middle one, relative to report.md."""
+    from pglab.report.write import write_report
+
+    finals = {}
+    for seed in (0, 1, 2):
+        video = ("eval.video=true", "eval.video_every=10")  # step 0 and the final evaluation only
+        cfg = make_config("algo=a2c", "env=cartpole", "~tuned", *TINY[3:], f"seed={seed}", *video)
+        finals[seed] = run(cfg, tmp_path / "sweep" / f"s{seed}")
+    order = sorted(finals, key=lambda s: -finals[s])
+    report = write_report([tmp_path / "sweep"], tmp_path / "sweep" / "report", quiet=True)
+    text = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert "## Videos" in text and report is not None
+    videos = text[text.index("## Videos") :]
+    row = next(line for line in videos.splitlines() if line.startswith("| cartpole | a2c |"))
+    for label, seed in (("best", order[0]), ("median", order[1])):
+        link = f"[{label}: seed {seed}, return {finals[seed]:.4g}](../s{seed}/videos/3000.mp4)"
+        assert link in row, row
+        assert (tmp_path / "sweep" / f"s{seed}" / "videos" / "3000.mp4").is_file()

@@ -22,9 +22,9 @@ import torch
 
 from pglab.envs import env_seeds, make_vec_env
 from pglab.evaluation import Evaluator
-from pglab.run_dir import write_json_atomic
+from pglab.run_dir import VIDEO_DIR, write_json_atomic
 from pglab.saved_run import SavedRun, SavedRunError, load_agent, open_run
-from pglab.video import VIDEO_DIR, Recorder, renders_frames
+from pglab.video import Recorder, renders_frames
 
 PROG = "pglab-eval"
 

@@ -24,11 +24,11 @@ from pglab.algos.common import Agent, Update
 from pglab.config import Config, ConfigError
 from pglab.evaluation import Evaluator
 from pglab.numbers import score
-from pglab.run_dir import RunFolder
+from pglab.run_dir import VIDEO_DIR, RunFolder
 from pglab.run_logger import RunLogger
 from pglab.signals import StopRequest
 from pglab.solved import is_solved, missing_metrics
-from pglab.video import VIDEO_DIR, Recorder
+from pglab.video import Recorder
 
 log = logging.getLogger("pglab")
 

@@ -46,6 +46,7 @@ import torch
 from pglab import random_state
 from pglab.machine import machine_info
 from pglab.report.identity import NOT_RESULT_KEYS as NOT_RESULT_KEYS  # declared there, for the report too
+from pglab.report.identity import VIDEO_DIR as VIDEO_DIR
 from pglab.report.identity import finite_or_none, normalised, result_config, summary_problem
 
 log = logging.getLogger("pglab")

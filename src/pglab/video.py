@@ -26,7 +26,6 @@ import torch
 from pglab.envs import EnvSpec, VectorEnv, make_vec_env
 from pglab.envs.registry import gym_id, native_class
 
-VIDEO_DIR = "videos"
 FPS = 30
 MACRO_BLOCK = 16  # H.264 codes 16 × 16 blocks: frames are padded to a multiple (white)
 MIN_SIDE = 256  # smaller frames are enlarged

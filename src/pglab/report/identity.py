@@ -16,6 +16,8 @@ from typing import Any
 # checkpoints, which tuned file set the values. A rerun that changes only these (a longer
 # SLURM time limit after a time-out, W&B settings, another launcher) still skips or resumes,
 # and the report counts two folders that differ only in these as one run.
+VIDEO_DIR = "videos"  # a run folder's evaluation videos (pglab.video writes, the report links them)
+
 NOT_RESULT_KEYS = (
     ("hardware", "cluster"),
     ("hardware", "num_threads"),

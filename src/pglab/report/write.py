@@ -15,6 +15,7 @@ from pglab.report.plots import normalised_scores, plot_aggregates, plot_curves
 from pglab.report.runs import DAMAGED, DUPLICATES_NOTE, RunRecord, read_runs
 from pglab.report.stats import N_RESAMPLES, STD_NOTE
 from pglab.report.tables import build_table, format_latex, format_markdown, return_thresholds
+from pglab.report.videos import video_lines
 
 
 @dataclass
@@ -193,7 +194,8 @@ def write_report(
     lines = [*_intro(runs, roots, by), markdowns[metrics[0]], ""]
     for metric in list(metrics)[1:]:
         lines += [f"### Final `{metric}`", "", markdowns[metric], ""]
-    lines += [*_kl_section(kl_markdown, by), *_aggregate_section(agg), *_closing(report)]
+    lines += [*_kl_section(kl_markdown, by), *_aggregate_section(agg), *video_lines(keyed, by_cols, out)]
+    lines += _closing(report)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if not quiet:
         print(markdowns[metrics[0]])
