@@ -50,10 +50,12 @@ def test_a_saved_run_evaluated_again_gives_its_final_metrics_exactly(runs: dict[
     assert printed == {k: v for k, v in final.items() if k != "episodes"}
     saved = json.loads((folder / "eval_0.json").read_text())
     assert saved["final"] == printed and saved["seed"] == 0 and saved["episodes"] == 6
-    other = command("pglab-eval", folder, "--seed", "12345", "--episodes", "9")
+    other = command("pglab-eval", folder, "--seed", "12345", "--episodes", "9", "--video")
     assert other.returncode == 0, other.stderr
     assert json.loads((folder / "eval_12345.json").read_text())["episodes"] == 9
     assert json.loads(other.stdout)["return_mean"] != printed["return_mean"]
+    frames = iio.imread(folder / "videos" / "eval_12345.mp4", index=None)
+    assert frames.shape[1:] == (400, 608, 3) and len(frames) > 5
 
 
 def test_an_interrupted_run_is_evaluated_from_its_checkpoint(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -77,7 +79,17 @@ def test_eval_and_replay_refuse_what_they_cannot_read_in_one_line(runs: dict[str
     damaged = tmp_path / "damaged"
     shutil.copytree(runs["a2c"], damaged)
     (damaged / "policy.pt").write_bytes(b"not a checkpoint")
+    swapped = tmp_path / "swapped"  # another run's agent: a maze policy in a CartPole run
+    shutil.copytree(runs["a2c"], swapped)
+    shutil.copy(runs["maze"] / "policy.pt", swapped / "policy.pt")
+    newer = tmp_path / "newer"  # a config key this pglab does not know (another version's)
+    shutil.copytree(runs["a2c"], newer)
+    summary = json.loads((newer / "summary.json").read_text())
+    summary["config"]["algo"]["momentum"] = 0.9
+    (newer / "summary.json").write_text(json.dumps(summary))
     cases = {
+        swapped: "policy.pt: the agent does not fit its config",
+        newer: "its config does not fit this pglab (",
         tmp_path / "missing": "no such folder",
         runs["a2c"].parent: "a sweep folder of 3 runs; pass one of them",
         failed: "the run failed (RuntimeError: debug.fail_at_step=1500",

@@ -84,7 +84,8 @@ def load_agent(saved: SavedRun, device: torch.device) -> tuple[Agent, EnvSpec]:
         agent = build_agent(cfg, train_env, device, spec)
         agent.load_state_dict(saved.agent)
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise SavedRunError(f"{saved.path / saved.source}: the agent does not fit its config ({err})") from None
+        message = f"{saved.path / saved.source}: the agent does not fit its config ({_one_line(err)})"
+        raise SavedRunError(message) from None
     finally:
         train_env.close()
     return agent, spec
@@ -120,3 +121,9 @@ def typed_config(path: Path, recorded: dict[str, Any]) -> Config:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """A multi-line message (torch's state-dict mismatches) folded into one line, cut at ``limit``."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
