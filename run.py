@@ -9,17 +9,14 @@ Returns the final evaluation return (what Hydra's optimisation sweepers maximise
 
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from pglab.cli import check_command_line
+from pglab.cli import CONFIG_DIR, check_command_line
 from pglab.hydra_job import LAUNCHER_PID
 from pglab.hydra_job import main as run_job
 from pglab.signals import launcher_stops_on_signals
-
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")

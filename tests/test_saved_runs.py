@@ -11,6 +11,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
+import torch
 
 from conftest import clean_env, make_config
 from pglab.experiment import run
@@ -38,7 +39,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("which", ["a2c", "sb3"])
+@pytest.mark.parametrize("which", ["a2c", "sb3", "maze"])
 def test_a_saved_run_evaluated_again_gives_its_final_metrics_exactly(runs: dict[str, Path], which: str) -> None:
     """With the run's own seed, episodes and normaliser statistics: summary.json's final
     metrics to the last bit, printed and in eval_<seed>.json; another seed, other episodes."""
@@ -50,6 +51,8 @@ def test_a_saved_run_evaluated_again_gives_its_final_metrics_exactly(runs: dict[
     assert printed == {k: v for k, v in final.items() if k != "episodes"}
     saved = json.loads((folder / "eval_0.json").read_text())
     assert saved["final"] == printed and saved["seed"] == 0 and saved["episodes"] == 6
+    if which == "maze":  # one fixed maze from one start: the same return from any seed
+        return
     other = command("pglab-eval", folder, "--seed", "12345", "--episodes", "9", "--video")
     assert other.returncode == 0, other.stderr
     assert json.loads((folder / "eval_12345.json").read_text())["episodes"] == 9
@@ -82,13 +85,25 @@ def test_eval_and_replay_refuse_what_they_cannot_read_in_one_line(runs: dict[str
     swapped = tmp_path / "swapped"  # another run's agent: a maze policy in a CartPole run
     shutil.copytree(runs["a2c"], swapped)
     shutil.copy(runs["maze"] / "policy.pt", swapped / "policy.pt")
+    unfit = tmp_path / "unfit"  # this run's names on a maze agent's weights
+    shutil.copytree(runs["a2c"], unfit)
+    payload = torch.load(unfit / "policy.pt", weights_only=True)
+    payload["agent"] = torch.load(runs["maze"] / "policy.pt", weights_only=True)["agent"]
+    torch.save(payload, unfit / "policy.pt")
+    unknown = tmp_path / "unknown"  # an algorithm this pglab does not have
+    shutil.copytree(runs["a2c"], unknown)
+    summary = json.loads((unknown / "summary.json").read_text())
+    summary["config"]["algo"]["name"] = "trpo"
+    (unknown / "summary.json").write_text(json.dumps(summary))
     newer = tmp_path / "newer"  # a config key this pglab does not know (another version's)
     shutil.copytree(runs["a2c"], newer)
     summary = json.loads((newer / "summary.json").read_text())
     summary["config"]["algo"]["momentum"] = 0.9
     (newer / "summary.json").write_text(json.dumps(summary))
     cases = {
-        swapped: "policy.pt: the agent does not fit its config",
+        swapped: "policy.pt: another run's agent (env 'maze', summary.json says 'cartpole')",
+        unfit: "policy.pt: the agent does not fit its config (Error(s) in loading state_dict",
+        unknown: "algo=trpo: no such option in",
         newer: "its config does not fit this pglab (",
         tmp_path / "missing": "no such folder",
         runs["a2c"].parent: "a sweep folder of 3 runs; pass one of them",
@@ -102,6 +117,22 @@ def test_eval_and_replay_refuse_what_they_cannot_read_in_one_line(runs: dict[str
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith(f"{name}: ") and message in lines[0], done.stderr
             assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("pglab-eval", ("--device", "nosuch"), "--device=nosuch: not a torch device"),
+        ("pglab-replay", ("--video", "/proc/pglab.mp4"), "--video /proc/pglab.mp4: "),
+        ("pglab-replay", ("--video", "walk.avi"), "walk.avi: a video is .mp4 or .gif"),
+        ("pglab-eval", ("--episodes", "0"), "--episodes=0: must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_one_line(runs: dict[str, Path], name: str, args: tuple[str, ...], message: str) -> None:
+    done = command(name, runs["a2c"], *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
 
 
 def test_replay_prints_steps_or_the_envs_own_text_and_records_video(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -118,7 +149,9 @@ def test_replay_prints_steps_or_the_envs_own_text_and_records_video(runs: dict[s
     video = command("pglab-replay", runs["a2c"], "--video", tmp_path / "cartpole.mp4")
     assert video.returncode == 0, video.stderr
     frames = iio.imread(tmp_path / "cartpole.mp4", index=None)
-    assert frames.shape[1:] == (400, 608, 3) and len(frames) == len(lines) - 4  # the same episode, a frame a step
+    assert (
+        frames.shape[1:] == (400, 608, 3) and len(frames) == len(lines) - 3
+    )  # the same episode: a frame a step, and the end
 
 
 def test_the_report_command_is_installed_under_its_name(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -36,9 +36,9 @@ def _frames(path: Path) -> np.ndarray:
 
 def test_videos_of_evaluations_leave_the_metrics_as_they_were(tmp_path: Path) -> None:
     """The same seed with and without eval.video: identical metrics.jsonl; a video at
-    every second periodic evaluation (step 0 included) and at the final one, 200 frames
-    of 320 × 480 each (the untrained car never reaches the flag), and W&B's eval/video
-    holding the same file."""
+    every second periodic evaluation (step 0 included) and at the final one, 201 frames
+    of 320 × 480 each (200 steps, the untrained car never reaching the flag, and the
+    end), and W&B's eval/video holding the same file."""
     run(make_config(*TINY), tmp_path / "off")
     video = ("eval.video=true", "eval.video_every=2", "logger=wandb", "logger.mode=offline")
     run(make_config(*TINY, *video), tmp_path / "on")
@@ -50,7 +50,7 @@ def test_videos_of_evaluations_leave_the_metrics_as_they_were(tmp_path: Path) ->
     assert [int(p.stem) for p in videos] == expected
     assert not (tmp_path / "off" / "videos").exists()
     frames = _frames(videos[-1])
-    assert frames.shape == (200, 320, 480, 3)
+    assert frames.shape == (201, 320, 480, 3)
     logged = read_run(next((tmp_path / "on").glob("wandb/offline-run-*/run-*.wandb")))
     rows = [row for row in logged["history"] if "eval/video/_type" in row]
     assert [row["env_steps"] for row in rows] == expected
@@ -66,11 +66,11 @@ def test_a_video_shows_the_policy_that_acted(tmp_path: Path) -> None:
     paths = {}
     for name, action in (("left", 0), ("right", 2)):
         recorder = Recorder(
-            lambda obs, _, a=action: torch.full((obs.shape[0],), a), spec, 0, [7], 1, True, torch.device("cpu")
+            lambda obs, _, a=action: torch.full((obs.shape[0],), a), spec, [7], 1, True, torch.device("cpu")
         )
         paths[name], count = recorder.record(tmp_path / f"{name}.mp4")
         recorder.close()
-        assert count == 200
+        assert count == 201
     left, right = _frames(paths["left"]), _frames(paths["right"])
     diff = lambda a, b: np.abs(a.astype(int) - b.astype(int)).mean()  # noqa: E731  (H.264 is lossy)
     assert diff(left[0], right[0]) < 0.2  # the same start state
@@ -91,7 +91,7 @@ def test_without_the_ffmpeg_wheel_a_gif_is_written(tmp_path: Path, monkeypatch: 
     spec = resolve_env(make_config("algo=a2c", "env=maze", "env.size=7").env)
     steps = iter(range(10**6))
     act = lambda obs, _: torch.full((obs.shape[0],), next(steps) % 4)  # noqa: E731
-    recorder = Recorder(act, spec, 0, [1], 1, True, torch.device("cpu"))
+    recorder = Recorder(act, spec, [1], 1, True, torch.device("cpu"))
     path, count = recorder.record(tmp_path / "maze.mp4")
     assert path == tmp_path / "maze.gif" and not (tmp_path / "maze.mp4").exists()
     frames = _frames(path)
@@ -132,3 +132,15 @@ def test_the_report_links_the_last_video_of_the_best_and_the_median_run(tmp_path
         link = f"[{label}: seed {seed}, return {finals[seed]:.4g}](../s{seed}/videos/3000.mp4)"
         assert link in row, row
         assert (tmp_path / "sweep" / f"s{seed}" / "videos" / "3000.mp4").is_file()
+
+
+def test_a_new_run_in_the_folder_moves_the_earlier_videos_and_evaluations_aside(tmp_path: Path) -> None:
+    """Another config into the same folder: the earlier run's videos and pglab-eval records
+    go to earlier-1/ with its other files, so the report cannot link them as the new run's."""
+    run(make_config(*TINY, "eval.video=true"), tmp_path)
+    (tmp_path / "eval_0.json").write_text("{}")
+    earlier = sorted(p.name for p in (tmp_path / "videos").iterdir())
+    run(make_config(*TINY, "seed=1"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "earlier-1" / "videos").iterdir()) == earlier
+    assert (tmp_path / "earlier-1" / "eval_0.json").exists() and not (tmp_path / "eval_0.json").exists()
+    assert not (tmp_path / "videos").exists()

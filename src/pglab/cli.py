@@ -302,7 +302,7 @@ def _mode_is_multirun(config_name: str, overrides: list[str]) -> bool:
     return str(OmegaConf.select(cfg, "hydra.mode")) == "RunMode.MULTIRUN"
 
 
-# the checkout's conf/ (run.py's config dir): the schemas of saved runs' options
+# the checkout's conf/: run.py's config dir, and the schemas of saved runs' options
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -314,11 +314,20 @@ def recorded_config(recorded: dict[str, Any]) -> Config:
     Raises:
         ConfigError: one line, when the recorded config does not fit these schemas.
     """
-    algo, env = recorded.get("algo", {}).get("name"), recorded.get("env", {}).get("name")
+    if not CONFIG_DIR.is_dir():
+        raise ConfigError(f"{CONFIG_DIR}: not found; saved runs are read in a checkout installed with pip install -e .")
+    names = {}
+    for group in ("algo", "env"):
+        node = recorded.get(group)
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+            raise ConfigError(f"{group}: the recorded config names no {group} option")
+        if not (CONFIG_DIR / group / f"{node['name']}.yaml").is_file():
+            raise ConfigError(f"{group}={node['name']}: no such option in {CONFIG_DIR / group}")
+        names[group] = node["name"]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            skeleton = compose("config", [f"algo={algo}", f"env={env}"])
+            skeleton = compose("config", [f"algo={names['algo']}", f"env={names['env']}"])
         return validate(OmegaConf.merge(skeleton, recorded))  # type: ignore[arg-type]
-    except (OmegaConfBaseException, ValueError) as err:
+    except (OmegaConfBaseException, HydraException, ValueError) as err:
         text = str(err).strip()
         raise ConfigError(text.splitlines()[0] if text else type(err).__name__) from None

@@ -590,8 +590,9 @@ class EvalConfig:
             ``eval/video`` (:mod:`pglab.video`: on an env of its own, so the metrics are
             the same with it on or off); envs that draw frames only.
         video_episodes: episodes per video, one after another.
-        video_every: record at every this-many-th periodic evaluation (the one at env
-            step 0 included); the final evaluation is always recorded.
+        video_every: record the periodic evaluations whose ``env_steps // every_steps``
+            is a multiple of this (every this-many-th when an update is shorter than
+            ``every_steps``; the one at env step 0 included); the final one always.
     """
 
     every_steps: int = bounded(MISSING, ge=1)

@@ -170,7 +170,7 @@ def build_loop(
     recorder = None
     if cfg.eval.video:
         recorder = Recorder(
-            agent.act, plan.env, cfg.seed, summary.eval_seeds, cfg.eval.video_episodes, cfg.eval.deterministic,
+            agent.act, plan.env, summary.eval_seeds, cfg.eval.video_episodes, cfg.eval.deterministic,
             plan.device,
         )  # fmt: skip
         closing.callback(recorder.close)

@@ -264,12 +264,18 @@ class TrainingLoop:
         return result.metrics()
 
     def _record_video(self, env_steps: int, final: bool) -> None:
-        """``videos/<env_steps>.mp4`` and W&B's ``eval/video``: at the final evaluation and
-        at every ``eval.video_every``-th periodic one (counted by ``env_steps // every_steps``)."""
+        """``videos/<env_steps>.mp4`` and W&B's ``eval/video``: at the final evaluation and at
+        the periodic ones whose ``env_steps // eval.every_steps`` is a multiple of
+        ``eval.video_every`` (stateless, so a resumed run keeps the schedule). A video
+        that cannot be written is a warning: the metrics do not depend on it."""
         ev = self.cfg.eval
         if self.recorder is None or (not final and (env_steps // ev.every_steps) % ev.video_every):
             return
-        path, frames = self.recorder.record(self.folder.path / VIDEO_DIR / f"{env_steps}.mp4")
+        try:
+            path, frames = self.recorder.record(self.folder.path / VIDEO_DIR / f"{env_steps}.mp4")
+        except (OSError, RuntimeError) as err:  # a full disk, a broken encoder: the run goes on without it
+            log.warning("%s: no video at %d env steps (%s: %s)", self.display.desc, env_steps, type(err).__name__, err)
+            return
         log.debug("%s: %d frames in %s", self.display.desc, frames, path)
         self.logger.log_video(env_steps, path)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from pglab.algos.common import Agent
-from pglab.envs import EnvSpec, env_seeds, make_vec_env
+from pglab.envs import EnvSpec, env_seeds, make_vec_env, resolve_env
 from pglab.evaluation import Evaluator
-from pglab.saved_run import SavedRunError, load_agent, open_run
+from pglab.saved_run import SavedRunError, choose_device, load_agent, open_run
 from pglab.video import Recorder, renders_frames
 
 PROG = "pglab-replay"
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed)")
     parser.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
     parser.add_argument("--video", type=Path, default=None, help="write the episodes to this mp4 instead")
-    parser.add_argument("--device", default="cpu", help="where to compute (default: cpu)")
+    parser.add_argument("--device", default=None, help="where to compute (default: the run's hardware.device)")
     return parser
 
 
@@ -105,17 +105,12 @@ def _main(argv: list[str] | None) -> int:
         cfg = saved.cfg
         seed = args.seed if args.seed is not None else cfg.seed
         deterministic = cfg.eval.deterministic and not args.sample
-        device = torch.device(args.device)
+        device, _ = choose_device(cfg, args.device)
+        if args.video is not None and not renders_frames(resolve_env(cfg.env)):
+            raise SavedRunError(f"--video: env={cfg.env.name} draws no frames; its replay is text (drop --video)")
         agent, spec = load_agent(saved, device)
         if args.video is not None:
-            if not renders_frames(spec):
-                raise SavedRunError(f"--video: env={cfg.env.name} draws no frames; its replay is text (drop --video)")
-            recorder = Recorder(agent.act, spec, seed, env_seeds(seed, args.episodes, "eval"), args.episodes,
-                                deterministic, device)  # fmt: skip
-            path, frames = recorder.record(args.video)
-            recorder.close()
-            print(f"{PROG}: {args.episodes} episode(s), {frames} frames: wrote {path}", file=sys.stderr)
-            return 0
+            return _record(agent, spec, args, seed, deterministic, device)
     except SavedRunError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
@@ -129,6 +124,23 @@ def _main(argv: list[str] | None) -> int:
         print(f"\nepisode {k + 1}")
         for line in step_lines(agent, spec, seed, start, deterministic, device):
             print(line)
+    return 0
+
+
+def _record(
+    agent: Agent, spec: EnvSpec, args: argparse.Namespace, seed: int, deterministic: bool, device: torch.device
+) -> int:
+    """``--video``: the episodes into one file; 2 with one line when it cannot be written."""
+    recorder = Recorder(agent.act, spec, env_seeds(seed, args.episodes, "eval"), args.episodes, deterministic, device)
+    try:
+        path, frames = recorder.record(args.video)
+    except (OSError, ValueError) as err:  # an unwritable folder, a full disk, a suffix that is no video
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+        print(f"{PROG}: --video {args.video}: {reason}", file=sys.stderr)
+        return 2
+    finally:
+        recorder.close()
+    print(f"{PROG}: {args.episodes} episode(s), {frames} frames: wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -56,7 +56,8 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 POLICY = "policy.pt"
 CHECKPOINT = "checkpoint.pt"
-RUN_FILES = (METRICS, SAMPLES, SUMMARY, POLICY, CHECKPOINT, "sb3_model.zip", "vecnormalize.pkl")
+RUN_FILES = (METRICS, SAMPLES, SUMMARY, POLICY, CHECKPOINT, "sb3_model.zip", "vecnormalize.pkl", VIDEO_DIR)
+EVAL_FILES = "eval_*.json"  # pglab-eval's records of the run's agent: they go with the run
 CHECKPOINT_FORMAT = 2  # a checkpoint of another format is not resumed (its files are kept aside)
 MAX_LINES_NAMED = 20  # damaged .jsonl lines named one by one in the warning; more are counted
 
@@ -207,7 +208,16 @@ class RunFolder:
         log.info("%s: resuming from the checkpoint at %d env steps", self.path, ckpt.env_steps)
         for name in (METRICS, SAMPLES):
             self._truncate_jsonl(self.path / name, ckpt.env_steps)
+        self._drop_videos_after(ckpt.env_steps)
         return Opened(checkpoint=ckpt)
+
+    def _drop_videos_after(self, max_env_steps: int) -> None:
+        """Remove training videos of evaluations after the checkpoint (``<env_steps>.mp4`` past
+        it, and unfinished ``.part`` files): the resumed run records them again."""
+        for video in (self.path / VIDEO_DIR).glob("*"):
+            stem = video.name.split(".")[0]
+            if video.name.startswith(".") or (stem.isdigit() and int(stem) > max_env_steps):
+                video.unlink(missing_ok=True)
 
     def _read_summary(self) -> tuple[dict[str, Any] | None, str | None]:
         """This folder's ``summary.json`` if it can be trusted, else ``None`` and why not
@@ -280,6 +290,7 @@ class RunFolder:
         """Move an earlier run's files into ``earlier-<n>/`` before a new run writes here,
         with one warning line (naming ``reason``, when a damaged or unfit file is the cause)."""
         present = [name for name in RUN_FILES if (self.path / name).exists()]
+        present += sorted(p.name for p in self.path.glob(EVAL_FILES))
         if not present:
             return None
         n = 1

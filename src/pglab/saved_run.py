@@ -23,6 +23,7 @@ from pglab.algos.common import Agent
 from pglab.cli import recorded_config
 from pglab.config import Config, ConfigError
 from pglab.envs import EnvSpec, make_vec_env, resolve_env
+from pglab.preflight import resolve_device
 from pglab.report.identity import summary_problem
 from pglab.run_dir import CHECKPOINT, POLICY, SUMMARY
 
@@ -65,11 +66,47 @@ def open_run(path: Path) -> SavedRun:
         error = f" ({summary['error']})" if summary.get("error") else ""
         raise SavedRunError(f"{path}: the run is {summary['status']}{error} and saved no agent ({source}); rerun it")
     try:
-        agent = torch.load(path / source, weights_only=True, map_location="cpu")["agent"]
+        payload = torch.load(path / source, weights_only=True, map_location="cpu")
+        agent = payload["agent"]
     except Exception as err:  # unpickling raises any type; the message names it
         message = f"{path / source}: does not load ({type(err).__name__}: {_first_line(err)}); rerun the run"
         raise SavedRunError(message) from None
+    check_belongs(path / source, payload, summary)
     return SavedRun(path, summary, typed_config(path, summary["config"]), agent, source)
+
+
+def check_belongs(file: Path, payload: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The agent file is this run's: ``policy.pt`` names the summary's algo, env and seed; a
+    checkpoint carries the summary's run id."""
+    keys = ("algo", "env", "seed") if file.name == POLICY else ("run_id",)
+    for key in keys:
+        if key in payload and key in summary and payload[key] != summary[key]:
+            mine, theirs = summary[key], payload[key]
+            raise SavedRunError(f"{file}: another run's agent ({key} {theirs!r}, summary.json says {mine!r})")
+
+
+def choose_device(cfg: Config, asked: str | None) -> tuple[torch.device, str | None]:
+    """Where to evaluate: ``asked`` (``--device``), else the device the run trained on
+    (``hardware.device``), else the CPU. Also a note when that is not the run's own device:
+    the metrics then need not equal the run's to the last bit (other kernels).
+
+    Raises:
+        SavedRunError: ``asked`` is not a device, or a CUDA device without CUDA.
+    """
+    try:
+        device = torch.device(asked) if asked else None
+    except RuntimeError as err:
+        raise SavedRunError(f"--device={asked}: not a torch device ({_first_line(err)})") from None
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise SavedRunError(f"--device={asked}: no CUDA device is available here; use --device cpu")
+    try:
+        own = resolve_device(cfg.hardware)
+    except ConfigError:  # trained on a GPU this machine lacks
+        own = None
+    chosen = device or own or torch.device("cpu")
+    if own is None or chosen.type != own.type:
+        return chosen, f"evaluating on {chosen.type}, not the run's hardware.device={cfg.hardware.device.value}"
+    return chosen, None
 
 
 def load_agent(saved: SavedRun, device: torch.device) -> tuple[Agent, EnvSpec]:

@@ -1,14 +1,17 @@
 """Videos of evaluation episodes: recorded on an env of their own, written as mp4.
 
-A :class:`Recorder` plays ``episodes`` episodes of the evaluated policy on a one-env copy
-of the evaluation env with ``render_mode="rgb_array"``, episode j from evaluation env j's
-seed (so it shows the start states the evaluation faced). It never touches the training
-envs, the evaluation envs or the training RNG: a run's metrics are the same with videos
-on or off. Frames stream into the encoder as they are drawn, so a 999-step episode does
-not sit in memory.
+A :class:`Recorder` plays ``episodes`` episodes of the evaluated policy on a single
+gymnasium env of the run's env (the class registered for its id, ``render_mode=
+"rgb_array"``), episode j from evaluation env j's seed, so it starts where the
+evaluation's env j starts. A single env, not a one-env vector env: it does not reset
+itself at the episode's end, so the last frame shows how the episode ended (the car at
+the flag, the walker at the goal): an episode of T steps gives T + 1 frames. The
+recording never touches the training envs, the evaluation envs or the training RNG, so a
+run's metrics are the same with videos on or off. Frames stream into the encoder as they
+are drawn: a 999-step episode does not sit in memory.
 
-The encoder is ffmpeg's H.264, through imageio with the ffmpeg binary that the
-imageio-ffmpeg wheel ships; without imageio-ffmpeg the episodes are written as a GIF.
+The encoder is ffmpeg's H.264 through imageio, with the ffmpeg binary the imageio-ffmpeg
+wheel ships; where that wheel or its binary is missing, the episodes are a GIF.
 """
 
 from __future__ import annotations
@@ -20,31 +23,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.registration import load_env_creator
 
-from pglab.envs import EnvSpec, VectorEnv, make_vec_env
-from pglab.envs.registry import gym_id, native_class
+from pglab.envs import EnvSpec
+from pglab.envs.registry import gym_id
 
 FPS = 30
 MACRO_BLOCK = 16  # H.264 codes 16 × 16 blocks: frames are padded to a multiple (white)
 MIN_SIDE = 256  # smaller frames are enlarged
+SUFFIXES = (".mp4", ".gif")
 
 AgentAct = Callable[[torch.Tensor, bool], torch.Tensor]
+
+
+def _env_class(spec: EnvSpec) -> Any:
+    """What ``spec.id`` is registered as: a ``gymnasium.Env`` class, or another creator."""
+    entry = gym.spec(gym_id(spec.id)).entry_point
+    return load_env_creator(entry) if isinstance(entry, str) else entry
 
 
 def renders_frames(spec: EnvSpec) -> bool:
     """Whether the env draws ``rgb_array`` frames (the maze and the MountainCars natively,
     gymnasium's classic-control envs through pygame; the dialogues are text)."""
-    native = spec.native or native_class(spec.id)
-    if native is not None:
-        return "rgb_array" in native.metadata.get("render_modes", [])
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
-
-    entry = gym.spec(gym_id(spec.id)).entry_point
-    creator = load_env_creator(entry) if isinstance(entry, str) else entry
-    return "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
+    cls = _env_class(spec)
+    return isinstance(cls, type) and issubclass(cls, gym.Env) and "rgb_array" in cls.metadata.get("render_modes", [])
 
 
 def fit(frame: np.ndarray) -> np.ndarray:
@@ -69,42 +74,60 @@ class VideoOut:
     append: Callable[[np.ndarray], None]
 
 
+def has_ffmpeg() -> bool:
+    """Whether imageio-ffmpeg and its bundled binary are there."""
+    try:
+        import imageio_ffmpeg
+
+        return Path(imageio_ffmpeg.get_ffmpeg_exe()).is_file()
+    except (ImportError, RuntimeError):
+        return False
+
+
 @contextlib.contextmanager
 def video_writer(path: Path, fps: int = FPS) -> Iterator[VideoOut]:
-    """A video at ``path`` (``.mp4``; ``.gif`` without imageio-ffmpeg, see ``out.path``).
-    Written aside and renamed at the end, so a failed recording leaves no half file."""
+    """A video at ``path`` (``.mp4`` or ``.gif``; an mp4 becomes a GIF without ffmpeg, see
+    ``out.path``). Written aside and renamed when complete: a recording that fails or is
+    stopped leaves no half file under the name.
+
+    Raises:
+        ValueError: another suffix.
+    """
     import imageio.v2 as imageio
 
-    try:
-        import imageio_ffmpeg  # noqa: F401  (the wheel's ffmpeg binary)
-    except ImportError:
+    if path.suffix not in SUFFIXES:
+        raise ValueError(f"{path}: a video is .mp4 or .gif")
+    if path.suffix == ".mp4" and not has_ffmpeg():
         path = path.with_suffix(".gif")
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.part{path.suffix}")
+    part.touch()  # an unwritable folder fails here, with an OSError, not inside ffmpeg
     if path.suffix == ".mp4":
         kwargs: dict[str, Any] = {"fps": fps, "codec": "libx264", "macro_block_size": 1, "ffmpeg_log_level": "error"}
-        kwargs["output_params"] = ["-pix_fmt", "yuv420p"]
-        writer = imageio.get_writer(part, format="FFMPEG", **kwargs)
+        writer = imageio.get_writer(part, format="FFMPEG", **kwargs)  # yuv420p, imageio's default
     else:
         writer = imageio.get_writer(part, format="GIF", mode="I", duration=1000 / fps, loop=0)
+    done = False
     try:
         yield VideoOut(path, lambda frame: writer.append_data(fit(frame)))
-    except BaseException:
         writer.close()
-        part.unlink(missing_ok=True)
-        raise
-    writer.close()
-    part.replace(path)
+        part.replace(path)
+        done = True
+    finally:
+        if not done:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                writer.close()
+            part.unlink(missing_ok=True)
 
 
 class Recorder:
     """Records evaluation episodes of ``act`` to video files; see the module docstring.
 
     Args:
-        act: the agent's ``act(obs, deterministic)``.
+        act: the agent's ``act(obs, deterministic)`` (``obs[1, ...]`` on ``device``).
         spec: the run's resolved env.
-        seed: the run's seed; the recording env gets the evaluation seeds ``eval_seeds``.
-        eval_seeds: the evaluation envs' seeds; episode j starts as env j's first episode.
+        eval_seeds: the evaluation envs' seeds; episode j starts as env j's first episode
+            (cycling when ``episodes`` exceeds them, so a deterministic policy repeats).
         episodes: episodes per video, one after another.
         deterministic: as the evaluation (sampled actions come from a generator of the
             recording's own, seeded by the first evaluation seed).
@@ -115,7 +138,6 @@ class Recorder:
         self,
         act: AgentAct,
         spec: EnvSpec,
-        seed: int,
         eval_seeds: list[int],
         episodes: int,
         deterministic: bool,
@@ -125,7 +147,10 @@ class Recorder:
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         self.act, self.eval_seeds, self.episodes = act, eval_seeds, episodes
         self.deterministic, self.device = deterministic, device
-        self.env: VectorEnv = make_vec_env(spec, 1, seed, device, stream="eval", render_mode="rgb_array")
+        if spec.native is not None:  # pglab's single env takes every kwarg, its time limit included
+            self.env: gym.Env = _env_class(spec)(render_mode="rgb_array", **spec.kwargs)
+        else:
+            self.env = gym.make(gym_id(spec.id), render_mode="rgb_array", **spec.kwargs)
 
     def record(self, path: Path) -> tuple[Path, int]:
         """Play the episodes into ``path``; returns the file written and its frame count."""
@@ -135,19 +160,31 @@ class Recorder:
             if not self.deterministic:
                 torch.manual_seed(self.eval_seeds[0])
             for j in range(self.episodes):
-                obs, _ = self.env.reset(seed=[self.eval_seeds[j % len(self.eval_seeds)]])
+                obs, _ = self.env.reset(seed=self.eval_seeds[j % len(self.eval_seeds)])
                 done = False
                 while not done:
                     out.append(self.frame())
+                    action = self.act(
+                        torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None], self.deterministic
+                    )
+                    obs, _, terminated, truncated, _ = self.env.step(self.to_env(action))
                     frames += 1
-                    obs, _, terminated, truncated, _ = self.env.step(self.act(obs, self.deterministic))
-                    done = bool((terminated | truncated)[0])
+                    done = bool(terminated or truncated)
+                out.append(self.frame())  # how the episode ended
+                frames += 1
         return out.path, frames
 
+    def to_env(self, action: torch.Tensor) -> Any:
+        """Env 0's action as the single env takes it: an index, or values clipped to the box
+        (as the vector envs clip a policy's unbounded sample)."""
+        space = self.env.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return int(action[0])
+        assert isinstance(space, gym.spaces.Box)
+        return np.clip(action[0].cpu().numpy(), space.low, space.high).astype(space.dtype)
+
     def frame(self) -> np.ndarray:
-        frames = self.env.render()
-        assert frames is not None
-        return np.asarray(frames[0], dtype=np.uint8)
+        return np.asarray(self.env.render(), dtype=np.uint8)
 
     def close(self) -> None:
         self.env.close()

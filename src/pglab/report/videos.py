@@ -9,13 +9,14 @@ the luckiest. The last video is the one of the highest env step (the final evalu
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
 
 from pglab.report.identity import VIDEO_DIR
 
-SUFFIXES = (".mp4", ".gif")
+SUFFIXES = (".mp4", ".gif")  # pglab.video's (the report imports no torch)
 
 
 def last_video(run_dir: Path) -> Path | None:
@@ -32,15 +33,18 @@ def video_lines(keyed: pd.DataFrame, group_cols: list[str], out: Path) -> list[s
     for key, group in completed.groupby(["env", *group_cols], sort=True):
         ranked = group.sort_values("final", ascending=False, kind="stable")
         picks = {"best": ranked.iloc[0], "median": ranked.iloc[len(ranked) // 2]}
+        if len(ranked) == 1:
+            picks = {"the run": ranked.iloc[0]}
         links = []
         for label, run in picks.items():
             video = last_video(Path(run["run_dir"]))
             if video is not None:
-                rel = os.path.relpath(video, out)
+                rel = urllib.parse.quote(os.path.relpath(video, out))
                 links.append(f"[{label}: seed {run['seed']}, return {run['final']:.4g}]({rel})")
         if links:
-            rows.append(f"| {' | '.join(str(k) for k in key)} | {' · '.join(links)} |")
+            keys = key if isinstance(key, tuple) else (key,)
+            rows.append(f"| {' | '.join(str(k) for k in keys)} | {' · '.join(links)} |")
     if not rows:
         return []
-    head = "| env | " + " | ".join(c.removeprefix("grp.") for c in group_cols) + " | last video |"
-    return ["## Videos", "", head, "|" + "---|" * (len(group_cols) + 2), *rows, ""]
+    columns = ["env", *(c.removeprefix("grp.") for c in group_cols), "last video"]
+    return ["## Videos", "", f"| {' | '.join(columns)} |", "|" + "---|" * len(columns), *rows, ""]
