@@ -144,3 +144,24 @@ def test_a_new_run_in_the_folder_moves_the_earlier_videos_and_evaluations_aside(
     assert sorted(p.name for p in (tmp_path / "earlier-1" / "videos").iterdir()) == earlier
     assert (tmp_path / "earlier-1" / "eval_0.json").exists() and not (tmp_path / "eval_0.json").exists()
     assert not (tmp_path / "videos").exists()
+
+
+def test_a_resumed_run_drops_the_videos_after_its_checkpoint(tmp_path: Path) -> None:
+    """Stopped at its first update (a stop request, as SIGTERM sets it): the checkpoint holds
+    that update; videos of later evaluations and unfinished recordings left in the folder go
+    when the run resumes, the one at step 0 stays, and the resumed run records the rest."""
+    import signal
+
+    from pglab.signals import Interrupted, StopRequest
+
+    cfg = make_config(*TINY, "eval.video=true")
+    with pytest.raises(Interrupted):
+        run(cfg, tmp_path, stop=StopRequest(signum=signal.SIGTERM))
+    videos = tmp_path / "videos"
+    first = (videos / "0.mp4").read_bytes()
+    (videos / "2500.mp4").write_bytes(b"a later evaluation's, before a kill")
+    (videos / ".3000.mp4.part.mp4").write_bytes(b"cut mid-recording")
+    run(cfg, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["resumed_from_env_steps"] > 0
+    assert sorted(int(p.stem) for p in videos.iterdir()) == [0, 1000, 2000, 3000]
+    assert (videos / "0.mp4").read_bytes() == first
