@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,8 +13,11 @@ import torch
 from conftest import make_config
 from pglab.algos.common import discounted_returns
 from pglab.algos.reinforce import Reinforce
-from pglab.config import Baseline
+from pglab.config import Baseline, ConfigError
 from pglab.envs import TorchVectorEnv
+from pglab.experiment import run
+from pglab.preflight import preflight
+from test_run import reload_and_evaluate
 
 
 def test_discounted_returns_with_terminal_truncated_and_cut_off_episodes() -> None:
@@ -157,3 +163,24 @@ def test_a_steps_env_steps_count_the_transitions_used() -> None:
     seen: list[int] = []
     agent.learn(env, total_steps=10, on_update=lambda u: seen.append(u.env_steps) or True)
     assert seen == [5, 10]  # 2 + 3 valid transitions per update
+
+
+def test_reinforce_normalises_observations_as_a2c_and_checkpoints_the_statistics(tmp_path: Path) -> None:
+    """algo.normalize_obs for REINFORCE: every valid training observation counted once
+    (after its batch's update), the statistics in policy.pt reproduce the final evaluation,
+    and they matter (unit statistics evaluate differently); token ids are refused."""
+    cfg = make_config(
+        "algo=reinforce", "env=cartpole", "~tuned", "algo.normalize_obs=true", "total_steps=4000",
+        "eval.final_episodes=10", "eval.every_steps=100000",
+    )  # fmt: skip
+    final = run(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / "policy.pt", weights_only=True)
+    obs_rms = ckpt["agent"]["obs_rms"]
+    env_steps = json.loads((tmp_path / "summary.json").read_text())["env_steps"]
+    assert float(obs_rms["count"]) == pytest.approx(env_steps + 1e-4)
+    assert obs_rms["var"].min() > 0 and obs_rms["mean"].abs().max() > 0
+    assert reload_and_evaluate(cfg, ckpt) == final
+    unit = {"mean": torch.zeros_like(obs_rms["mean"]), "var": torch.ones_like(obs_rms["var"])}
+    assert reload_and_evaluate(cfg, {**ckpt, "agent": dict(ckpt["agent"], obs_rms=obs_rms | unit)}) != final
+    with pytest.raises(ConfigError, match=r"algo\.normalize_obs=true: dialogue_lm observes token ids"):
+        preflight(make_config("algo=reinforce", "env=dialogue_lm", "algo.normalize_obs=true"))

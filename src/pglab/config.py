@@ -341,6 +341,9 @@ class ReinforceConfig(AlgoConfig):
             fitted): every step's reward loses ``β · (log π(a|s) − log π_ref(a|s))``.
             Needs an SFT stage (``sft.steps > 0``).
         normalize_advantage: standardise advantages over the batch.
+        normalize_obs: running mean/std observation normalisation (clipped to ±clip_obs),
+            A2C's: the statistics take in each batch's observations after its update.
+        clip_obs: clipping after normalisation.
         value_lr: Adam learning rate of the critic (``baseline=value`` only).
         log_std_init: initial log standard deviation of a Gaussian policy.
     """
@@ -349,6 +352,8 @@ class ReinforceConfig(AlgoConfig):
     group_size: int | None = bounded(None, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
     normalize_advantage: bool = MISSING
+    normalize_obs: bool = MISSING
+    clip_obs: float = bounded(MISSING, gt=0.0)
     value_lr: float = bounded(MISSING, gt=0.0, cap=LR_CAP)
     log_std_init: float = MISSING
 

@@ -43,11 +43,13 @@ from torch.nn import functional as F
 
 from pglab.algos.common import (
     MemoryNeed,
+    ObsNormalizer,
     OnUpdate,
     RunningMeanStd,
     Update,
     activation_bytes,
     apply_update,
+    check_obs_normalization,
     compile_networks,
     gae,
     grad_norm_and_clip,
@@ -59,7 +61,7 @@ from pglab.algos.common import (
     value_bytes,
 )
 from pglab.algos.reference import KLReference, check_kl_config
-from pglab.config import A2CConfig, ConfigError, OptimizerName
+from pglab.config import A2CConfig, OptimizerName
 from pglab.nets import make_policy, make_value
 
 if TYPE_CHECKING:
@@ -105,13 +107,11 @@ class A2C(KLReference):
         self._sampler = self.policy.sampler()  # rollouts' actions (a transformer's keeps a key-value cache)
         self._success_reported = False  # the env reports each episode's success
         self._ep_kl: torch.Tensor | None = None  # per env: KL to the reference so far in its episode
-        self.obs_rms = RunningMeanStd(observation_space.shape) if cfg.normalize_obs else None
+        self.obs_norm = ObsNormalizer(observation_space.shape, cfg.clip_obs, device) if cfg.normalize_obs else None
         self.ret_rms = RunningMeanStd(()) if cfg.normalize_reward else None
         # one module holding everything: parameters() counts a shared body once
         critic = {} if self.value is None else {"value": self.value}
         self.nets = nn.ModuleDict({"policy": self.policy, **critic}).to(device)
-        if self.obs_rms is not None:
-            self.obs_rms.to(device)
         if self.ret_rms is not None:
             self.ret_rms.to(device)
         self.optimizer = self.make_optimizer()
@@ -119,7 +119,6 @@ class A2C(KLReference):
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
-        self._norm_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every network parameter."""
@@ -139,10 +138,7 @@ class A2C(KLReference):
     def check_config(cfg: Config, env: EnvSpec) -> None:
         """Cross-key constraints, checked before the run starts."""
         check_kl_config(cfg)
-        if cfg.algo.normalize_obs and env.capabilities.token_observations:
-            raise ConfigError(
-                f"algo.normalize_obs=true: {cfg.env.name} observes token ids, which must not be normalised"
-            )
+        check_obs_normalization(cfg.algo.normalize_obs, cfg, env)
 
     @staticmethod
     def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
@@ -170,27 +166,15 @@ class A2C(KLReference):
 
     # ------------------------------------------------------------------ normalisation
 
-    def _norm_params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, 1/std)`` of the observation statistics in float32, cached between updates."""
-        if self._norm_cache is None:
-            assert self.obs_rms is not None
-            inv_std = torch.rsqrt(self.obs_rms.var + 1e-8)
-            self._norm_cache = (self.obs_rms.mean.float(), inv_std.float())
-        return self._norm_cache
-
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observations as the networks see them: ``clip((obs - mean) / std)`` with the running
-        statistics, which stay fixed during a rollout (they are updated after it)."""
-        if self.obs_rms is None:
-            return obs
-        mean, inv_std = self._norm_params()
-        return ((obs - mean) * inv_std).clamp_(-self.cfg.clip_obs, self.cfg.clip_obs)
+        """Observations as the networks see them (:class:`~pglab.algos.common.ObsNormalizer`:
+        running statistics, fixed during a rollout, updated after it); as they are when off."""
+        return obs if self.obs_norm is None else self.obs_norm(obs)
 
     def update_obs_stats(self, obs: torch.Tensor) -> None:
         """Fold raw observations ``[B, D]`` into the running statistics."""
-        if self.obs_rms is not None:
-            self.obs_rms.update(obs)
-            self._norm_cache = None
+        if self.obs_norm is not None:
+            self.obs_norm.update(obs)
 
     def scale_rewards(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """``[T, N]`` rewards divided by the running std of the discounted return (identity when off).
@@ -415,8 +399,8 @@ class A2C(KLReference):
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
         }
-        if self.obs_rms is not None:
-            state["obs_rms"] = self.obs_rms.state_dict()
+        if self.obs_norm is not None:
+            state["obs_rms"] = self.obs_norm.state_dict()
         if self.ret_rms is not None:
             state["ret_rms"] = self.ret_rms.state_dict()
         return state | self.reference_state()
@@ -425,9 +409,8 @@ class A2C(KLReference):
         self.load_reference(state)
         self.nets.load_state_dict(state["nets"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.obs_rms is not None:
-            self.obs_rms.load_state_dict(state["obs_rms"])
-            self._norm_cache = None
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(state["obs_rms"])
         if self.ret_rms is not None:
             self.ret_rms.load_state_dict(state["ret_rms"])
         self.env_steps = int(state["env_steps"])

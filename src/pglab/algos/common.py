@@ -389,6 +389,67 @@ class RunningMeanStd(torch.nn.Module):
         self.count.copy_(total)
 
 
+class ObsNormalizer:
+    """Running mean/std observation normalisation, as A2C, PPO and REINFORCE use it:
+    ``clip((obs - mean) / std, ±clip)`` with :class:`RunningMeanStd` statistics that an
+    algorithm updates after each update (so they stay fixed while it collects data and
+    while it is evaluated). Its state is the statistics' ``state_dict`` (``mean``, ``var``,
+    ``count``), what checkpoints store under ``obs_rms``.
+
+    Args:
+        shape: one observation's shape.
+        clip: the bound after normalising.
+        device: where the statistics live.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float, device: torch.device) -> None:
+        self.rms = RunningMeanStd(shape).to(device)
+        self.clip = clip
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # float32 (mean, 1/std)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs[..., *shape]`` normalised (a new tensor)."""
+        if self._cache is None:
+            inv_std = torch.rsqrt(self.rms.var + 1e-8)
+            self._cache = (self.rms.mean.float(), inv_std.float())
+        mean, inv_std = self._cache
+        return ((obs - mean) * inv_std).clamp_(-self.clip, self.clip)
+
+    def update(self, obs: torch.Tensor) -> None:
+        """Fold raw observations ``[B, *shape]`` into the statistics."""
+        self.rms.update(obs)
+        self._cache = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.rms.load_state_dict(state)
+        self._cache = None
+
+
+class NormalizedSampler:
+    """A policy's sampler fed normalised observations (:class:`ObsNormalizer`), for an
+    algorithm that stores raw observations and normalises them again for its update."""
+
+    def __init__(self, sample: Sampler, normalize: ObsNormalizer) -> None:
+        self.sample, self.normalize = sample, normalize
+
+    def reset(self) -> None:
+        self.sample.reset()
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.sample(self.normalize(obs))
+
+
+def check_obs_normalization(normalize_obs: bool, cfg: Config, env: EnvSpec) -> None:
+    """``algo.normalize_obs`` only where observations are numbers, not token ids."""
+    from pglab.config import ConfigError
+
+    if normalize_obs and env.capabilities.token_observations:
+        raise ConfigError(f"algo.normalize_obs=true: {cfg.env.name} observes token ids, which must not be normalised")
+
+
 def compile_networks(policy: Policy, value: nn.Module | None) -> None:
     """``torch.compile`` a policy's body and a critic in place (``hardware.compile``); parameters
     and checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""

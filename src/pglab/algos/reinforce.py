@@ -52,10 +52,13 @@ from torch.nn import functional as F
 
 from pglab.algos.common import (
     MemoryNeed,
+    NormalizedSampler,
+    ObsNormalizer,
     OnUpdate,
     Update,
     activation_bytes,
     apply_update,
+    check_obs_normalization,
     collect_episodes,
     compile_networks,
     discounted_returns,
@@ -121,6 +124,7 @@ class Reinforce(KLReference):
             else None
         )
         self._success_reported = False  # the env reports each episode's success
+        self.obs_norm = ObsNormalizer(observation_space.shape, cfg.clip_obs, device) if cfg.normalize_obs else None
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
         if self.value is not None:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
@@ -151,6 +155,7 @@ class Reinforce(KLReference):
                 f"algo.baseline=group_norm needs env.num_envs >= 2 (got {cfg.env.num_envs}) or algo.group_size >= 2"
             )
         check_kl_config(cfg)
+        check_obs_normalization(cfg.algo.normalize_obs, cfg, env)
 
     @staticmethod
     def memory_need(cfg: Config, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space) -> MemoryNeed:
@@ -181,15 +186,19 @@ class Reinforce(KLReference):
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """Actions for ``obs[B, obs_dim]`` (the policy's mode when ``deterministic``)."""
-        return self.policy.act(obs, deterministic)
+        """Actions for raw ``obs[B, obs_dim]`` (the policy's mode when ``deterministic``),
+        normalised with the current statistics when ``algo.normalize_obs``."""
+        return self.policy.act(self.normalize(obs), deterministic)
 
     # ------------------------------------------------------------------ data
 
     def collect(self, env: VectorEnv, buf: dict[str, torch.Tensor]) -> int:
         """Fill ``buf`` with one complete episode per env (:func:`collect_episodes`); returns
         T, the longest length."""
-        T, success = collect_episodes(env, self.policy.sampler(), buf, self.max_episode_steps, self.value is not None)
+        sample = self.policy.sampler()
+        if self.obs_norm is not None:
+            sample = NormalizedSampler(sample, self.obs_norm)
+        T, success = collect_episodes(env, sample, buf, self.max_episode_steps, self.value is not None)
         self._success_reported |= success
         return T
 
@@ -252,7 +261,7 @@ class Reinforce(KLReference):
             return torch.zeros_like(buf["rewards"][:T])
         cut = buf["cut"][:T]
         with torch.no_grad():
-            values = self.value(buf["final_obs"][:T].flatten(0, 1)).view_as(cut)
+            values = self.value(self.normalize(buf["final_obs"][:T].flatten(0, 1))).view_as(cut)
         return torch.where(cut, values, 0.0)
 
     def returns_to_go(self, buf: dict[str, torch.Tensor], T: int, rewards: torch.Tensor | None = None) -> torch.Tensor:
@@ -274,9 +283,10 @@ class Reinforce(KLReference):
         """
         cfg = self.cfg
         valid = buf["valid"][:T]
-        obs = buf["obs"][:T][valid]
+        all_obs = self.normalize(buf["obs"][:T])
+        obs = all_obs[valid]
         actions = buf["actions"][:T]
-        terms = episode_terms(self.policy, buf["obs"][:T], actions, valid, self.reference)
+        terms = episode_terms(self.policy, all_obs, actions, valid, self.reference)
         rewards = buf["rewards"][:T]
         rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef)
         returns = self.returns_to_go(buf, T, rewards)
@@ -294,7 +304,14 @@ class Reinforce(KLReference):
         """One gradient step on the batch in ``buf[:T]``; returns the update's metrics."""
         loss, parts = self.loss(buf, T)
         loss = inject_nan(loss, self.env_steps, self.nan_at_step)
-        return apply_update(self.optimizer, loss, parts, self._clip, self.params)
+        metrics = apply_update(self.optimizer, loss, parts, self._clip, self.params)
+        if self.obs_norm is not None:  # after the update, as A2C: the batch was scored with the old statistics
+            self.obs_norm.update(buf["obs"][:T][buf["valid"][:T]])
+        return metrics
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the networks see them (``algo.normalize_obs``), else as they are."""
+        return obs if self.obs_norm is None else self.obs_norm(obs)
 
     def _clip(self) -> torch.Tensor:
         """Clip policy and critic gradients separately (their losses differ in scale by orders
@@ -340,6 +357,8 @@ class Reinforce(KLReference):
         }
         if self.value is not None:
             state["value"] = self.value.state_dict()
+        if self.obs_norm is not None:
+            state["obs_rms"] = self.obs_norm.state_dict()
         return state | self.reference_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -348,4 +367,6 @@ class Reinforce(KLReference):
         if self.value is not None:
             self.value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(state["obs_rms"])
         self.env_steps = int(state["env_steps"])
