@@ -37,6 +37,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 import pglab.envs  # noqa: F401  (registers pglab's envs with gymnasium)
 from conftest import CONF
 from pglab.config import AlgoConfig, Config, ConfigError, EnvConfig, HardwareConfig, LoggerConfig, validate
+from pglab.envs import resolve_env
 
 GROUP_SCHEMAS: dict[str, type] = {
     "env": EnvConfig,
@@ -138,8 +139,8 @@ def schema_problems(conf: Path, group: str, option: str) -> list[str]:
 def env_constructor_drift(conf: Path, option: str) -> list[str]:
     """Where a native env's constructor (or time limit) defaults differ from conf/env/<option>.yaml."""
     cfg = validate(compose_in(conf, f"env={option}"))
-    own = {k: v for k, v in cfg.env.env_kwargs().items() if k not in cfg.env.kwargs}
-    module, name = gym.spec(cfg.env.id).vector_entry_point.split(":")
+    own = cfg.env.typed_kwargs()
+    module, name = gym.spec(resolve_env(cfg.env).id).vector_entry_point.split(":")
     cls = getattr(importlib.import_module(module), name)
     params = inspect.signature(cls).parameters
     problems = [f"{cls.__name__} has no parameter {k} (env.{k})" for k in own if k not in params]
@@ -186,7 +187,7 @@ def test_every_option_names_its_schema(group: str, option: str) -> None:
 
 
 def test_the_native_envs_are_the_ones_with_parameters() -> None:
-    assert native_env_options(CONF) == ["dialogue", "dialogue_lm", "maze"]
+    assert native_env_options(CONF) == ["dialogue", "dialogue_lm", "maze", "mountaincar", "mountaincar_continuous"]
 
 
 @pytest.mark.parametrize("option", native_env_options(CONF))

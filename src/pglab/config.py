@@ -177,16 +177,69 @@ class EnvConfig:
     backend: EnvBackend = EnvBackend.auto
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the env's constructor: a subclass's own typed fields
-        (e.g. the maze's ``size``), then the free-form ``kwargs``."""
+    def check_backend(self, native: bool) -> None:
+        """Raise :class:`ConfigError` when a key needs pglab's batched env but the backend
+        chose another (``native`` False); every key works on every backend by default."""
+
+    def typed_kwargs(self) -> dict[str, Any]:
+        """A subclass's own typed fields (e.g. the maze's ``size``), enums as their values:
+        the parameters of pglab's env class that the config declares."""
         base = {f.name for f in dataclasses.fields(EnvConfig)}
-        own = {
+        return {
             f.name: (v.value if isinstance(v := getattr(self, f.name), Enum) else v)
             for f in dataclasses.fields(self)
             if f.name not in base
         }
-        return own | dict(self.kwargs)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the env's constructor: :meth:`typed_kwargs`, then the
+        free-form ``kwargs``."""
+        return self.typed_kwargs() | dict(self.kwargs)
+
+
+class Shaping(Enum):
+    """Reward shaping of the MountainCars' training reward (:mod:`pglab.envs.mountaincar`)."""
+
+    none = "none"
+    energy = "energy"  # potential-based (Ng et al. 1999), Φ = the car's mechanical energy
+
+
+@dataclass
+class MountainCarEnvConfig(EnvConfig):
+    """MountainCar-v0 and MountainCarContinuous-v0 (gymnasium's, or pglab's torch twins).
+
+    Attributes:
+        goal_velocity: the velocity the car must have at the flag (gymnasium's argument).
+        shaping: ``energy`` adds ``F = γ·Φ(s') − Φ(s)`` to the training reward, Φ the
+            car's mechanical energy scaled to [0, 1] between the valley at rest and the flag
+            at rest, times ``shaping_scale`` (Φ = 0 at a terminal state). Potential-based,
+            so the optimal policy of the γ-discounted task is unchanged (Ng et al. 1999).
+            Evaluation and every reported return use the true reward. The torch twins
+            only (``env.backend`` auto or torch).
+        shaping_gamma: γ of F; the learner's discount (``${algo.gamma}`` in the yaml) for
+            the guarantee to hold.
+        shaping_scale: Φ at the flag at rest, in units of the env's reward.
+    """
+
+    goal_velocity: float = MISSING
+    shaping: Shaping = MISSING
+    shaping_gamma: float = MISSING  # in [0, 1]: the env checks it (after algo.gamma, which it interpolates)
+    shaping_scale: float = bounded(MISSING, gt=0.0)
+
+    def check_backend(self, native: bool) -> None:
+        if self.shaping != Shaping.none and not native:
+            raise ConfigError(
+                f"env.shaping={self.shaping.value}: the shaping is computed in pglab's batched torch "
+                f"MountainCar; set env.backend=torch (or auto), or env.shaping=none"
+            )
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The shaping keys only when shaping is on: gymnasium's own MountainCar takes none."""
+        kwargs = super().env_kwargs()
+        if self.shaping == Shaping.none:
+            for key in ("shaping", "shaping_gamma", "shaping_scale"):
+                kwargs.pop(key)
+        return kwargs
 
 
 class MazeLayout(Enum):
@@ -666,6 +719,7 @@ def register_configs() -> None:
     cs.store(name="pglab_config", node=Config)
     cs.store(name="schema_env_gym", node=EnvConfig)
     cs.store(name="schema_env_maze", node=MazeEnvConfig)
+    cs.store(name="schema_env_mountaincar", node=MountainCarEnvConfig)
     cs.store(name="schema_env_dialogue", node=DialogueEnvConfig)
     cs.store(name="schema_env_dialogue_lm", node=DialogueLMEnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)

@@ -159,7 +159,7 @@ def build_loop(
     env = make_vec_env(plan.env, cfg.env.num_envs, seed=cfg.seed, device=plan.device)
     closing.callback(env.close)
     n_eval = min(cfg.eval.num_envs, cfg.eval.final_episodes)
-    eval_env = make_vec_env(plan.env, n_eval, seed=cfg.seed, device=plan.device, stream="eval")
+    eval_env = make_vec_env(plan.env.evaluation(), n_eval, seed=cfg.seed, device=plan.device, stream="eval")
     closing.callback(eval_env.close)
     agent = prepare_agent(cfg, plan, env)
     summary.eval_seeds = env_seeds(cfg.seed, eval_env.num_envs, "eval")
@@ -170,7 +170,7 @@ def build_loop(
     recorder = None
     if cfg.eval.video:
         recorder = Recorder(
-            agent.act, plan.env, summary.eval_seeds, cfg.eval.video_episodes, cfg.eval.deterministic,
+            agent.act, plan.env.evaluation(), summary.eval_seeds, cfg.eval.video_episodes, cfg.eval.deterministic,
             plan.device,
         )  # fmt: skip
         closing.callback(recorder.close)

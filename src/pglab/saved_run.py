@@ -111,7 +111,8 @@ def choose_device(cfg: Config, asked: str | None) -> tuple[torch.device, str | N
 
 def load_agent(saved: SavedRun, device: torch.device) -> tuple[Agent, EnvSpec]:
     """The saved agent rebuilt from its config and its state loaded (normaliser statistics,
-    reference policy and all), and its resolved env."""
+    reference policy and all), and its resolved env as evaluation sees it (the true reward:
+    :meth:`~pglab.envs.EnvSpec.evaluation`)."""
     from pglab.experiment import build_agent  # the experiment imports the world: only when needed
 
     cfg = saved.cfg
@@ -125,7 +126,7 @@ def load_agent(saved: SavedRun, device: torch.device) -> tuple[Agent, EnvSpec]:
         raise SavedRunError(message) from None
     finally:
         train_env.close()
-    return agent, spec
+    return agent, spec.evaluation()
 
 
 def _summary(path: Path) -> dict[str, Any]:

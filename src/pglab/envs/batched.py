@@ -94,6 +94,9 @@ class BatchedEnv(gym.vector.VectorEnv):
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
     supports_traces: ClassVar[bool] = False  # the env writes its episodes as text (trace_*)
     capabilities: ClassVar[EnvCapabilities] = EnvCapabilities()
+    # constructor arguments that shape the training reward only: evaluation envs go without
+    # them (EnvSpec.evaluation), so every evaluated return is the true one
+    train_only_kwargs: ClassVar[tuple[str, ...]] = ()
 
     @stateful
     def __init__(
@@ -200,6 +203,12 @@ class BatchedEnv(gym.vector.VectorEnv):
 
     def _observe(self) -> torch.Tensor:
         raise NotImplementedError
+
+    def _shaped(self, reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """The reward the learner gets for the step just taken (state advanced, not yet
+        reset): ``reward`` itself unless the env shapes it; the episode statistics always
+        count ``reward``."""
+        return reward
 
     def _outcome(self, done: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -308,7 +317,8 @@ class BatchedEnv(gym.vector.VectorEnv):
         limit = self._limit()
         truncated = self.t >= limit if limit > 0 else torch.zeros_like(terminated)
         done = terminated | truncated
-        self._ep_return += reward.double()
+        self._ep_return += reward.double()  # the true return, also under shaping
+        shaped = self._shaped(reward, terminated)
         final_obs = self._observe()
         ep_return = torch.where(done, self._ep_return, 0.0).float()
         ep_length = torch.where(done, self.t, 0)
@@ -321,7 +331,7 @@ class BatchedEnv(gym.vector.VectorEnv):
             if texts:
                 info["episode_text"] = texts
         obs = self._observe() if self._begin_where(done) else final_obs
-        return obs, reward, terminated, truncated, info
+        return obs, shaped, terminated, truncated, info
 
     def _trace(
         self, actions: torch.Tensor, done: torch.Tensor, success: torch.Tensor, ep_return: torch.Tensor
@@ -393,6 +403,7 @@ class SingleEnv(gym.Env):
         truncated = bool(core.t[0] >= limit) if limit > 0 else False
         done = terminated | torch.tensor([truncated])
         core._ep_return += reward.double()
+        reward = core._shaped(reward, terminated)
         success, stats = core._outcome(done)
         info: dict[str, Any] = {"is_success": bool(success[0] & done[0])}
         if bool(done[0]):

@@ -41,6 +41,8 @@ from pglab.envs import drawing, rng
 from pglab.envs.batched import BatchedEnv, SingleEnv
 
 MIN_POSITION, MAX_POSITION, MAX_SPEED = -1.2, 0.6, 0.07
+GRAVITY = 0.0025  # the velocity update's cos(3p) coefficient: the force of the potential (GRAVITY / 3) sin(3p)
+SHAPING_KWARGS = ("shaping", "shaping_gamma", "shaping_scale")
 _START = 0x5EED  # purpose key of the start-state draws
 _F32 = torch.float32
 
@@ -64,6 +66,7 @@ class _MountainCarBase(BatchedEnv):
     metadata: ClassVar[dict[str, Any]] = {**BatchedEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
     default_time_limit: ClassVar[int]
     goal_position: ClassVar[float]
+    train_only_kwargs: ClassVar[tuple[str, ...]] = SHAPING_KWARGS
 
     def __init__(
         self,
@@ -73,8 +76,15 @@ class _MountainCarBase(BatchedEnv):
         seeds: int | list[int] | None = None,
         render_mode: str | None = None,
         goal_velocity: float = 0.0,
+        shaping: str = "none",
+        shaping_gamma: float = 0.99,
+        shaping_scale: float = 10.0,
     ) -> None:
-        self._check_params({"goal_velocity": goal_velocity})
+        self._check_params(
+            {"goal_velocity": goal_velocity, "shaping": shaping, "shaping_gamma": shaping_gamma,
+             "shaping_scale": shaping_scale}
+        )  # fmt: skip
+        self.shaping, self.shaping_gamma, self.shaping_scale = shaping == "energy", shaping_gamma, shaping_scale
         if max_episode_steps is None:
             max_episode_steps = self.default_time_limit
         super().__init__(num_envs, max_episode_steps, device, seeds, render_mode)
@@ -83,6 +93,7 @@ class _MountainCarBase(BatchedEnv):
         self.position = torch.zeros(n, dtype=torch.float64, device=self.device)
         self.velocity = torch.zeros(n, dtype=torch.float64, device=self.device)
         self._keys = torch.zeros(n, dtype=torch.int64, device=self.device)
+        self._phi = torch.zeros(n, dtype=torch.float64, device=self.device)  # Φ of each env's current state
         low = np.array([MIN_POSITION, -MAX_SPEED], dtype=np.float32)
         high = np.array([MAX_POSITION, MAX_SPEED], dtype=np.float32)
         self._init_spaces(gym.spaces.Box(low, high, dtype=np.float32), self._action_space())
@@ -98,9 +109,14 @@ class _MountainCarBase(BatchedEnv):
 
     @staticmethod
     def _check_params(args: dict[str, Any]) -> None:
-        value = args.get("goal_velocity", 0.0)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
-            raise ValueError(f"goal_velocity={value!r}: must be a finite number")
+        for key in ("goal_velocity", "shaping_gamma", "shaping_scale"):
+            value = args.get(key, 0.0)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+                raise ValueError(f"{key}={value!r}: must be a finite number")
+        if args.get("shaping", "none") not in ("none", "energy"):
+            raise ValueError(f"shaping={args['shaping']!r}: must be none or energy")
+        if not 0.0 <= args.get("shaping_gamma", 0.99) <= 1.0:
+            raise ValueError(f"shaping_gamma={args['shaping_gamma']!r}: must be >= 0 and <= 1")
 
     def _action_space(self) -> gym.spaces.Space:
         raise NotImplementedError
@@ -116,11 +132,38 @@ class _MountainCarBase(BatchedEnv):
     def _start(self, idx: torch.Tensor) -> None:
         self.position[idx] = self._start_positions()[idx]
         self.velocity[idx] = 0.0
+        self._refresh_potential()
 
     def _start_where(self, mask: torch.Tensor) -> bool:
         self.position.copy_(torch.where(mask, self._start_positions(), self.position))
         self.velocity.masked_fill_(mask, 0.0)
+        self._refresh_potential()
         return True
+
+    # ---------------------------------------------------------------- shaping (env.shaping=energy)
+
+    def potential(self) -> torch.Tensor:
+        """``[N]`` float64 Φ(s): the car's mechanical energy per unit mass,
+        ``v²/2 + (GRAVITY/3)·sin(3p)``, rescaled so that the valley at rest is 0 and the flag
+        at rest is ``shaping_scale``."""
+        energy = 0.5 * self.velocity**2 + GRAVITY / 3 * torch.sin(3 * self.position)
+        low, flag = -GRAVITY / 3, GRAVITY / 3 * float(np.sin(3 * self.goal_position))
+        return self.shaping_scale * (energy - low) / (flag - low)
+
+    def _refresh_potential(self) -> None:
+        if self.shaping:
+            self._phi = self.potential()
+
+    def _shaped(self, reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """With shaping: ``r + γ·Φ(s') − Φ(s)``, Φ(s') = 0 when s' is terminal (the absorbing
+        state's potential, which keeps the optimal policy: Ng et al. 1999); a time-limit
+        cut keeps γ·Φ(s'), the state the task would continue from."""
+        if not self.shaping:
+            return reward
+        phi_next = self.potential()
+        shaped = reward.double() + self.shaping_gamma * torch.where(terminated, 0.0, phi_next) - self._phi
+        self._phi = phi_next
+        return shaped.float()
 
     def set_state(self, idx: torch.Tensor | list[int], position: Any, velocity: Any) -> None:
         """Put envs ``idx`` into a given state, as a fresh start (for tests and studies).
@@ -136,6 +179,7 @@ class _MountainCarBase(BatchedEnv):
         with torch.no_grad():
             self.position[idx] = torch.as_tensor(position, dtype=torch.float64, device=self.device)
             self.velocity[idx] = torch.as_tensor(velocity, dtype=torch.float64, device=self.device)
+        self._refresh_potential()
 
     def _observe(self) -> torch.Tensor:
         return torch.stack([self.position, self.velocity], dim=1).float()

@@ -18,7 +18,7 @@ a backend without an implementation, bad parameters: one-line :class:`ConfigErro
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -76,6 +76,13 @@ class EnvSpec:
     capabilities: EnvCapabilities
     success_when: SuccessWhen
 
+    def evaluation(self) -> EnvSpec:
+        """This env as evaluation sees it: without the constructor arguments that only
+        shape the training reward (the native class's ``train_only_kwargs``), so that every
+        evaluated and reported return is the true one."""
+        drop = self.native.train_only_kwargs if self.native is not None else ()
+        return replace(self, kwargs={k: v for k, v in self.kwargs.items() if k not in drop})
+
 
 def native_class(env_id: str) -> type[BatchedEnv] | None:
     """The batched class of a native pglab env id, None for any other env."""
@@ -128,6 +135,7 @@ def resolve_env(cfg: EnvConfig) -> EnvSpec:
     _check_registered(cfg)
     env_id = backend_id(cfg)
     native = native_class(env_id)
+    cfg.check_backend(native is not None)
     kwargs = cfg.env_kwargs()
     _check_kwargs(cfg, env_id, native, kwargs)
     if cfg.max_episode_steps is not None:
