@@ -178,3 +178,17 @@ def test_the_readme_is_a_front_door() -> None:
     assert install.index("download.pytorch.org/whl/cpu") < install.index("pip install -e")
     tests = next(line for line in text.splitlines() if "pip install" in line and "pytest" in line)
     assert tests.index("download.pytorch.org/whl/cpu") < tests.index('pip install -e ".[dev]"')
+
+
+QUOTED = re.compile(r"<!-- quoted: (\S+) -->\n```python\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_quoted_source_lines_are_still_in_their_file(page: Path) -> None:
+    """A block marked ``<!-- quoted: FILE -->`` holds lines of FILE verbatim: a refactor that
+    changes them makes the page stale, and this says which line."""
+    stale = []
+    for path, block in QUOTED.findall(page.read_text()):
+        source = set((ROOT / path).read_text().splitlines())
+        stale += [f"{path}: {line.strip()}" for line in block.splitlines() if line.strip() and line not in source]
+    assert stale == []
