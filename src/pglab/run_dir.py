@@ -47,7 +47,7 @@ from pglab import random_state
 from pglab.machine import machine_info
 from pglab.report.identity import NOT_RESULT_KEYS as NOT_RESULT_KEYS  # declared there, for the report too
 from pglab.report.identity import VIDEO_DIR as VIDEO_DIR
-from pglab.report.identity import finite_or_none, normalised, result_config, summary_problem
+from pglab.report.identity import finite_or_none, normalised, result_config, summary_problem, training_video_steps
 
 log = logging.getLogger("pglab")
 
@@ -215,8 +215,8 @@ class RunFolder:
         """Remove training videos of evaluations after the checkpoint (``<env_steps>.mp4`` past
         it, and unfinished ``.part`` files): the resumed run records them again."""
         for video in (self.path / VIDEO_DIR).glob("*"):
-            stem = video.name.split(".")[0]
-            if video.name.startswith(".") or (stem.isdigit() and int(stem) > max_env_steps):
+            steps = training_video_steps(video)
+            if video.name.startswith(".") or (steps is not None and steps > max_env_steps):
                 video.unlink(missing_ok=True)
 
     def _read_summary(self) -> tuple[dict[str, Any] | None, str | None]:

@@ -30,11 +30,11 @@ from gymnasium.envs.registration import load_env_creator
 
 from pglab.envs import EnvSpec
 from pglab.envs.registry import gym_id
+from pglab.report.identity import VIDEO_SUFFIXES
 
 FPS = 30
 MACRO_BLOCK = 16  # H.264 codes 16 × 16 blocks: frames are padded to a multiple (white)
 MIN_SIDE = 256  # smaller frames are enlarged
-SUFFIXES = (".mp4", ".gif")
 
 AgentAct = Callable[[torch.Tensor, bool], torch.Tensor]
 
@@ -95,7 +95,7 @@ def video_writer(path: Path, fps: int = FPS) -> Iterator[VideoOut]:
     """
     import imageio.v2 as imageio
 
-    if path.suffix not in SUFFIXES:
+    if path.suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"{path}: a video is .mp4 or .gif")
     if path.suffix == ".mp4" and not has_ffmpeg():
         path = path.with_suffix(".gif")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 # Keys that do not change what a run computes: where it runs, how it reports, how often it
@@ -17,6 +18,16 @@ from typing import Any
 # SLURM time limit after a time-out, W&B settings, another launcher) still skips or resumes,
 # and the report counts two folders that differ only in these as one run.
 VIDEO_DIR = "videos"  # a run folder's evaluation videos (pglab.video writes, the report links them)
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def training_video_steps(path: Path) -> int | None:
+    """The env step of a training video, ``videos/<env_steps>.mp4`` (or ``.gif``); None for
+    any other file there (pglab-eval's ``eval_<seed>.mp4``, an unfinished ``.part``)."""
+    if path.suffix not in VIDEO_SUFFIXES or not path.stem.isdigit():
+        return None
+    return int(path.stem)
+
 
 NOT_RESULT_KEYS = (
     ("hardware", "cluster"),

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pglab.report.identity import VIDEO_DIR
-
-SUFFIXES = (".mp4", ".gif")  # pglab.video's (the report imports no torch)
+from pglab.report.identity import VIDEO_DIR, training_video_steps
 
 
 def last_video(run_dir: Path) -> Path | None:
-    """The video of the highest env step in ``run_dir/videos`` (``<env_steps>.mp4``;
-    ``pglab-eval``'s ``eval_<seed>.mp4`` are not training videos), None if none."""
-    found = [p for p in (run_dir / VIDEO_DIR).glob("*") if p.suffix in SUFFIXES and p.stem.isdigit()]
-    return max(found, key=lambda p: int(p.stem), default=None)
+    """The training video of the highest env step in ``run_dir/videos``, None if none."""
+    found = [(steps, p) for p in (run_dir / VIDEO_DIR).glob("*") if (steps := training_video_steps(p)) is not None]
+    return max(found, default=(None, None))[1]
 
 
 def video_lines(keyed: pd.DataFrame, group_cols: list[str], out: Path) -> list[str]:
