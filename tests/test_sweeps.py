@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import CONF, RUN_PY, clean_env, make_config, run_py
 from pglab.algos.common import NonFiniteError
@@ -233,6 +235,41 @@ def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
     assert f"best_value: {max(finals)}" in result
     lrs = {summary_of(p)["config"]["algo"]["lr"] for p in sweep_dir.iterdir() if (p / "summary.json").exists()}
     assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+
+
+@pytest.mark.slow
+def test_an_optuna_seeds_sweep_scores_each_trial_by_the_mean_over_its_seeds(tmp_path: Path) -> None:
+    """hydra/sweeper=optuna_seeds: each trial runs once per seed; Optuna is told their mean."""
+    sweep_dir = tmp_path / "tune"
+    proc = run_py(
+        "-m",
+        "sweep=tune_a2c_cartpole",
+        "hydra/sweeper=optuna_seeds",
+        "hydra.sweeper.seeds=[0,3]",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = [summary_of(p) for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
+    by_lr: dict[float, dict[int, float]] = {}
+    for r in runs:
+        by_lr.setdefault(r["config"]["algo"]["lr"], {})[r["seed"]] = r["final"]["return_mean"]
+    assert len(runs) == 4 and all(set(seeds) == {0, 3} for seeds in by_lr.values()), by_lr
+    rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
+    assert len(rows) == 2
+    for row in rows:
+        lr = float(next(o for o in row["overrides"].split() if o.startswith("algo.lr=")).split("=")[1])
+        seeds = by_lr[lr]
+        assert (float(row["seed_0"]), float(row["seed_3"])) == (seeds[0], seeds[3])
+        assert float(row["mean"]) == pytest.approx((seeds[0] + seeds[3]) / 2, rel=1e-12)
+    best = max(float(row["mean"]) for row in rows)
+    result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(best, rel=1e-12)
+    assert (sum(by_lr[result["best_params"]["algo.lr"]].values()) / 2) == pytest.approx(best, rel=1e-12)
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "sb3_ppo"])

@@ -41,6 +41,7 @@ from pglab.folder_lock import FolderBusy
 from pglab.preflight import preflight
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+SEED_SWEEPER = "hydra_plugins.pglab_sweepers.optuna_seeds.SeedAveragedOptunaSweeper"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 SLURM_COMMANDS = ("sbatch", "srun")  # submitting needs sbatch; submitit also insists on srun
 EXHAUSTIVE_JOBS = 64  # larger sweeps are checked on a cover (see job_overrides)
@@ -143,6 +144,14 @@ def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as err:
         culprit = _culprit(err, overrides)
         raise ConfigError(describe(err, culprit)) from None
+    except ValueError as err:  # Hydra's defaults list on a group set to null (tuned=null)
+        nulled = [o for o in overrides if "=" in o and o.split("=", 1)[1] in ("null", "None")]
+        if not nulled:
+            raise
+        group = nulled[0].split("=", 1)[0].lstrip("+~")
+        raise ConfigError(
+            f"{nulled[0]}: a config group takes one of its options; '~{group}' drops the group's default"
+        ) from err
     return cfg
 
 
@@ -189,7 +198,10 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
         return [overrides]
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     base = _compose_checked(config_name, fixed)
-    if OmegaConf.select(base, "hydra.sweeper._target_") != BASIC_SWEEPER:
+    sweeper = OmegaConf.select(base, "hydra.sweeper._target_")
+    if sweeper == SEED_SWEEPER:
+        _check_seeds(parsed, base)
+    if sweeper != BASIC_SWEEPER:
         _check(base)  # at least the base config; the sweeper picks the rest
         return None
     params = OmegaConf.select(base, "hydra.sweeper.params") or {}
@@ -200,6 +212,22 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
     if len(per_key) <= EXHAUSTIVE_JOBS:
         return per_key
     return _cover(parser.parse_overrides(args))
+
+
+def _check_seeds(parsed: list[Any], base: DictConfig) -> None:
+    """``hydra/sweeper=optuna_seeds`` adds ``seed=`` to every job itself, from a non-empty
+    ``hydra.sweeper.seeds``: a seed on the command line or in the sweeper's params would
+    clash with it (Hydra: "multiple values for seed")."""
+    params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+    keys = [o.get_key_element().lstrip("+~") for o in parsed] + [str(k) for k in params]
+    seeds = list(OmegaConf.select(base, "hydra.sweeper.seeds") or [])
+    if not seeds:
+        raise ConfigError("hydra.sweeper.seeds: give at least one seed, e.g. 'hydra.sweeper.seeds=[0,1,2]'")
+    if "seed" in keys:
+        raise ConfigError(
+            f"seed: hydra/sweeper=optuna_seeds runs every trial once per seed in hydra.sweeper.seeds "
+            f"(now {seeds}); choose them there, e.g. 'hydra.sweeper.seeds=[0,1,2]', instead of seed="
+        )
 
 
 def _cover(parsed: list[Any]) -> list[list[str]]:
@@ -297,7 +325,7 @@ def _mode_is_multirun(config_name: str, overrides: list[str]) -> bool:
         parsed = OverridesParser.create().parse_overrides(overrides)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         cfg: Any = _compose(config_name, fixed)
-    except (HydraException, OmegaConfBaseException):
+    except (HydraException, OmegaConfBaseException, ValueError):  # reported by the full check
         return False
     return str(OmegaConf.select(cfg, "hydra.mode")) == "RunMode.MULTIRUN"
 

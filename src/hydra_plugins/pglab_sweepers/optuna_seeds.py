@@ -1,0 +1,131 @@
+"""``hydra/sweeper=optuna_seeds``: hydra-optuna-sweeper's search, each trial scored on several seeds.
+
+A setting tuned on one seed is tuned to that seed's luck. Here every trial runs once per
+seed in ``hydra.sweeper.seeds`` (each its own job and run folder, launched together by the
+configured launcher, so ``hydra/launcher=joblib`` runs them in parallel), and Optuna is told
+the mean of the seeds' returns (the final evaluation return ``run.py`` returns). A seed
+whose job failed returns NaN, so the trial's mean is NaN and Optuna records the trial as
+failed. Everything else (sampler, ``params``, ``n_trials``, ``n_jobs``: trials per batch,
+``optimization_results.yaml``) is hydra-optuna-sweeper's; ``<sweep dir>/trials.csv`` adds
+each trial's per-seed returns, the evidence behind the best parameters.
+"""
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
+# dataclasses cannot resolve string annotations (and OmegaConf needs the real types).
+TRIALS_CSV = "trials.csv"
+SEED_KEY = "seed"
+
+
+@dataclass
+class TrialResult:
+    """One trial: its overrides (without the seed) and each seed's return, in ``seeds`` order."""
+
+    overrides: tuple[str, ...]
+    returns: list[float]
+
+    @property
+    def mean(self) -> float:
+        """The objective: NaN when any seed failed (``run.py`` returns NaN for a failed job)."""
+        return math.fsum(self.returns) / len(self.returns)
+
+
+class SeedAveragingLauncher(Launcher):
+    """Launches each trial once per seed through ``inner`` and returns one job per trial,
+    whose return value is the mean over the seeds."""
+
+    def __init__(self, inner: Launcher, seeds: Sequence[int]) -> None:
+        self.inner = inner
+        self.seeds = list(seeds)
+        self.results: list[TrialResult] = []
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        per_seed = [[*trial, f"{SEED_KEY}={s}"] for trial in job_overrides for s in self.seeds]
+        returns = self.inner.launch(per_seed, initial_job_idx=initial_job_idx)
+        n = len(self.seeds)
+        trials = []
+        for i, trial in enumerate(job_overrides):
+            jobs = returns[i * n : (i + 1) * n]
+            result = TrialResult(tuple(trial), [_value(j) for j in jobs])
+            self.results.append(result)
+            log.info("trial %s: %s -> mean %.4g", " ".join(trial), result.returns, result.mean)
+            trials.append(JobReturn(overrides=list(trial), _return_value=result.mean, status=JobStatus.COMPLETED))
+        return trials
+
+
+def _value(job: JobReturn) -> float:
+    """A seed's return; NaN when the job raised (pglab's own jobs return NaN instead)."""
+    if job.status != JobStatus.COMPLETED:
+        return math.nan
+    try:
+        return float(job.return_value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def write_trials(path: Path, seeds: Sequence[int], results: Sequence[TrialResult]) -> None:
+    """``trials.csv``: one row per trial in launch order: overrides, each seed's return, the mean."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "overrides", *(f"seed_{s}" for s in seeds), "mean"])
+        for i, r in enumerate(results):
+            writer.writerow([i, " ".join(r.overrides), *r.returns, r.mean])
+
+
+class SeedAveragedOptunaSweeper(Sweeper):
+    """hydra-optuna-sweeper's ``OptunaSweeperImpl`` with its launcher wrapped in a
+    :class:`SeedAveragingLauncher`."""
+
+    def __init__(self, seeds: Sequence[int], **optuna: Any) -> None:
+        from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+        if not seeds:
+            raise ValueError("hydra.sweeper.seeds: give at least one seed")
+        self.seeds = list(seeds)
+        self.optuna = OptunaSweeperImpl(**optuna)
+        self.launcher: SeedAveragingLauncher | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.optuna.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = SeedAveragingLauncher(self.optuna.launcher, self.seeds)
+        self.optuna.launcher = self.launcher
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.launcher is not None, "setup() first"
+        try:
+            self.optuna.sweep(arguments)
+        finally:
+            if self.launcher.results:
+                write_trials(self.sweep_dir / TRIALS_CSV, self.seeds, self.launcher.results)
+
+
+@dataclass
+class SeedAveragedOptunaSweeperConf(OptunaSweeperConf):
+    _target_: str = "hydra_plugins.pglab_sweepers.optuna_seeds.SeedAveragedOptunaSweeper"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="optuna_seeds", node=SeedAveragedOptunaSweeperConf, provider="pglab"
+)
