@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import CONF, compose_config, make_config, run_py
-from pglab.config import Baseline, ConfigError, Device, validate
+from pglab.config import Baseline, ConfigError, Device, Shaping, validate
 
 GROUPS = ["env", "algo", "hardware", "logger"]
 
@@ -60,6 +62,27 @@ def test_per_env_defaults_live_in_the_env_config() -> None:
     )
     assert (lm.algo.gamma, lm.algo.kl_coef, lm.eval.deterministic) == (1.0, 0.05, False)
     assert (mc.sft_steps, mc.algo.kl_coef, mc.algo.group_size, mc.eval.deterministic) == (0, 0.0, None, True)
+
+
+@pytest.mark.parametrize("env", ["mountaincar", "mountaincar_continuous"])
+def test_reinforce_on_a_mountaincar_takes_its_tuned_file_and_tilde_tuned_gives_the_defaults(env: str) -> None:
+    stated = OmegaConf.load(CONF / "tuned" / f"reinforce_{env}.yaml")
+    tuned = make_config(f"env={env}")  # algo=reinforce is the default
+    assert tuned.tuned_file == f"reinforce_{env}"
+    assert (tuned.env.num_envs, tuned.budget, tuned.env.shaping) == (
+        stated.env.num_envs,
+        stated.total_steps,
+        Shaping.none,  # the shaping stays opt-in
+    )
+    for key, value in stated.algo.items():
+        actual = getattr(tuned.algo, str(key))
+        assert (actual.value if isinstance(actual, Enum) else actual) == value, key
+    assert tuned.algo.normalize_obs
+    defaults = make_config(f"env={env}", "~tuned")
+    assert (defaults.tuned_file, defaults.env.num_envs, defaults.algo.normalize_obs) == (None, 16, False)
+    assert (defaults.algo.baseline, defaults.budget) == (Baseline.value, defaults.env.default_total_steps)
+    shaped = make_config(f"env={env}", "env.shaping=energy")
+    assert (shaped.env.shaping, shaped.env.shaping_scale) == (Shaping.energy, stated.env.shaping_scale)
 
 
 @pytest.mark.parametrize(

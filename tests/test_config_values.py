@@ -138,7 +138,7 @@ def schema_problems(conf: Path, group: str, option: str) -> list[str]:
 
 def env_constructor_drift(conf: Path, option: str) -> list[str]:
     """Where a native env's constructor (or time limit) defaults differ from conf/env/<option>.yaml."""
-    cfg = validate(compose_in(conf, f"env={option}"))
+    cfg = validate(compose_in(conf, f"env={option}", "~tuned"))  # the env yaml's values, no (algo, env) file's
     own = cfg.env.typed_kwargs()
     module, name = gym.spec(resolve_env(cfg.env).id).vector_entry_point.split(":")
     cls = getattr(importlib.import_module(module), name)

@@ -108,6 +108,7 @@ def test_reinforce_learns_continuous_actions(tmp_path: Path) -> None:
     learned log-std falls from its initial 0."""
     cfg = make_config(
         "env=mountaincar_continuous",
+        "~tuned",  # REINFORCE's defaults: log-std 0, raw observations, the value baseline
         "seed=0",
         "env.num_envs=4",
         "algo.lr=0.03",
