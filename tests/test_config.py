@@ -140,7 +140,8 @@ BAD_INPUTS = [
     ("sweep=zoo_table", "sweep=zoo_table: a named sweep runs its jobs with -m (--multirun); run: python run.py -m"),
     ("-m +sweep=zoo_table", "+sweep=zoo_table: sweep is a config group with a default (none); choose a named sweep"),
     ("tuned=null", "tuned=null: a config group takes one of its options; '~tuned' drops the group's default"),
-    ("-m sweep=tune_a2c_cartpole hydra/sweeper=optuna_seeds hydra.sweeper.seeds=[]", "hydra.sweeper.seeds: give at"),
+    ("-m sweep=tune_a2c_cartpole hydra/sweeper=optuna_seeds hydra.sweeper.seeds=[]", "hydra.sweeper.seeds=[]: give"),
+    ("-m sweep=tune_a2c_cartpole hydra/sweeper=optuna_seeds hydra.sweeper.seeds=[0,0]", "seeds=[0, 0]: give distinct"),
     (
         "-m sweep=tune_a2c_cartpole hydra/sweeper=optuna_seeds seed=4",
         "seed: hydra/sweeper=optuna_seeds runs every trial once per seed in hydra.sweeper.seeds (now [0, 1, 2])",

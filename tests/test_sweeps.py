@@ -239,14 +239,15 @@ def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_an_optuna_seeds_sweep_scores_each_trial_by_the_mean_over_its_seeds(tmp_path: Path) -> None:
-    """hydra/sweeper=optuna_seeds: each trial runs once per seed; Optuna is told their mean."""
+    """hydra/sweeper=optuna_seeds: each trial runs once per seed; Optuna is told their mean.
+    Three trials in batches of two: every trial x seed job has its own job number."""
     sweep_dir = tmp_path / "tune"
     proc = run_py(
         "-m",
         "sweep=tune_a2c_cartpole",
         "hydra/sweeper=optuna_seeds",
         "hydra.sweeper.seeds=[0,3]",
-        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_trials=3",
         *TINY,
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
@@ -254,13 +255,16 @@ def test_an_optuna_seeds_sweep_scores_each_trial_by_the_mean_over_its_seeds(tmp_
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    runs = [summary_of(p) for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
+    jobs = [p for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
+    runs = [summary_of(p) for p in jobs]
     by_lr: dict[float, dict[int, float]] = {}
     for r in runs:
         by_lr.setdefault(r["config"]["algo"]["lr"], {})[r["seed"]] = r["final"]["return_mean"]
-    assert len(runs) == 4 and all(set(seeds) == {0, 3} for seeds in by_lr.values()), by_lr
+    assert len(runs) == 6 and all(set(seeds) == {0, 3} for seeds in by_lr.values()), by_lr
+    numbers = [yaml.safe_load((p / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"] for p in jobs]
+    assert sorted(numbers) == list(range(6))
     rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
-    assert len(rows) == 2
+    assert len(rows) == 3
     for row in rows:
         lr = float(next(o for o in row["overrides"].split() if o.startswith("algo.lr=")).split("=")[1])
         seeds = by_lr[lr]
@@ -269,7 +273,7 @@ def test_an_optuna_seeds_sweep_scores_each_trial_by_the_mean_over_its_seeds(tmp_
     best = max(float(row["mean"]) for row in rows)
     result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(best, rel=1e-12)
-    assert (sum(by_lr[result["best_params"]["algo.lr"]].values()) / 2) == pytest.approx(best, rel=1e-12)
+    assert sum(by_lr[result["best_params"]["algo.lr"]].values()) / 2 == pytest.approx(best, rel=1e-12)
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "sb3_ppo"])

@@ -137,6 +137,16 @@ def check_launcher(cfg: DictConfig, overrides: list[str], multirun: bool) -> Non
             )
 
 
+def _nulled_group(overrides: list[str]) -> str | None:
+    """The first override that sets a config group (not a key) to null, if any."""
+    loader = GlobalHydra.instance().config_loader()
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if value in ("null", "None") and loader.get_group_options(key.lstrip("+~")):
+            return o
+    return None
+
+
 def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose one job; one-line ConfigError on failure."""
     try:
@@ -144,13 +154,13 @@ def _compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as err:
         culprit = _culprit(err, overrides)
         raise ConfigError(describe(err, culprit)) from None
-    except ValueError as err:  # Hydra's defaults list on a group set to null (tuned=null)
-        nulled = [o for o in overrides if "=" in o and o.split("=", 1)[1] in ("null", "None")]
-        if not nulled:
+    except ValueError as err:  # Hydra's defaults list on a config group set to null (tuned=null)
+        nulled = _nulled_group(overrides)
+        if nulled is None:
             raise
-        group = nulled[0].split("=", 1)[0].lstrip("+~")
+        group = nulled.split("=", 1)[0].lstrip("+~")
         raise ConfigError(
-            f"{nulled[0]}: a config group takes one of its options; '~{group}' drops the group's default"
+            f"{nulled}: a config group takes one of its options; '~{group}' drops the group's default"
         ) from err
     return cfg
 
@@ -221,8 +231,10 @@ def _check_seeds(parsed: list[Any], base: DictConfig) -> None:
     params = OmegaConf.select(base, "hydra.sweeper.params") or {}
     keys = [o.get_key_element().lstrip("+~") for o in parsed] + [str(k) for k in params]
     seeds = list(OmegaConf.select(base, "hydra.sweeper.seeds") or [])
-    if not seeds:
-        raise ConfigError("hydra.sweeper.seeds: give at least one seed, e.g. 'hydra.sweeper.seeds=[0,1,2]'")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"hydra.sweeper.seeds={seeds}: give distinct seeds, at least one, e.g. 'hydra.sweeper.seeds=[0,1,2]'"
+        )
     if "seed" in keys:
         raise ConfigError(
             f"seed: hydra/sweeper=optuna_seeds runs every trial once per seed in hydra.sweeper.seeds "

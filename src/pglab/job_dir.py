@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from pglab.run_dir import NOT_RESULT_KEYS
 
 RESOLVER = "pglab_job_dir"
+TRIALS_CSV = "trials.csv"  # hydra/sweeper=optuna_seeds: each trial's per-seed returns, in the sweep folder
 HASH_DIGITS = 8
 
 

@@ -26,11 +26,12 @@ from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig
 
+from pglab.job_dir import TRIALS_CSV
+
 log = logging.getLogger(__name__)
 
 # No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
 # dataclasses cannot resolve string annotations (and OmegaConf needs the real types).
-TRIALS_CSV = "trials.csv"
 SEED_KEY = "seed"
 
 
@@ -49,34 +50,45 @@ class TrialResult:
 
 class SeedAveragingLauncher(Launcher):
     """Launches each trial once per seed through ``inner`` and returns one job per trial,
-    whose return value is the mean over the seeds."""
+    whose return value is the mean over the seeds.
+
+    The inner jobs are numbered by this launcher (``hydra.job.num``): the sweeper counts
+    trials, and each trial is ``len(seeds)`` jobs.
+    """
 
     def __init__(self, inner: Launcher, seeds: Sequence[int]) -> None:
         self.inner = inner
         self.seeds = list(seeds)
         self.results: list[TrialResult] = []
+        self.next_job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         per_seed = [[*trial, f"{SEED_KEY}={s}"] for trial in job_overrides for s in self.seeds]
-        returns = self.inner.launch(per_seed, initial_job_idx=initial_job_idx)
+        returns = self.inner.launch(per_seed, initial_job_idx=self.next_job_idx)
+        self.next_job_idx += len(per_seed)
+        if len(returns) != len(per_seed):
+            raise RuntimeError(f"the launcher returned {len(returns)} jobs for {len(per_seed)} (trial x seed) jobs")
         n = len(self.seeds)
-        trials = []
-        for i, trial in enumerate(job_overrides):
-            jobs = returns[i * n : (i + 1) * n]
-            result = TrialResult(tuple(trial), [_value(j) for j in jobs])
-            self.results.append(result)
-            log.info("trial %s: %s -> mean %.4g", " ".join(trial), result.returns, result.mean)
-            trials.append(JobReturn(overrides=list(trial), _return_value=result.mean, status=JobStatus.COMPLETED))
-        return trials
+        return [self._trial(trial, returns[i * n : (i + 1) * n]) for i, trial in enumerate(job_overrides)]
+
+    def _trial(self, trial: Sequence[str], jobs: Sequence[JobReturn]) -> JobReturn:
+        """One trial's job: the seeds' mean, or the first seed's failure (the job raised:
+        hydra-optuna-sweeper's ``max_failure_rate`` then decides whether the sweep goes on)."""
+        failed = [j for j in jobs if j.status != JobStatus.COMPLETED]
+        result = TrialResult(tuple(trial), [math.nan if j in failed else _value(j) for j in jobs])
+        self.results.append(result)
+        log.info("trial %s: %s -> mean %.4g", " ".join(trial), result.returns, result.mean)
+        if failed:
+            log.error("trial %s: a seed's job raised: %r", " ".join(trial), failed[0]._return_value)
+            return JobReturn(overrides=list(trial), _return_value=failed[0]._return_value, status=JobStatus.FAILED)
+        return JobReturn(overrides=list(trial), _return_value=result.mean, status=JobStatus.COMPLETED)
 
 
 def _value(job: JobReturn) -> float:
-    """A seed's return; NaN when the job raised (pglab's own jobs return NaN instead)."""
-    if job.status != JobStatus.COMPLETED:
-        return math.nan
+    """A completed seed's return (NaN from a run that pglab recorded as failed)."""
     try:
         return float(job.return_value)
     except (TypeError, ValueError):
@@ -84,7 +96,9 @@ def _value(job: JobReturn) -> float:
 
 
 def write_trials(path: Path, seeds: Sequence[int], results: Sequence[TrialResult]) -> None:
-    """``trials.csv``: one row per trial in launch order: overrides, each seed's return, the mean."""
+    """``trials.csv``: one row per trial this sweep ran, in launch order: overrides, each
+    seed's return, the mean. (A study continued from a persistent ``storage`` keeps its
+    earlier trials there, not here.)"""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial", "overrides", *(f"seed_{s}" for s in seeds), "mean"])
@@ -99,11 +113,12 @@ class SeedAveragedOptunaSweeper(Sweeper):
     def __init__(self, seeds: Sequence[int], **optuna: Any) -> None:
         from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 
-        if not seeds:
-            raise ValueError("hydra.sweeper.seeds: give at least one seed")
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"hydra.sweeper.seeds={list(seeds)}: give distinct seeds, at least one")
         self.seeds = list(seeds)
         self.optuna = OptunaSweeperImpl(**optuna)
         self.launcher: SeedAveragingLauncher | None = None
+        self.sweep_dir: Path | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.optuna.setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -112,7 +127,7 @@ class SeedAveragedOptunaSweeper(Sweeper):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def sweep(self, arguments: list[str]) -> None:
-        assert self.launcher is not None, "setup() first"
+        assert self.launcher is not None and self.sweep_dir is not None, "setup() first"
         try:
             self.optuna.sweep(arguments)
         finally:
