@@ -41,8 +41,10 @@ def test_defaults_are_the_documented_ones() -> None:
         "cpu",
         "wandb",
     )
-    assert cfg.algo.baseline == Baseline.value
-    assert cfg.budget == cfg.env.default_total_steps
+    assert cfg.tuned_file == "reinforce_mountaincar"  # the pair's tuned file applies to the defaults too
+    groups = validate(compose_config("~tuned"))  # the groups' own defaults
+    assert groups.algo.baseline == Baseline.value
+    assert groups.budget == groups.env.default_total_steps
     assert make_config("total_steps=1234").budget == 1234
 
 

@@ -125,7 +125,7 @@ def restated_defaults(conf: Path) -> list[str]:
 
 def schema_problems(conf: Path, group: str, option: str) -> list[str]:
     """Why ``group=option`` does not compose into its own schema (empty: it does)."""
-    cfg = compose_in(conf, f"{group}={option}")
+    cfg = compose_in(conf, f"{group}={option}", "~tuned")  # the option's own values, no tuned file's
     got = OmegaConf.get_type(cfg[group])
     named = named_schema(conf / group / f"{option}.yaml")
     if named is None or got is not named:
