@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pglab.docgen import check, regenerate, stale_reports
-from pglab.docgen.export import export_sweep
+from pglab.docgen.export import export_sweep, export_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", nargs="+", metavar="SWEEP_DIR... NAME", help="condense sweeps into a result set")
     parser.add_argument("--command", help="with --export: the command that ran the sweeps")
     parser.add_argument("--notes", default="", help="with --export: what a reader needs to compare the numbers")
+    parser.add_argument("--trials", action="store_true", help="with --export: a tuning study's trials.csv, no runs")
     parser.add_argument("--no-reports", action="store_true", help="regenerate the pages' blocks, not the plots")
     args = parser.parse_args(argv)
     if args.check and (args.export or args.no_reports):
         parser.error("--check only checks: it takes neither --export nor --no-reports")
-    if not args.export and (args.command or args.notes):
-        parser.error("--command and --notes describe an --export")
+    if not args.export and (args.command or args.notes or args.trials):
+        parser.error("--command, --notes and --trials describe an --export")
     if args.check:
         with tempfile.TemporaryDirectory() as scratch:
             stale = check(ROOT) + stale_reports(ROOT, Path(scratch))
@@ -43,8 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.export) < 2 or not args.command:
             parser.error("--export takes SWEEP_DIR... NAME and needs --command")
         *dirs, name = args.export
-        n = export_sweep([Path(d) for d in dirs], ROOT / "docs" / "results" / name, args.command, args.notes)
-        print(f"docs/results/{name}: {n} runs")
+        dest = ROOT / "docs" / "results" / name
+        if args.trials and len(dirs) != 1:
+            parser.error("--export --trials takes one SWEEP_DIR and a NAME")
+        try:
+            if args.trials:
+                print(f"docs/results/{name}: {export_trials(Path(dirs[0]), dest, args.command, args.notes)} trials")
+            else:
+                n = export_sweep([Path(d) for d in dirs], dest, args.command, args.notes)
+                print(f"docs/results/{name}: {n} runs")
+        except (ValueError, FileNotFoundError) as err:
+            print(f"docs.py: {err}", file=sys.stderr)
+            return 2
     for page in regenerate(ROOT, reports=not args.no_reports):
         print(f"regenerated {page.relative_to(ROOT)}")
     return 0

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pglab.docgen import BLOCKS, check, stale_reports
-from pglab.docgen.blocks import RESULTS, compact_table
-from pglab.docgen.export import export_sweep
+from pglab.docgen.blocks import RESULTS, compact_table, read_trials
+from pglab.docgen.export import export_sweep, export_trials
 from pglab.docgen.pages import BLOCK, pages, render, stale
 from pglab.docgen.provenance import read
 from pglab.report.frames import load_runs
@@ -155,6 +155,23 @@ def test_an_export_keeps_summaries_and_evaluations_and_names_the_machine_of_the_
     )
     table = compact_table(load_runs([dest / "runs"]))
     assert "| cartpole | reinforce | 1k | 480.0 ± — |" in table  # one completed seed: no sample std
+
+
+def test_a_trials_export_keeps_the_study_and_the_block_ranks_its_trials_by_their_mean(tmp_path: Path) -> None:
+    sweep, dest = tmp_path / "sweep", tmp_path / "docs/results/study"
+    _run_folder(sweep / "reinforce-cartpole-s0-aaaa", 0, "completed", 480.0)
+    (sweep / "trials.csv").write_text(
+        "trial,overrides,seed_0,seed_1,mean\n"
+        "0,algo.lr=0.00012345 env.num_envs=16 logger=none,-200.0,-120.0,-160.0\n"
+        "1,algo.lr=0.003 env.num_envs=64 logger=none,-110.0,-100.0,-105.0\n"
+    )
+    assert export_trials(sweep, dest, "python run.py -m sweep=tune") == 2
+    assert sorted(p.name for p in dest.iterdir()) == ["provenance.json", "trials.csv"]
+    assert read(dest).command == "python run.py -m sweep=tune"
+    trials = read_trials(dest)
+    assert list(trials["varied"]) == ["algo.lr=0.000123 env.num_envs=16", "algo.lr=0.003 env.num_envs=64"]
+    with pytest.raises(ValueError, match="no such file"):
+        export_trials(tmp_path / "elsewhere", dest, "x")
 
 
 # words about how the project was made, not about what it does

@@ -28,6 +28,8 @@ BLOCKS: Blocks = {
     "zoo_seeds": blocks.zoo_seeds,
     "maze_dialogue": blocks.maze_dialogue,
     "ppo_table": blocks.ppo_table,
+    "reinforce_mountaincar": blocks.reinforce_mountaincar,
+    "reinforce_tuning": blocks.reinforce_tuning,
     "lm_table": blocks.lm_table,
     "lm_kl": blocks.lm_kl,
     "commands": blocks.commands,
@@ -39,7 +41,7 @@ BLOCKS: Blocks = {
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs
-REPORTS = ("default", "zoo_table", "maze_dialogue", "ppo_table", "lm_table", "lm_ppo", "lm_kl")
+REPORTS = ("default", "zoo_table", "reinforce_mc", "maze_dialogue", "ppo_table", "lm_table", "lm_ppo", "lm_kl")
 
 
 REPORT_TEXTS = ("*.md", "*.csv", "*.tex")  # what the check compares (plots depend on matplotlib's version)

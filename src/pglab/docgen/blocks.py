@@ -8,6 +8,7 @@ would; every block ends with its provenance line (:func:`pglab.docgen.provenance
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 
 from pglab.docgen.export import RUNS
 from pglab.docgen.provenance import describe, read
+from pglab.job_dir import TRIALS_CSV
 from pglab.report.fmt import MEAN_STD, digits, fmt, markdown_head, markdown_row, score, steps
 from pglab.report.frames import load_reference, load_runs, load_train_curves
 from pglab.report.groups import with_group_keys
@@ -160,6 +162,94 @@ def oracle_table(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# REINFORCE on the MountainCars, each row a variant: (label, result set, rows of it)
+REINFORCE_VARIANTS: tuple[tuple[str, str, Callable[[pd.DataFrame], pd.Series]], ...] = (
+    ("reinforce, defaults ('~tuned')", "reinforce_mc", lambda r: r["cfg.tuned_file"].isna()),
+    ("reinforce, tuned", "zoo_table", lambda r: r["algo"] == "reinforce"),
+    (
+        "reinforce, tuned + env.shaping=energy",
+        "reinforce_mc",
+        lambda r: r["cfg.tuned_file"].notna() & (r["cfg.env.shaping"] == "energy"),
+    ),
+    ("a2c, tuned", "zoo_table", lambda r: r["algo"] == "a2c"),
+    ("ppo, tuned", "zoo_table", lambda r: r["algo"] == "ppo"),
+)
+VARIANT = "variant"
+
+
+def reinforce_mountaincar(root: Path) -> str:
+    """REINFORCE with its defaults, its tuned file and its tuned file plus energy shaping,
+    next to tuned A2C and PPO, on both MountainCars (the report's table, one row per variant)."""
+    parts = []
+    for label, name, rows in REINFORCE_VARIANTS:
+        runs = result_runs(root, name)
+        parts.append(runs[rows(runs)].assign(**{VARIANT: label}))
+    runs = pd.concat(parts, ignore_index=True)
+    order = {label: i for i, (label, _, _) in enumerate(REINFORCE_VARIANTS)}
+    table = build_table(runs, [VARIANT])
+    table = table.sort_values(["env", VARIANT], key=lambda c: c.map(order) if c.name == VARIANT else c)
+    head = ["env", VARIANT, "seeds", f"final eval return ({MEAN_STD})", "IQM [95% CI]", "solved"]
+    lines = markdown_head([*head, "env steps to solve", "wall s to solve", "wall s per run"])
+    for d in table.to_dict("records"):
+        places = digits(table.loc[table["env"] == d["env"], "mean"])
+        ci = f"{fmt(d['iqm'], places)} [{fmt(d['iqm_low'], places)}, {fmt(d['iqm_high'], places)}]"
+        cells = [str(d["env"]), str(d[VARIANT]), str(d["seeds"]), f"{fmt(d['mean'], places)} ± {fmt(d['std'], places)}"]
+        cells += [ci, f"{d['solved']}/{d['seeds']} ({d['criterion']})", steps(d["solved_env_steps"])]
+        cells += [fmt(d["solved_wall_s"], 0), fmt(d["wall_s"], 0)]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n\n" + footer(root, "reinforce_mc", "zoo_table")
+
+
+# the seed-averaged Optuna studies behind conf/tuned/reinforce_mountaincar*.yaml: (label, result set)
+REINFORCE_STUDIES = (
+    ("MountainCar-v0, true reward", "tune_reinforce_mountaincar"),
+    ("MountainCar-v0, env.shaping=energy", "tune_reinforce_mountaincar_energy"),
+    ("MountainCarContinuous-v0, true reward", "tune_reinforce_mountaincar_continuous"),
+    ("MountainCarContinuous-v0, env.shaping=energy", "tune_reinforce_mountaincar_continuous_energy"),
+)
+BEST_TRIALS = 3
+
+
+def read_trials(folder: Path) -> pd.DataFrame:
+    """A study's ``trials.csv`` (:mod:`hydra_plugins.pglab_sweepers.optuna_seeds`), with
+    ``varied``: each trial's overrides that are not the same in every trial.
+
+    Raises:
+        ValueError: the file holds no trial.
+    """
+    trials = pd.read_csv(folder / TRIALS_CSV)
+    if trials.empty:
+        raise ValueError(f"{folder / TRIALS_CSV}: no trials")
+    split = trials["overrides"].str.split()
+    common = set.intersection(*(set(o) for o in split))
+    trials["varied"] = split.map(lambda o: " ".join(_short(x) for x in o if x not in common))
+    return trials
+
+
+def _short(override: str) -> str:
+    """``algo.lr=0.00032217229391726457`` -> ``algo.lr=0.000322``: three significant digits."""
+    key, value = override.split("=", 1)
+    if "." in value or "e" in value:
+        with contextlib.suppress(ValueError):
+            return f"{key}={float(value):.3g}"
+    return override
+
+
+def reinforce_tuning(root: Path) -> str:
+    """Each study's best trials by their mean over seeds 0-2: the settings that differed, each
+    seed's final return and the mean."""
+    lines = markdown_head(["study", "trials", "rank", "settings", "final eval return per seed", "mean"])
+    for label, name in REINFORCE_STUDIES:
+        trials = read_trials(root / RESULTS / name)
+        seeds = [c for c in trials.columns if c.startswith("seed_")]
+        best = trials.sort_values("mean", ascending=False, kind="stable").head(BEST_TRIALS)
+        for rank, d in enumerate(best.to_dict("records"), start=1):
+            per_seed_returns = ", ".join(score(d[c]) for c in seeds)
+            first = [label, str(len(trials))] if rank == 1 else ["", ""]
+            lines.append(markdown_row([*first, str(rank), f"`{d['varied']}`", per_seed_returns, score(d["mean"])]))
+    return "\n".join(lines) + "\n\n" + footer(root, *(name for _, name in REINFORCE_STUDIES))
+
+
 def _first_eval(run_dir: str) -> dict[str, float]:
     """The evaluation at env step 0 of a run: on ``dialogue_lm``, its SFT model's.
 
@@ -222,6 +312,11 @@ SECTIONS = {
     "zoo_table": "mountaincar-the-rl-baselines3-zoo-table",
     "maze_dialogue": "maze-and-dialogue",
     "ppo_table": "ppo-next-to-sb3_ppo-and-a2c",
+    "reinforce_mc": "reinforce-on-mountaincar-defaults-tuned-shaped",
+    "tune_reinforce_mountaincar": "reinforce-on-mountaincar-defaults-tuned-shaped",
+    "tune_reinforce_mountaincar_energy": "reinforce-on-mountaincar-defaults-tuned-shaped",
+    "tune_reinforce_mountaincar_continuous": "reinforce-on-mountaincar-defaults-tuned-shaped",
+    "tune_reinforce_mountaincar_continuous_energy": "reinforce-on-mountaincar-defaults-tuned-shaped",
     "lm_table": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_a2c": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_ppo": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pglab.docgen.provenance import FILE, from_machine, write
+from pglab.job_dir import TRIALS_CSV
 from pglab.machine import machine_info
 from pglab.report.runs import DAMAGED, RunRecord, metric_lines, read_runs
 
@@ -58,6 +59,25 @@ def export_sweep(sweep_dirs: list[Path], dest: Path, command: str, notes: str = 
     (fresh / FILE).replace(dest / FILE)
     fresh.rmdir()
     return len(records)
+
+
+def export_trials(sweep_dir: Path, dest: Path, command: str, notes: str = "") -> int:
+    """Replace the result set ``dest`` by a seed-averaged Optuna study's ``trials.csv`` (each
+    trial's overrides and per-seed final returns), not its runs; returns the trials.
+
+    Raises:
+        ValueError: ``sweep_dir`` holds no ``trials.csv``.
+    """
+    source = sweep_dir / TRIALS_CSV
+    if not source.exists():
+        raise ValueError(f"{source}: no such file (a hydra/sweeper=optuna_seeds sweep writes it)")
+    records = [r for r in read_runs([sweep_dir]) if r.status != DAMAGED and r.summary is not None]
+    newest = max([source.stat().st_mtime, *(r.mtime for r in records)])
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / RUNS, ignore_errors=True)  # the set is the study now, not runs
+    shutil.copyfile(source, dest / TRIALS_CSV)
+    write(dest, from_machine(command, dt.date.fromtimestamp(newest).isoformat(), measured_on(records), notes))
+    return len(source.read_text().splitlines()) - 1
 
 
 def measured_on(records: list[RunRecord]) -> dict[str, str]:
