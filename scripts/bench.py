@@ -25,6 +25,15 @@ memory is its own. Sections (``--sections``, all by default):
     Tokens per second on ``env=dialogue_lm`` (the 2-layer transformer, REINFORCE with RLOO
     and a KL penalty): generating replies, the RL update, both, and SFT, for each
     ``--lm-batch`` replies per batch.
+``anchors``
+    The fastest peer on a CPU next to pglab, alternating, ``--anchor-rounds`` rounds (the
+    median of each case): a fully jitted JAX A2C on gymnax's MountainCar-v0, matched to
+    pglab's tuned a2c (``jax_a2c.py`` of the shared anchors folder, ``--jax-anchor``), run
+    by a Python that has jax and gymnax (``--jax-python``, ``$PGLAB_JAX_PYTHON`` or
+    ``.venv-jax/bin/python``; skipped with one line when there is none: never a pglab
+    dependency), next to pglab's a2c (its tuned setting, torch env) and sb3_a2c (its Zoo
+    setting on the torch env), at each ``--anchor-envs`` and ``--anchor-threads``. The JAX
+    figure is its steady state (the first call of a run, and its compile, apart).
 ``memory``
     Peak resident memory of one ordinary training run (``python run.py algo=a2c
     env=mountaincar``, W&B offline), the whole process tree summed (W&B's service
@@ -33,12 +42,13 @@ memory is its own. Sections (``--sections``, all by default):
 Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) and
 ``bench.json`` (``--out``) with every figure and the machine.
 
-    python scripts/bench.py                                 # everything (about 15 minutes here)
+    python scripts/bench.py                                 # everything (~15 minutes here, 3 more with anchors)
     python scripts/bench.py --sections throughput --seconds 3
     python scripts/bench.py --sections solve --seeds 0 1 2 3 4
     python scripts/bench.py --sections lm --lm-batch 64 256 1024
     python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
     python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
+    python scripts/bench.py --sections anchors --jax-python .venv-jax/bin/python   # against the JAX A2C
     python scripts/bench.py --report bench.json               # the tables of a saved result
 """
 
@@ -48,21 +58,27 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+JAX_ANCHOR = ROOT.parent / "shared" / "anchors" / "jax_a2c.py"  # the speed anchors, beside the checkout
+JAX_PYTHON_ENV = "PGLAB_JAX_PYTHON"
+JAX_VENV_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
+JAX_INSTALL = "python3 -m venv .venv-jax && .venv-jax/bin/pip install jax jaxlib gymnax flax optax six"
 
 
 # --------------------------------------------------------------------------- one case (child process)
 
 
-SECTIONS = ("throughput", "solve", "lm", "memory")
+SECTIONS = ("throughput", "solve", "lm", "anchors", "memory")
 
 
 def load_config(algo: str, env_name: str, overrides: list[str]) -> Any:
@@ -320,6 +336,73 @@ def memory_run(steps: int, threads: int) -> dict[str, Any]:
     return result
 
 
+def find_jax_python(given: str | None) -> tuple[str | None, str]:
+    """The Python that runs the JAX anchor, or None and the reason (one line) there is none:
+    ``given``, else ``$PGLAB_JAX_PYTHON``, else ``.venv-jax/bin/python``, if it imports jax and gymnax."""
+    candidates = [c for c in (given, os.environ.get(JAX_PYTHON_ENV), str(JAX_VENV_PYTHON)) if c]
+    for python in candidates:
+        if not Path(python).exists():
+            continue
+        probe = subprocess.run([python, "-c", "import jax, gymnax, flax, optax"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return python, ""
+        return None, f"{python} cannot import jax, gymnax, flax and optax; install them into it: {JAX_INSTALL}"
+    return None, f"no Python with jax and gymnax (--jax-python, ${JAX_PYTHON_ENV}); to make one: {JAX_INSTALL}"
+
+
+def jax_anchor_case(python: str, anchor: Path, n: int, threads: int, steps: int) -> dict[str, Any]:
+    """The JAX A2C's steady-state env steps/s at ``n`` envs (three calls of the compiled run,
+    the first apart) and its compile seconds; ``error`` when it failed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "jax.json"
+        cmd = [python, str(anchor), "--threads", str(threads), "--num-envs", str(n), "--total-steps", str(steps)]
+        cmd += ["--repeats", "3", "--eval-episodes", "0", "--out", str(out)]
+        env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            return {"error": tail[0]}
+        result = json.loads(out.read_text())
+    return {"sps": result["sps"], "compile_s": result["compile_s"], "versions": result["versions"]}
+
+
+def anchor_rows(
+    args: argparse.Namespace, python: str, progress: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """pglab a2c, sb3_a2c and the JAX A2C at each (threads, envs), alternating, each the
+    median of ``--anchor-rounds`` measurements; ``progress`` gets each row when it is done."""
+    rows = []
+    for threads in args.anchor_threads:
+        for n in args.anchor_envs:
+            base = {"kind": "throughput", "env": "mountaincar", "seed": args.seed, "threads": threads}
+            base |= {"seconds": args.seconds, "device": "cpu", "num_envs": n}
+            ours = ["env.backend=torch", f"env.num_envs={n}", *args.set]
+            cases = {
+                "a2c": base | {"algo": "a2c", "label": f"a2c ({n} envs)", "overrides": ours},
+                "sb3_a2c": base | {"algo": "sb3_a2c", "label": f"sb3_a2c ({n} envs)", "overrides": ours},
+            }
+            measured: dict[str, list[float]] = {"a2c": [], "sb3_a2c": [], "jax": []}
+            row: dict[str, Any] = {"label": f"{n} envs, {threads} thread(s)", "num_envs": n, "threads": threads}
+            for _ in range(args.anchor_rounds):
+                for name, case in cases.items():
+                    got = run_case(case)
+                    if "error" in got:
+                        row[f"{name}_error"] = got["error"]
+                    else:
+                        measured[name].append(got["sps"])
+                jax = jax_anchor_case(python, args.jax_anchor, n, threads, args.anchor_steps)
+                if "error" in jax:
+                    row["jax_error"] = jax["error"]
+                else:
+                    measured["jax"].append(jax["sps"])
+                    row |= {"jax_compile_s": jax["compile_s"], "jax_versions": jax["versions"]}
+            row |= {f"{k}_sps": statistics.median(v) for k, v in measured.items() if v}
+            row |= {f"{k}_runs": v for k, v in measured.items()}
+            rows.append(row)
+            progress(row)
+    return rows
+
+
 def throughput_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = {"kind": "throughput", "env": "mountaincar", "seed": args.seed, "threads": args.threads}
     base |= {"seconds": args.seconds, "device": args.device}
@@ -419,11 +502,28 @@ def report(result: dict[str, Any]) -> str:
                 continue
             cells = " | ".join(f"{r[k]:,.0f}" for k in ("generation_tps", "update_tps", "rl_tps", "sft_tps"))
             lines.append(f"| {r['label']} (tokens/s) | {cells} |")
+    lines += anchor_report(result.get("anchors"))
     mem = result.get("memory")
     if mem:
         lines += ["", f"Peak RSS of `{mem['command']}` (process tree, W&B {mem.get('wandb_mode')}): "]
         lines[-1] += f"{mem['peak_tree_rss_mb']:.0f} MB" + (f" — failed: {mem['error']}" if "error" in mem else "")
     return "\n".join(lines)
+
+
+def anchor_report(anchors: dict[str, Any] | None) -> list[str]:
+    """The anchors table (pglab a2c against the JAX A2C), or the line saying why it was skipped."""
+    if not anchors:
+        return []
+    if "skipped" in anchors:
+        return ["", f"Anchors skipped: {anchors['skipped']}"]
+    lines = ["", "| MountainCar-v0 A2C | pglab a2c | jitted JAX a2c | pglab / JAX | sb3_a2c | pglab / sb3_a2c |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for r in anchors["rows"]:
+        ours, jax, sb3 = r.get("a2c_sps"), r.get("jax_sps"), r.get("sb3_a2c_sps")
+        vs_jax = f"{ours / jax:.2f}" if ours and jax else r.get("jax_error", "—")
+        vs_sb3 = f"{ours / sb3:.1f}×" if ours and sb3 else r.get("sb3_a2c_error", "—")
+        lines.append(f"| {r['label']} | {_fmt(ours)} | {_fmt(jax)} | {vs_jax} | {_fmt(sb3)} | {vs_sb3} |")
+    return lines
 
 
 def machine(device: str) -> dict[str, Any]:
@@ -453,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solve-eval-every", type=int, default=10_000, help="env steps between evaluations")
     parser.add_argument("--sb3-budget", type=int, default=1_000_000, help="sb3_a2c's step budget (the Zoo's)")
     parser.add_argument("--memory-steps", type=int, default=300_000)
+    parser.add_argument("--anchor-envs", nargs="+", type=int, default=[16, 128, 1024, 4096])
+    parser.add_argument("--anchor-threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--anchor-rounds", type=int, default=1, help="alternating measurements per anchor case")
+    parser.add_argument("--anchor-steps", type=int, default=1_000_000, help="env steps per timed JAX call")
+    parser.add_argument("--jax-anchor", type=Path, default=JAX_ANCHOR, help="the JAX A2C script")
+    parser.add_argument("--jax-python", help=f"a Python with jax and gymnax (default ${JAX_PYTHON_ENV}, .venv-jax)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
     parser.add_argument(
@@ -471,8 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(report(json.loads(args.report.read_text())))
         return 0
-    if args.seconds <= 0 or any(n < 1 for n in args.num_envs) or args.threads < 1:
-        parser.error("--seconds, --num-envs and --threads must be positive")
+    positive = [*args.num_envs, *args.anchor_envs, *args.anchor_threads, args.threads, args.anchor_rounds]
+    if args.seconds <= 0 or args.anchor_steps < 1 or any(n < 1 for n in positive):
+        parser.error("--seconds, --num-envs, --threads and the --anchor-* values must be positive")
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -529,6 +636,17 @@ def main(argv: list[str] | None = None) -> int:
             row = run_case(case)
             result["lm"].append(row)
             show(row, row.get("error") or f"{row['rl_tps']:>12,.0f} tokens/s (RL)")
+    if not args.env_only and "anchors" in args.sections:
+        python, why = find_jax_python(args.jax_python)
+        if python is None or not args.jax_anchor.exists():
+            why = why or f"{args.jax_anchor}: no such file (--jax-anchor)"
+            result["anchors"] = {"skipped": why}
+            print(f"anchors: skipped: {why}", flush=True)
+        else:
+            rows = anchor_rows(
+                args, python, lambda r: show(r, f"pglab {_fmt(r.get('a2c_sps'))}  JAX {_fmt(r.get('jax_sps'))}")
+            )
+            result["anchors"] = {"python": python, "anchor": str(args.jax_anchor), "rows": rows}
     if not args.env_only and "memory" in args.sections:
         result["memory"] = memory_run(args.memory_steps, args.threads)
         show({"label": "memory: run.py a2c mountaincar"}, f"{result['memory']['peak_tree_rss_mb']:.0f} MB")

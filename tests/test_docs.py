@@ -100,7 +100,7 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
     assert broken == []
 
 
-@pytest.mark.parametrize("name", ["bench_throughput", "bench_solve", "bench_lm", "bench_envs"])
+@pytest.mark.parametrize("name", ["bench_throughput", "bench_solve", "bench_lm", "bench_envs", "bench_anchors"])
 def test_a_benchmark_provenance_agrees_with_what_the_benchmark_recorded(name: str) -> None:
     provenance = read(ROOT / RESULTS / name)
     for result in sorted((ROOT / RESULTS / name).glob("*.json")):

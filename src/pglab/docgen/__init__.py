@@ -38,6 +38,7 @@ BLOCKS: Blocks = {
     "bench_memory": bench_blocks.bench_memory,
     "bench_lm": bench_blocks.bench_lm,
     "bench_envs": bench_blocks.bench_envs,
+    "bench_anchors": bench_blocks.bench_anchors,
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs

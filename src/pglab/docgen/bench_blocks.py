@@ -98,3 +98,18 @@ def bench_envs(root: Path) -> str:
         by_n = {n: sps for e, b, n, sps in rows if (e, b) == (env, backend)}
         lines.append(markdown_row([env, backend, *(fmt(by_n.get(n), 0) for n in sizes)]))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_envs")
+
+
+def bench_anchors(root: Path) -> str:
+    """pglab's a2c next to the jitted JAX A2C and sb3_a2c, env steps/s per (envs, threads),
+    each the median of the run's alternating rounds."""
+    anchors = bench(root, "bench_anchors")["anchors"]
+    head = ["envs", "threads", "pglab a2c", "jitted JAX A2C", "pglab / JAX", "sb3_a2c", "pglab / sb3_a2c"]
+    lines = markdown_head([*head, "JAX compile s"])
+    for r in anchors["rows"]:
+        ours, jax, sb3 = r.get("a2c_sps"), r.get("jax_sps"), r.get("sb3_a2c_sps")
+        cells = [f"{r['num_envs']:,}", str(r["threads"]), fmt(ours, 0), fmt(jax, 0)]
+        cells += [fmt(ours / jax, 2) if ours and jax else "—", fmt(sb3, 0)]
+        cells += [f"{fmt(ours / sb3, 1)}×" if ours and sb3 else "—", fmt(r.get("jax_compile_s"), 1)]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_anchors")

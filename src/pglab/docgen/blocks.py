@@ -325,6 +325,7 @@ SECTIONS = {
     "bench_solve": "speed-pglab-next-to-stable-baselines3",
     "bench_lm": "language-model-tokens-per-second",
     "bench_envs": "the-batched-environments-alone",
+    "bench_anchors": "speed-pglab-next-to-a-fully-jitted-jax-a2c",
 }
 
 
