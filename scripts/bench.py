@@ -20,7 +20,10 @@ memory is its own. Sections (``--sections``, all by default):
     ``conf/tuned/a2c_mountaincar.yaml``, torch backend) and for sb3_a2c (Zoo setup,
     gymnasium backend), seeds ``--seeds``. Both go through
     ``pglab.experiment.run`` with ``eval.stop_when_solved=true``, the same evaluation
-    envs and seeds, an evaluation every ``--solve-eval-every`` steps.
+    envs and seeds, an evaluation every ``--solve-eval-every`` steps. Then the whole seed
+    table's wall time: those runs' processes summed, next to the jitted JAX A2C vmapped
+    over the same seeds in one process (``scripts/jax_seeds.py``, ``--jax-steps`` each, no
+    early stop: its seeds are judged by their final evaluation), when a JAX Python exists.
 ``lm``
     Tokens per second on ``env=dialogue_lm`` (the 2-layer transformer, REINFORCE with RLOO
     and a KL penalty): generating replies, the RL update, both, and SFT, for each
@@ -72,6 +75,7 @@ CONF = ROOT / "conf"
 JAX_ANCHOR = ROOT.parent / "shared" / "anchors" / "jax_a2c.py"  # the speed anchors, beside the checkout
 JAX_PYTHON_ENV = "PGLAB_JAX_PYTHON"
 JAX_VENV_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
+SOLVED = -110.0  # MountainCar-v0's threshold (conf/env/mountaincar.yaml), for the JAX runs' final returns
 JAX_INSTALL = "python3 -m venv .venv-jax && .venv-jax/bin/pip install jax jaxlib gymnax flax optax six"
 
 
@@ -270,6 +274,7 @@ def child_main(spec: str) -> int:
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Run one case in a child process (the same process group); its result merged into ``case``."""
     env = os.environ | {"OMP_NUM_THREADS": str(case["threads"]), "WANDB_MODE": "disabled"}
+    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(case)],
         capture_output=True,
@@ -278,10 +283,11 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         env=env,
         check=False,
     )
+    process_s = time.perf_counter() - t0  # the whole child: interpreter, imports, setup, the case
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         return case | {"error": tail[0]}
-    return case | json.loads(proc.stdout.strip().splitlines()[-1])
+    return case | json.loads(proc.stdout.strip().splitlines()[-1]) | {"process_s": process_s}
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -364,6 +370,20 @@ def jax_anchor_case(python: str, anchor: Path, n: int, threads: int, steps: int)
             return {"error": tail[0]}
         result = json.loads(out.read_text())
     return {"sps": result["sps"], "compile_s": result["compile_s"], "versions": result["versions"]}
+
+
+def jax_seeds_case(python: str, anchor: Path, seeds: list[int], threads: int, steps: int) -> dict[str, Any]:
+    """The JAX A2C vmapped over ``seeds`` (``scripts/jax_seeds.py``): one process trains
+    every seed at once for ``steps`` env steps each; ``process_s`` is that whole process."""
+    cmd = [python, str(ROOT / "scripts" / "jax_seeds.py"), "--anchor", str(anchor), "--threads", str(threads)]
+    cmd += ["--total-steps", str(steps), "--seeds", *map(str, seeds)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    process_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        return {"error": tail[0]}
+    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"process_s": process_s}
 
 
 def anchor_rows(
@@ -489,6 +509,7 @@ def report(result: dict[str, Any]) -> str:
             budget = f"not in {_fmt(b.get('env_steps'))}" if tb is None else _fmt(b.get("solved_at_env_steps"))
             cell_b = f"{_fmt(tb, '.1f')} ({budget})"
             lines.append(f"| {seed} | {cell_a} | {cell_b} | {ratio} |")
+    lines += seed_table_report(solves, result.get("solve_jax"))
     lm = result.get("lm", [])
     if lm:
         lines += [
@@ -508,6 +529,30 @@ def report(result: dict[str, Any]) -> str:
         lines += ["", f"Peak RSS of `{mem['command']}` (process tree, W&B {mem.get('wandb_mode')}): "]
         lines[-1] += f"{mem['peak_tree_rss_mb']:.0f} MB" + (f" — failed: {mem['error']}" if "error" in mem else "")
     return "\n".join(lines)
+
+
+def seed_table_report(solves: list[dict[str, Any]], jax: dict[str, Any] | None) -> list[str]:
+    """The whole seed table's wall time: the solve section's runs (one process per seed, one
+    after another) next to the JAX A2C vmapped over the same seeds."""
+    if not solves:
+        return []
+    seeds = sorted({r["seed"] for r in solves})
+    lines = ["", f"| A2C on MountainCar-v0, seeds {', '.join(map(str, seeds))} | wall s, all seeds | seeds at −110 |"]
+    lines += ["|---|---|---|"]
+    for algo, what in (("a2c", "pglab a2c"), ("sb3_a2c", "sb3_a2c (Zoo)")):
+        rows = [r for r in solves if r["algo"] == algo and "process_s" in r]
+        if rows:
+            solved = sum(r.get("solved_at_env_steps") is not None for r in rows)
+            label = f"{what}: one process per seed, one after another, stopping at −110"
+            lines.append(f"| {label} | {sum(r['process_s'] for r in rows):.0f} | {solved}/{len(rows)} |")
+    if jax and "error" not in jax:
+        at = sum(x >= SOLVED for x in jax["eval_returns"])
+        label = f"jitted JAX A2C vmapped over the seeds: one process, {jax['env_steps_per_seed']:,} steps each"
+        wall = f"{jax['process_s']:.0f} (compile {jax['compile_s']:.0f})"
+        lines.append(f"| {label} | {wall} | {at}/{len(seeds)} at the end |")
+    elif jax:
+        lines.append(f"| jitted JAX A2C vmapped over the seeds | failed: {jax['error']} | |")
+    return lines
 
 
 def anchor_report(anchors: dict[str, Any] | None) -> list[str]:
@@ -558,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor-rounds", type=int, default=1, help="alternating measurements per anchor case")
     parser.add_argument("--anchor-steps", type=int, default=1_000_000, help="env steps per timed JAX call")
     parser.add_argument("--jax-anchor", type=Path, default=JAX_ANCHOR, help="the JAX A2C script")
+    parser.add_argument("--jax-steps", type=int, default=3_000_000, help="env steps per seed of the vmapped JAX A2C")
     parser.add_argument("--jax-python", help=f"a Python with jax and gymnax (default ${JAX_PYTHON_ENV}, .venv-jax)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
@@ -627,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
                 else f"not solved in {row['env_steps']:,} steps ({row['train_s']:.0f} s)"
             )
             show(row, text)
+        python, why = find_jax_python(args.jax_python)
+        if python is not None and args.jax_anchor.exists():
+            result["solve_jax"] = jax_seeds_case(python, args.jax_anchor, args.seeds, args.threads, args.jax_steps)
+            show({"label": "jitted JAX A2C, seeds vmapped"}, result["solve_jax"].get("error") or "done")
+        else:
+            print(f"solve: the vmapped JAX A2C skipped: {why or f'{args.jax_anchor}: no such file'}", flush=True)
     if not args.env_only and "lm" in args.sections:
         result["lm"] = []
         for n in args.lm_batch:

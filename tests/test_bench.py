@@ -40,3 +40,20 @@ def test_the_anchor_table_gives_the_ratios_and_a_skip_is_one_line() -> None:
     assert lines[4] == "| 16 envs, 1 thread(s) | 50,000 | — | jax: out of memory | — | — |"
     assert bench.anchor_report({"skipped": "no Python with jax"}) == ["", "Anchors skipped: no Python with jax"]
     assert bench.anchor_report(None) == []
+
+
+def test_the_seed_table_sums_each_algorithms_processes_and_counts_the_jax_seeds_at_the_threshold() -> None:
+    solves = [
+        {"seed": 0, "algo": "a2c", "process_s": 10.0, "solved_at_env_steps": 100_000},
+        {"seed": 1, "algo": "a2c", "process_s": 12.5, "solved_at_env_steps": None},
+        {"seed": 0, "algo": "sb3_a2c", "process_s": 80.0, "solved_at_env_steps": 400_000},
+        {"seed": 1, "algo": "sb3_a2c", "process_s": 90.0, "solved_at_env_steps": 500_000},
+    ]
+    jax = {"env_steps_per_seed": 3_000_000, "process_s": 23.4, "compile_s": 2.8, "eval_returns": [-101.5, -112.0]}
+    lines = bench.seed_table_report(solves, jax)
+    assert lines[3] == "| pglab a2c: one process per seed, one after another, stopping at −110 | 22 | 1/2 |"
+    assert lines[4] == "| sb3_a2c (Zoo): one process per seed, one after another, stopping at −110 | 170 | 2/2 |"
+    assert lines[5] == (
+        "| jitted JAX A2C vmapped over the seeds: one process, 3,000,000 steps each | 23 (compile 3) | 1/2 at the end |"
+    )
+    assert bench.seed_table_report([], None) == []

@@ -39,6 +39,7 @@ BLOCKS: Blocks = {
     "bench_lm": bench_blocks.bench_lm,
     "bench_envs": bench_blocks.bench_envs,
     "bench_anchors": bench_blocks.bench_anchors,
+    "bench_seeds": bench_blocks.bench_seeds,
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs

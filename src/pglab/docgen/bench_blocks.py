@@ -113,3 +113,32 @@ def bench_anchors(root: Path) -> str:
         cells += [f"{fmt(ours / sb3, 1)}×" if ours and sb3 else "—", fmt(r.get("jax_compile_s"), 1)]
         lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_anchors")
+
+
+SOLVED_MOUNTAINCAR = -110.0  # conf/env/mountaincar.yaml's threshold, for the JAX runs' final returns
+
+
+def bench_seeds(root: Path) -> str:
+    """The whole five-seed table's wall time: pglab's a2c and sb3_a2c, one process per seed
+    (the solve section's runs), next to the jitted JAX A2C vmapped over the seeds."""
+    result = bench(root, "bench_solve")
+    rows, jax = result["solve"], result["solve_jax"]
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows}))
+    lines = markdown_head(
+        [f"A2C on MountainCar-v0, seeds {seeds}", "wall s, all seeds", "seeds at −110", "wall ÷ pglab a2c's"]
+    )
+    walls = {}
+    for algo, what in (("a2c", "pglab a2c"), ("sb3_a2c", "sb3_a2c (Zoo, 1M-step budget)")):
+        runs = [r for r in rows if r["algo"] == algo]
+        walls[algo] = sum(r["process_s"] for r in runs)
+        solved = sum(r.get("solved_at_env_steps") is not None for r in runs)
+        label = f"{what}: one process per seed, one after another, stopping at −110"
+        lines.append(
+            markdown_row([label, fmt(walls[algo], 0), f"{solved}/{len(runs)}", fmt(walls[algo] / walls["a2c"], 2)])
+        )
+    at = sum(x >= SOLVED_MOUNTAINCAR for x in jax["eval_returns"])
+    label = f"jitted JAX A2C vmapped over the seeds: one process, {fmt(jax['env_steps_per_seed'], 0)} steps each"
+    cells = [label, f"{fmt(jax['process_s'], 0)} (compile {fmt(jax['compile_s'], 1)})"]
+    cells += [f"{at}/{len(jax['eval_returns'])} at the end", fmt(jax["process_s"] / walls["a2c"], 2)]
+    lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_solve")
