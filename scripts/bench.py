@@ -61,6 +61,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -345,11 +346,14 @@ def memory_run(steps: int, threads: int) -> dict[str, Any]:
 def find_jax_python(given: str | None) -> tuple[str | None, str]:
     """The Python that runs the JAX anchor, or None and the reason (one line) there is none:
     ``given``, else ``$PGLAB_JAX_PYTHON``, else ``.venv-jax/bin/python``, if it imports jax and gymnax."""
+    if given and shutil.which(given) is None:
+        return None, f"--jax-python {given}: no such executable; to make one: {JAX_INSTALL}"
     candidates = [c for c in (given, os.environ.get(JAX_PYTHON_ENV), str(JAX_VENV_PYTHON)) if c]
-    for python in candidates:
-        if not Path(python).exists():
-            continue
-        probe = subprocess.run([python, "-c", "import jax, gymnax, flax, optax"], capture_output=True, check=False)
+    for python in filter(shutil.which, candidates):
+        try:
+            probe = subprocess.run([python, "-c", "import jax, gymnax, flax, optax"], capture_output=True, check=False)
+        except OSError as err:
+            return None, f"{python} cannot be run ({err.strerror}); to make a JAX Python: {JAX_INSTALL}"
         if probe.returncode == 0:
             return python, ""
         return None, f"{python} cannot import jax, gymnax, flax and optax; install them into it: {JAX_INSTALL}"
@@ -369,7 +373,8 @@ def jax_anchor_case(python: str, anchor: Path, n: int, threads: int, steps: int)
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
             return {"error": tail[0]}
         result = json.loads(out.read_text())
-    return {"sps": result["sps"], "compile_s": result["compile_s"], "versions": result["versions"]}
+    versions, flags = result["versions"], result["xla_flags"]
+    return {"sps": result["sps"], "compile_s": result["compile_s"], "versions": versions, "xla_flags": flags}
 
 
 def jax_seeds_case(python: str, anchor: Path, seeds: list[int], threads: int, steps: int) -> dict[str, Any]:
@@ -378,7 +383,8 @@ def jax_seeds_case(python: str, anchor: Path, seeds: list[int], threads: int, st
     cmd = [python, str(ROOT / "scripts" / "jax_seeds.py"), "--anchor", str(anchor), "--threads", str(threads)]
     cmd += ["--total-steps", str(steps), "--seeds", *map(str, seeds)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -401,7 +407,7 @@ def anchor_rows(
                 "a2c": base | {"algo": "a2c", "label": f"a2c ({n} envs)", "overrides": ours},
                 "sb3_a2c": base | {"algo": "sb3_a2c", "label": f"sb3_a2c ({n} envs)", "overrides": ours},
             }
-            measured: dict[str, list[float]] = {"a2c": [], "sb3_a2c": [], "jax": []}
+            measured: dict[str, list[float]] = {"a2c": [], "sb3_a2c": [], "jax": [], "jax_compile": []}
             row: dict[str, Any] = {"label": f"{n} envs, {threads} thread(s)", "num_envs": n, "threads": threads}
             for _ in range(args.anchor_rounds):
                 for name, case in cases.items():
@@ -415,8 +421,11 @@ def anchor_rows(
                     row["jax_error"] = jax["error"]
                 else:
                     measured["jax"].append(jax["sps"])
-                    row |= {"jax_compile_s": jax["compile_s"], "jax_versions": jax["versions"]}
-            row |= {f"{k}_sps": statistics.median(v) for k, v in measured.items() if v}
+                    measured["jax_compile"].append(jax["compile_s"])
+                    row |= {"jax_versions": jax["versions"], "jax_xla_flags": jax["xla_flags"]}
+            row |= {f"{k}_sps": statistics.median(v) for k, v in measured.items() if v and k != "jax_compile"}
+            if measured["jax_compile"]:
+                row["jax_compile_s"] = statistics.median(measured["jax_compile"])
             row |= {f"{k}_runs": v for k, v in measured.items()}
             rows.append(row)
             progress(row)

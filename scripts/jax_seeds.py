@@ -1,5 +1,6 @@
 """The jitted JAX A2C anchor (``jax_a2c.py`` of the shared anchors folder) vmapped over seeds:
-one compiled program trains every seed at once, as a seed table would run in JAX.
+one compiled program trains every seed at once, as a seed table would run in JAX. The
+compile seconds include the tracing (``lower``).
 
 Runs only in a Python that has jax and gymnax (see ``scripts/bench.py --jax-python``); it
 is never imported by pglab. Prints one JSON line: the compile seconds, the seconds of the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,16 +58,23 @@ def main() -> int:
     t2 = time.perf_counter()
     evaluate_jit = jax.jit(evaluate, static_argnums=3)
     returns = []
-    for i, _ in enumerate(args.seeds):
+    for i, seed in enumerate(args.seeds):
         params = jax.tree_util.tree_map(lambda x, i=i: x[i], out["params"])
         obs_rms = jax.tree_util.tree_map(lambda x, i=i: x[i], out["obs_rms"])
-        key = jax.random.PRNGKey(10_000 + i)
+        key = jax.random.PRNGKey(10_000 + seed)
         returns.append(float(evaluate_jit(params, obs_rms, key, args.eval_episodes)))
     steps = num_updates * anchor.ARGS.num_envs * anchor.ARGS.n_steps
     result = {"seeds": args.seeds, "env_steps_per_seed": steps, "compile_s": t1 - t0, "train_s": t2 - t1}
+    result |= {"xla_flags": os.environ.get("XLA_FLAGS", ""), "versions": _versions()}
     result |= {"eval_returns": returns, "eval_s": time.perf_counter() - t2}
     print(json.dumps(result))
     return 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("jax", "gymnax", "flax", "optax")}
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def test_a_python_without_jax_is_refused_with_how_to_make_one(monkeypatch: pytes
     assert python is None
     assert why.startswith(f"{sys.executable} cannot import jax, gymnax, flax and optax")
     assert bench.JAX_INSTALL in why
-    python, why = bench.find_jax_python(str(tmp_path / "missing"))  # no candidate exists
+    python, why = bench.find_jax_python(str(tmp_path / "missing"))
+    assert python is None and why.startswith(f"--jax-python {tmp_path / 'missing'}: no such executable")
+    python, why = bench.find_jax_python(None)  # no candidate exists
     assert python is None and why.startswith("no Python with jax and gymnax")
 
 

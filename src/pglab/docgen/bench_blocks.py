@@ -104,8 +104,10 @@ def bench_anchors(root: Path) -> str:
     """pglab's a2c next to the jitted JAX A2C and sb3_a2c, env steps/s per (envs, threads),
     each the median of the run's alternating rounds."""
     anchors = bench(root, "bench_anchors")["anchors"]
+    if "skipped" in anchors:
+        return f"Skipped: {anchors['skipped']}\n\n" + footer(root, "bench_anchors")
     head = ["envs", "threads", "pglab a2c", "jitted JAX A2C", "pglab / JAX", "sb3_a2c", "pglab / sb3_a2c"]
-    lines = markdown_head([*head, "JAX compile s"])
+    lines = markdown_head([*head, "JAX XLA compile s"])
     for r in anchors["rows"]:
         ours, jax, sb3 = r.get("a2c_sps"), r.get("jax_sps"), r.get("sb3_a2c_sps")
         cells = [f"{r['num_envs']:,}", str(r["threads"]), fmt(ours, 0), fmt(jax, 0)]
@@ -122,23 +124,27 @@ def bench_seeds(root: Path) -> str:
     """The whole five-seed table's wall time: pglab's a2c and sb3_a2c, one process per seed
     (the solve section's runs), next to the jitted JAX A2C vmapped over the seeds."""
     result = bench(root, "bench_solve")
-    rows, jax = result["solve"], result["solve_jax"]
+    rows, jax = [r for r in result["solve"] if "process_s" in r], result.get("solve_jax")
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows}))
     lines = markdown_head(
         [f"A2C on MountainCar-v0, seeds {seeds}", "wall s, all seeds", "seeds at −110", "wall ÷ pglab a2c's"]
     )
-    walls = {}
+    ours = sum(r["process_s"] for r in rows if r["algo"] == "a2c")
+
+    def versus(wall: float) -> str:
+        return fmt(wall / ours, 2) if ours else "—"
+
     for algo, what in (("a2c", "pglab a2c"), ("sb3_a2c", "sb3_a2c (Zoo, 1M-step budget)")):
         runs = [r for r in rows if r["algo"] == algo]
-        walls[algo] = sum(r["process_s"] for r in runs)
-        solved = sum(r.get("solved_at_env_steps") is not None for r in runs)
-        label = f"{what}: one process per seed, one after another, stopping at −110"
-        lines.append(
-            markdown_row([label, fmt(walls[algo], 0), f"{solved}/{len(runs)}", fmt(walls[algo] / walls["a2c"], 2)])
-        )
-    at = sum(x >= SOLVED_MOUNTAINCAR for x in jax["eval_returns"])
-    label = f"jitted JAX A2C vmapped over the seeds: one process, {fmt(jax['env_steps_per_seed'], 0)} steps each"
-    cells = [label, f"{fmt(jax['process_s'], 0)} (compile {fmt(jax['compile_s'], 1)})"]
-    cells += [f"{at}/{len(jax['eval_returns'])} at the end", fmt(jax["process_s"] / walls["a2c"], 2)]
-    lines.append(markdown_row(cells))
+        if runs:
+            wall = sum(r["process_s"] for r in runs)
+            solved = sum(r.get("solved_at_env_steps") is not None for r in runs)
+            label = f"{what}: one process per seed, one after another, stopping at −110"
+            lines.append(markdown_row([label, fmt(wall, 0), f"{solved}/{len(runs)}", versus(wall)]))
+    if jax and "error" not in jax:
+        at = sum(x >= SOLVED_MOUNTAINCAR for x in jax["eval_returns"])
+        label = f"jitted JAX A2C vmapped over the seeds: one process, {fmt(jax['env_steps_per_seed'], 0)} steps each"
+        cells = [label, f"{fmt(jax['process_s'], 0)} (trace and compile {fmt(jax['compile_s'], 1)})"]
+        cells += [f"{at}/{len(jax['eval_returns'])} at the end", versus(jax["process_s"])]
+        lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_solve")
