@@ -215,20 +215,18 @@ def test_named_sweeps_enumerate_their_jobs() -> None:
     assert {j[1] for j in jobs} == {f"seed={i}" for i in range(5)}
 
 
+def run_tune_a2c_cartpole(tmp_path: Path, *extra: str) -> Path:
+    """``sweep=tune_a2c_cartpole`` on tiny budgets into ``tmp_path/tune``; its sweep folder."""
+    sweep_dir = tmp_path / "tune"
+    args = ["-m", "sweep=tune_a2c_cartpole", *extra, *TINY, "logger=none", f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_py(*args, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return sweep_dir
+
+
 @pytest.mark.slow
 def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "tune"
-    proc = run_py(
-        "-m",
-        "sweep=tune_a2c_cartpole",
-        "hydra.sweeper.n_trials=3",
-        *TINY,
-        "logger=none",
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    sweep_dir = run_tune_a2c_cartpole(tmp_path, "hydra.sweeper.n_trials=3")
     finals = [summary_of(p)["final"]["return_mean"] for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
     assert len(finals) == 3
     result = (sweep_dir / "optimization_results.yaml").read_text()
@@ -241,20 +239,9 @@ def test_an_optuna_sweep_maximises_the_final_return(tmp_path: Path) -> None:
 def test_an_optuna_seeds_sweep_scores_each_trial_by_the_mean_over_its_seeds(tmp_path: Path) -> None:
     """hydra/sweeper=optuna_seeds: each trial runs once per seed; Optuna is told their mean.
     Three trials in batches of two: every trial x seed job has its own job number."""
-    sweep_dir = tmp_path / "tune"
-    proc = run_py(
-        "-m",
-        "sweep=tune_a2c_cartpole",
-        "hydra/sweeper=optuna_seeds",
-        "hydra.sweeper.seeds=[0,3]",
-        "hydra.sweeper.n_trials=3",
-        *TINY,
-        "logger=none",
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-        timeout=300,
+    sweep_dir = run_tune_a2c_cartpole(
+        tmp_path, "hydra/sweeper=optuna_seeds", "hydra.sweeper.seeds=[0,3]", "hydra.sweeper.n_trials=3"
     )
-    assert proc.returncode == 0, proc.stderr
     jobs = [p for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
     runs = [summary_of(p) for p in jobs]
     by_lr: dict[float, dict[int, float]] = {}
