@@ -272,6 +272,11 @@ def child_main(spec: str) -> int:
 # --------------------------------------------------------------------------- orchestration (parent)
 
 
+def last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed child said last (its stderr, else its stdout): the case's error."""
+    return ((proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"])[-1]
+
+
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Run one case in a child process (the same process group); its result merged into ``case``."""
     env = os.environ | {"OMP_NUM_THREADS": str(case["threads"]), "WANDB_MODE": "disabled"}
@@ -286,8 +291,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     )
     process_s = time.perf_counter() - t0  # the whole child: interpreter, imports, setup, the case
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        return case | {"error": tail[0]}
+        return case | {"error": last_line(proc)}
     return case | json.loads(proc.stdout.strip().splitlines()[-1]) | {"process_s": process_s}
 
 
@@ -370,8 +374,7 @@ def jax_anchor_case(python: str, anchor: Path, n: int, threads: int, steps: int)
         env = os.environ | {"OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0 or not out.exists():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            return {"error": tail[0]}
+            return {"error": last_line(proc)}
         result = json.loads(out.read_text())
     versions, flags = result["versions"], result["xla_flags"]
     return {"sps": result["sps"], "compile_s": result["compile_s"], "versions": versions, "xla_flags": flags}
@@ -387,8 +390,7 @@ def jax_seeds_case(python: str, anchor: Path, seeds: list[int], threads: int, st
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        return {"error": tail[0]}
+        return {"error": last_line(proc)}
     return json.loads(proc.stdout.strip().splitlines()[-1]) | {"process_s": process_s}
 
 
