@@ -22,7 +22,6 @@ def make_vec_env(
     seed: int,
     device: torch.device,
     stream: str = "train",
-    render_mode: str | None = None,
 ) -> VectorEnv:
     """Build ``num_envs`` copies of the env as one torch vector env.
 
@@ -35,9 +34,7 @@ def make_vec_env(
         seed: the run's seed.
         device: where observations, rewards and flags are put.
         stream: ``train`` or ``eval`` (evaluation envs get seeds of their own).
-        render_mode: ``rgb_array`` for envs that videos are recorded from, else None.
     """
-    extra = {} if render_mode is None else {"render_mode": render_mode}
     seeds = env_seeds(seed, num_envs, stream)
     if spec.native is not None:
         env = gym.make_vec(
@@ -47,7 +44,6 @@ def make_vec_env(
             device=device,
             seeds=seeds,
             **spec.kwargs,
-            **extra,
         )
         assert isinstance(env, BatchedEnv), type(env)
         return env
@@ -57,7 +53,6 @@ def make_vec_env(
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **spec.kwargs,
-        **extra,
     )
     return TorchVectorEnv(venv, device=device, seeds=seeds)
 

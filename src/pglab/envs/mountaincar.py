@@ -258,7 +258,7 @@ class MountainCarVectorEnv(_MountainCarBase):
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         position, velocity = self.position, self.velocity
         # velocity += (action - 1) * force + cos(3 * position) * (-gravity), in float64
-        velocity = velocity + (self._push[actions] + _libm_cos(3.0 * position) * -0.0025)
+        velocity = velocity + (self._push[actions] + _libm_cos(3.0 * position) * -GRAVITY)
         velocity = velocity.clamp(-MAX_SPEED, MAX_SPEED)
         position = (position + velocity).clamp(MIN_POSITION, MAX_POSITION)
         velocity = torch.where((position == MIN_POSITION) & (velocity < 0), 0.0, velocity)
@@ -304,14 +304,14 @@ class MountainCarContinuousVectorEnv(_MountainCarBase):
         push = force * self._power
         # --- a float32 state (every step but the first of an episode)
         p32, v32 = self.position.float(), self.velocity.float()
-        gravity = (0.0025 * _libm_cos((p32 * 3.0).double())).float()  # 3·p in float32, cos in float64
+        gravity = (GRAVITY * _libm_cos((p32 * 3.0).double())).float()  # 3·p in float32, cos in float64
         v_n = (v32 + (push - gravity)).clamp(-np.float32(MAX_SPEED), np.float32(MAX_SPEED))
         p_n = (p32 + v_n).clamp(np.float32(MIN_POSITION), np.float32(MAX_POSITION))
         v_n = torch.where((p_n == np.float32(MIN_POSITION)) & (v_n < 0), 0.0, v_n)
         term_n = (p_n >= np.float32(0.45)) & (v_n >= np.float32(goal_v))
         # --- the float64 state of a reset: the increment is float32, the rest float64
         p64, v64 = self.position, self.velocity
-        gravity_w = (0.0025 * _libm_cos(3.0 * p64)).float()
+        gravity_w = (GRAVITY * _libm_cos(3.0 * p64)).float()
         v_w = (v64 + (push - gravity_w).double()).clamp(-MAX_SPEED, MAX_SPEED)
         p_w = (p64 + v_w).clamp(MIN_POSITION, MAX_POSITION)
         v_w = torch.where((p_w == MIN_POSITION) & (v_w < 0), 0.0, v_w)
