@@ -76,7 +76,6 @@ CONF = ROOT / "conf"
 JAX_ANCHOR = ROOT.parent / "shared" / "anchors" / "jax_a2c.py"  # the speed anchors, beside the checkout
 JAX_PYTHON_ENV = "PGLAB_JAX_PYTHON"
 JAX_VENV_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
-SOLVED = -110.0  # MountainCar-v0's threshold (conf/env/mountaincar.yaml), for the JAX runs' final returns
 JAX_INSTALL = "python3 -m venv .venv-jax && .venv-jax/bin/pip install jax jaxlib gymnax flax optax six"
 
 
@@ -557,7 +556,9 @@ def seed_table_report(solves: list[dict[str, Any]], jax: dict[str, Any] | None) 
             label = f"{what}: one process per seed, one after another, stopping at −110"
             lines.append(f"| {label} | {sum(r['process_s'] for r in rows):.0f} | {solved}/{len(rows)} |")
     if jax and "error" not in jax:
-        at = sum(x >= SOLVED for x in jax["eval_returns"])
+        from pglab.docgen.bench_blocks import SOLVED_MOUNTAINCAR  # here: the children never load docgen
+
+        at = sum(x >= SOLVED_MOUNTAINCAR for x in jax["eval_returns"])
         label = f"jitted JAX A2C vmapped over the seeds: one process, {jax['env_steps_per_seed']:,} steps each"
         wall = f"{jax['process_s']:.0f} (compile {jax['compile_s']:.0f})"
         lines.append(f"| {label} | {wall} | {at}/{len(seeds)} at the end |")
@@ -647,6 +648,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda: no CUDA device is available here")
 
     result: dict[str, Any] = {"machine": machine(args.device), "threads": args.threads}
+    found: list[tuple[str | None, str]] = []
+
+    def jax_python() -> tuple[str | None, str]:
+        """The JAX Python and the JAX anchor, looked for once (the probe imports jax: seconds)."""
+        if not found:
+            missing = None if args.jax_anchor.exists() else f"{args.jax_anchor}: no such file (--jax-anchor)"
+            found.append((None, missing) if missing else find_jax_python(args.jax_python))
+        return found[0]
+
     t_start = time.perf_counter()
 
     def show(row: dict[str, Any], text: str) -> None:
@@ -684,12 +694,12 @@ def main(argv: list[str] | None = None) -> int:
                 else f"not solved in {row['env_steps']:,} steps ({row['train_s']:.0f} s)"
             )
             show(row, text)
-        python, why = find_jax_python(args.jax_python)
-        if python is not None and args.jax_anchor.exists():
+        python, why = jax_python()
+        if python is not None:
             result["solve_jax"] = jax_seeds_case(python, args.jax_anchor, args.seeds, args.threads, args.jax_steps)
             show({"label": "jitted JAX A2C, seeds vmapped"}, result["solve_jax"].get("error") or "done")
         else:
-            print(f"solve: the vmapped JAX A2C skipped: {why or f'{args.jax_anchor}: no such file'}", flush=True)
+            print(f"solve: the vmapped JAX A2C skipped: {why}", flush=True)
     if not args.env_only and "lm" in args.sections:
         result["lm"] = []
         for n in args.lm_batch:
@@ -700,9 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             result["lm"].append(row)
             show(row, row.get("error") or f"{row['rl_tps']:>12,.0f} tokens/s (RL)")
     if not args.env_only and "anchors" in args.sections:
-        python, why = find_jax_python(args.jax_python)
-        if python is None or not args.jax_anchor.exists():
-            why = why or f"{args.jax_anchor}: no such file (--jax-anchor)"
+        python, why = jax_python()
+        if python is None:
             result["anchors"] = {"skipped": why}
             print(f"anchors: skipped: {why}", flush=True)
         else:
