@@ -9,6 +9,7 @@ each run once, damaged folders left out), so a result set holds what the report 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import shutil
@@ -77,7 +78,8 @@ def export_trials(sweep_dir: Path, dest: Path, command: str, notes: str = "") ->
     shutil.rmtree(dest / RUNS, ignore_errors=True)  # the set is the study now, not runs
     shutil.copyfile(source, dest / TRIALS_CSV)
     write(dest, from_machine(command, dt.date.fromtimestamp(newest).isoformat(), measured_on(records), notes))
-    return len(source.read_text().splitlines()) - 1
+    with source.open(newline="") as f:
+        return sum(1 for _ in csv.reader(f)) - 1  # rows, the header apart (csv: quoted fields may hold newlines)
 
 
 def measured_on(records: list[RunRecord]) -> dict[str, str]:
