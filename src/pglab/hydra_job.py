@@ -63,16 +63,8 @@ def main(cfg: DictConfig) -> float:
             final = run(conf, run_dir, config=config, group=group, progress_bar=_show_bar(multirun), stop=stop)
         except (Interrupted, KeyboardInterrupt) as err:
             interrupted = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-        except FolderBusy as err:
-            return _failed(str(err), EXIT_BUSY, multirun)
-        except ConfigError as err:  # found where the job runs (a SLURM node's memory, cores, device)
-            if not (run_dir / SUMMARY).exists():  # the sweep's table must see the refused job
-                RunFolder(run_dir, config).write_summary(Summary(status="failed", config=config, error=str(err)))
-            return _failed(f"config error: {err}", EXIT_CONFIG, multirun)
-        except NonFiniteError as err:
-            return _failed(f"run failed: {err}", EXIT_FAILED, multirun)
         except Exception as err:
-            return _crashed(err, run_dir, multirun)
+            return failed_job(err, run_dir, config, multirun)
         else:
             interrupted = None
     if interrupted is not None:  # outside the handlers: submitit's own take over for its requeue
@@ -80,6 +72,20 @@ def main(cfg: DictConfig) -> float:
     if not multirun:
         print("\n".join(end_of_run_lines(final, conf.eval.final_episodes, run_dir)))
     return final
+
+
+def failed_job(err: Exception, run_dir: Path, config: dict, multirun: bool) -> float:
+    """A job that raised ``err`` (not a signal): its one line, then NaN in a multirun (the
+    exit code :mod:`pglab.faults` gives the cause otherwise)."""
+    if isinstance(err, FolderBusy):
+        return _failed(str(err), EXIT_BUSY, multirun)
+    if isinstance(err, ConfigError):  # found where the job runs (a SLURM node's memory, cores, device)
+        if not (run_dir / SUMMARY).exists():  # the sweep's table must see the refused job
+            RunFolder(run_dir, config).write_summary(Summary(status="failed", config=config, error=str(err)))
+        return _failed(f"config error: {err}", EXIT_CONFIG, multirun)
+    if isinstance(err, NonFiniteError):
+        return _failed(f"run failed: {err}", EXIT_FAILED, multirun)
+    return _crashed(err, run_dir, multirun)
 
 
 def end_of_run_lines(final: float, episodes: int, run_dir: Path) -> list[str]:

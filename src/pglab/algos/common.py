@@ -407,12 +407,16 @@ class ObsNormalizer:
         self.clip = clip
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # float32 (mean, 1/std)
 
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        """``obs[..., *shape]`` normalised (a new tensor)."""
+    def constants(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, 1/std)`` in float32, each ``[*shape]``: what :meth:`__call__` applies."""
         if self._cache is None:
             inv_std = torch.rsqrt(self.rms.var + 1e-8)
             self._cache = (self.rms.mean.float(), inv_std.float())
-        mean, inv_std = self._cache
+        return self._cache
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs[..., *shape]`` normalised (a new tensor)."""
+        mean, inv_std = self.constants()
         return ((obs - mean) * inv_std).clamp_(-self.clip, self.clip)
 
     def update(self, obs: torch.Tensor) -> None:

@@ -41,7 +41,7 @@ The step contract every pglab vector env keeps (N = number of envs):
 from __future__ import annotations
 
 from pglab.envs.capabilities import EnvCapabilities
-from pglab.envs.make import VectorEnv, demonstrations, make_vec_env, share_starts
+from pglab.envs.make import VectorEnv, demonstrations, make_seed_stack_env, make_vec_env, share_starts
 from pglab.envs.registry import EnvSpec, register_envs, resolve_env
 from pglab.envs.rng import env_seeds
 from pglab.envs.torch_vec import TorchVectorEnv
@@ -53,6 +53,7 @@ __all__ = [
     "VectorEnv",
     "demonstrations",
     "env_seeds",
+    "make_seed_stack_env",
     "make_vec_env",
     "register_envs",
     "resolve_env",

@@ -35,7 +35,21 @@ def make_vec_env(
         device: where observations, rewards and flags are put.
         stream: ``train`` or ``eval`` (evaluation envs get seeds of their own).
     """
-    seeds = env_seeds(seed, num_envs, stream)
+    return _vec_env(spec, env_seeds(seed, num_envs, stream), device)
+
+
+def make_seed_stack_env(spec: EnvSpec, num_envs: int, run_seeds: list[int], device: torch.device) -> VectorEnv:
+    """The training envs of several runs side by side: ``num_envs`` per run seed, run s's in
+    columns ``[s·num_envs, (s+1)·num_envs)`` with the seeds :func:`make_vec_env` gives them,
+    so each run's envs step as they step in its run alone (a seed stack,
+    :mod:`pglab.algos.seed_stack`)."""
+    seeds = [x for seed in run_seeds for x in env_seeds(seed, num_envs, "train")]
+    return _vec_env(spec, seeds, device)
+
+
+def _vec_env(spec: EnvSpec, seeds: list[int], device: torch.device) -> VectorEnv:
+    """One vector env of ``len(seeds)`` sub-envs, sub-env i seeded ``seeds[i]``."""
+    num_envs = len(seeds)
     if spec.native is not None:
         env = gym.make_vec(
             spec.id,

@@ -28,7 +28,7 @@ from pglab.config import Activation
 from pglab.nets.activations import ACTIVATIONS
 from pglab.nets.base import Policy, ValueFunction
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def mlp_body(in_dim: int, hidden: list[int], activation: Activation) -> nn.Sequential:
@@ -125,8 +125,8 @@ class GaussianPolicy(Policy):
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mode(obs)
         z = (actions - mean) * torch.exp(-self.log_std)
-        logp = (-0.5 * z * z - self.log_std - _HALF_LOG_2PI).sum(dim=-1)
-        entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand(mean.shape[0])
+        logp = (-0.5 * z * z - self.log_std - HALF_LOG_2PI).sum(dim=-1)
+        entropy = (0.5 + HALF_LOG_2PI + self.log_std).sum().expand(mean.shape[0])
         return logp, entropy
 
 

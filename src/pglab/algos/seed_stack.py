@@ -1,0 +1,477 @@
+"""Several seeds of one A2C setting trained as one batched computation.
+
+S agents that differ only in their seed (each built exactly as its run alone builds it:
+its seed's initial weights, optimiser and normaliser state, checkpoint restored) are
+trained together: their parameters stacked along a leading seed axis (``[S, ...]``), one
+optimiser over the stacks (RMSprop and Adam are elementwise, so a stack's state is the S
+agents' states side by side), one vector env of ``S·N`` envs (seed s's envs are columns
+``[s·N, (s+1)·N)``, with the seeds its run alone would give them: pglab's envs draw their
+randomness per sub-env, :mod:`pglab.envs.rng`) and one batched matmul per layer
+(``torch.baddbmm`` over ``[S, B, D]``) where each run alone does one ``addmm``.
+
+What stays per seed: the action-sampling RNG stream (a ``torch.Generator`` each, holding
+the state the global generator would hold in the run alone), the observation and return
+normalisers' statistics, the gradient-norm clip, the loss's means, the metrics and
+everything the training loop does between updates. Each agent's own modules keep working
+for its evaluations and checkpoints: their parameters are views of their slice of the
+stacks, and :class:`SeedView` hands the loop a checkpoint in the run alone's format (an
+interrupted job resumes alone or in a group alike).
+
+**Equality with the run alone.** Elementwise work and the per-seed reductions are the same
+kernels on the same values, so the same bits. The batched matmuls are where bits could
+differ: on this machine's CPU ``baddbmm`` gives each slice the bits of ``addmm`` at the
+shapes pglab's MLPs use (64-wide hidden layers, batches of 16 rows or more), except
+single-output layers, which ``addmm`` runs as a matrix-vector product with another
+summation order; the critic's head therefore runs per seed. Critic passes over a
+rollout's few ended episodes (a different row count per seed) run per seed too. On
+another BLAS a batched matmul may sum in another order: metrics then agree to float32
+rounding (about 1e-6 relative) until a sampled action flips.
+
+Shapes: S seeds, T = ``n_steps``, N = ``env.num_envs`` per seed, D = observation size,
+A = actions (Discrete) or action size (Box), H = a hidden width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pglab.algos.a2c import A2C
+from pglab.algos.common import NonFiniteError, Update, gae, inject_nan
+from pglab.nets.mlp import HALF_LOG_2PI, CategoricalPolicy, GaussianPolicy, ValueNet
+
+# (seed index, its update or the error that ended its step) -> go on training it
+SeedOnUpdate = Callable[[int, "Update | NonFiniteError"], bool]
+
+
+def stackable(agent: object) -> str | None:
+    """Why ``agent`` cannot train in a seed stack, None if it can: pglab's A2C (not a
+    subclass: PPO's update is its own) with separate MLP actor and critic, no KL reference."""
+    if type(agent) is not A2C:
+        return f"{type(agent).__name__} has no seed-stacked update (only A2C's)"
+    if not isinstance(agent.policy, CategoricalPolicy | GaussianPolicy) or not isinstance(agent.value, ValueNet):
+        return "only MLP policies and critics stack"
+    if agent.cfg.shared_network:
+        return "algo.shared_network=true does not stack"
+    if agent.reference is not None:
+        return "a KL reference does not stack"
+    return None
+
+
+def stack_parameters(modules: list[nn.Module]) -> dict[str, nn.Parameter]:
+    """One ``[S, *shape]`` parameter per parameter name of ``modules`` (in ``named_parameters``
+    order, the order each module's optimiser state is indexed by); module s's parameter becomes
+    a view of slice s (so its forward passes, evaluations and ``state_dict`` see the trained
+    values without a copy)."""
+    stacked: dict[str, nn.Parameter] = {}
+    for name, _ in modules[0].named_parameters():
+        param = nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in modules]))
+        owner, _, leaf = name.rpartition(".")
+        for s, module in enumerate(modules):
+            setattr(module.get_submodule(owner), leaf, nn.Parameter(param.data[s], requires_grad=False))
+        stacked[name] = param
+    return stacked
+
+
+def stack_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """The optimisers' ``state_dict``s as one: per-parameter tensors stacked on a seed axis,
+    the step counters (equal: the seeds have taken the same number of steps) kept once."""
+    states = [o.state_dict() for o in optimizers]
+    stacked: dict[int, dict[str, Any]] = {}
+    for idx, first in states[0]["state"].items():
+        stacked[idx] = {
+            k: v if k == "step" else torch.stack([st["state"][idx][k] for st in states]) for k, v in first.items()
+        }
+    return {"state": stacked, "param_groups": states[0]["param_groups"]}
+
+
+def seed_optimizer_state(stacked: dict[str, Any], s: int) -> dict[str, Any]:
+    """Seed s's slice of a stacked optimiser ``state_dict``, in the format of its run alone."""
+    state = {
+        idx: {k: v.clone() if k == "step" else v[s].clone() for k, v in entry.items()}
+        for idx, entry in stacked["state"].items()
+    }
+    return {"state": state, "param_groups": [dict(g) for g in stacked["param_groups"]]}
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on its gradient contiguous. A run alone's categorical
+    head (``addmm(b, W, features.t())``) gets a contiguous gradient for its features, and the
+    hidden layers' bias gradients (sums over the batch) take their bits from that layout;
+    ``baddbmm``'s backward would hand on a transposed one."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x[S, B, in] -> [S, B, out]`` with ``weight[S, out, in]``, ``bias[S, out]``: one
+    ``baddbmm``; a single-output layer per seed (the module docstring says why)."""
+    if weight.shape[1] == 1:
+        return torch.stack([F.linear(x[s], weight[s], bias[s]) for s in range(x.shape[0])])
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+class SeedStackA2C:
+    """S A2C agents (:func:`stackable`) trained in lockstep; see the module docstring.
+
+    Args:
+        agents: the seeds' agents, built and (on resume) restored as their runs alone do,
+            all at the same ``env_steps``.
+        generators: per seed, the torch generator its actions are sampled from (holding
+            the global generator's state in its run alone at this point).
+    """
+
+    def __init__(self, agents: list[A2C], generators: list[torch.Generator]) -> None:
+        for agent in agents:
+            if why := stackable(agent):
+                raise ValueError(why)
+        if len({a.env_steps for a in agents}) != 1:
+            raise ValueError("the agents of a seed stack must be at the same env step")
+        self.agents, self.generators = agents, generators
+        self.cfg = agents[0].cfg
+        self.S = len(agents)
+        self.env_steps = agents[0].env_steps
+        optimizer_state = stack_optimizer_state([a.optimizer for a in agents])
+        self.params = stack_parameters([a.nets for a in agents])
+        first = agents[0].optimizer
+        self.optimizer = type(first)(list(self.params.values()), **first.defaults)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.gaussian = isinstance(agents[0].policy, GaussianPolicy)
+        self._obs_consts: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.live = [True] * self.S  # a seed whose job ended (failed, stopped) no longer trains
+        self._success_reported = False  # the env reports each episode's success
+
+    # ------------------------------------------------------------------ networks
+
+    def _body(self, prefix: str, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """The hidden layers of every seed: ``x[S, B, D] -> [S, B, H]``."""
+        for i, layer in enumerate(body):
+            if isinstance(layer, nn.Linear):
+                x = _linear(x, self.params[f"{prefix}.{i}.weight"], self.params[f"{prefix}.{i}.bias"])
+            else:
+                x = layer(x)  # an elementwise activation
+        return x
+
+    def _policy_out(self, obs: torch.Tensor) -> torch.Tensor:
+        """Categorical: logits transposed, ``[S, A, B]`` (as :meth:`CategoricalPolicy.logits_t`);
+        Gaussian: means ``[S, B, A]``."""
+        features = self._body("policy.body", self.agents[0].policy.body, obs)
+        weight, bias = self.params["policy.head.weight"], self.params["policy.head.bias"]
+        if self.gaussian:
+            return _linear(features, weight, bias)
+        features = _ContiguousGrad.apply(features) if torch.is_grad_enabled() else features
+        return torch.baddbmm(bias.unsqueeze(2), weight, features.transpose(1, 2))
+
+    def _values(self, obs: torch.Tensor) -> torch.Tensor:
+        """``V(obs[S, B, D]) -> [S, B]``."""
+        features = self._body("value.body", self.agents[0].value.body, obs)
+        return _linear(features, self.params["value.head.weight"], self.params["value.head.bias"]).squeeze(-1)
+
+    def _seed_values(self, s: int, obs: torch.Tensor) -> torch.Tensor:
+        """Seed s's critic alone on ``obs[B, D] -> [B]`` (the run alone's kernels, any B)."""
+        value = self.agents[s].value
+        assert value is not None
+        return value(obs)  # its parameters are views of slice s
+
+    def _sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions for ``obs[S, N, D]``: ``[S, N]`` (Discrete) or ``[S, N, A]`` (Box), each
+        seed's noise from its own generator (as :meth:`CategoricalPolicy.sample` and
+        :meth:`GaussianPolicy.sample` draw it)."""
+        out = self._policy_out(obs)
+        if self.gaussian:
+            noise = torch.stack([torch.randn(out.shape[1:], generator=g, device=out.device) for g in self.generators])
+            return out + self.params["policy.log_std"].exp().unsqueeze(1) * noise
+        cdf = torch.softmax(out, dim=1).cumsum(dim=1)  # [S, A, N]
+        n = cdf.shape[2]
+        u = torch.stack([torch.rand(n, generator=g, device=cdf.device, dtype=cdf.dtype) for g in self.generators])
+        return (u.unsqueeze(1) > cdf[:, :-1]).sum(dim=1)
+
+    def _log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log π(a|s), entropy)``, each ``[S, B]``, for ``obs[S, B, D]`` and ``actions[S, B(, A)]``."""
+        out = self._policy_out(obs)
+        if self.gaussian:
+            log_std = self.params["policy.log_std"]  # [S, A]
+            z = (actions - out) * torch.exp(-log_std).unsqueeze(1)
+            logp = (-0.5 * z * z - log_std.unsqueeze(1) - HALF_LOG_2PI).sum(dim=-1)
+            entropy = (0.5 + HALF_LOG_2PI + log_std).sum(dim=-1, keepdim=True).expand_as(logp)
+            return logp, entropy
+        logp = torch.log_softmax(out, dim=1)  # [S, A, B]
+        entropy = -(logp.exp() * logp).sum(dim=1)
+        return logp.gather(1, actions.long().unsqueeze(1)).squeeze(1), entropy
+
+    # ------------------------------------------------------------------ normalisation
+
+    def _refresh_obs_consts(self) -> None:
+        """Each seed's normaliser constants stacked, ``[S, 1, D]`` (None without normalisation)."""
+        norms = [a.obs_norm for a in self.agents]
+        if norms[0] is None:
+            self._obs_consts = None
+            return
+        consts = [n.constants() for n in norms if n is not None]
+        self._obs_consts = (
+            torch.stack([m for m, _ in consts]).unsqueeze(1),
+            torch.stack([i for _, i in consts]).unsqueeze(1),
+        )
+
+    def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs[S, B, D]`` as each seed's networks see them (:class:`ObsNormalizer`'s arithmetic)."""
+        if self._obs_consts is None:
+            return obs
+        mean, inv_std = self._obs_consts
+        return ((obs - mean) * inv_std).clamp_(-self.cfg.clip_obs, self.cfg.clip_obs)
+
+    def _update_obs_stats(self, obs: torch.Tensor) -> None:
+        """Fold each seed's raw observations ``obs[S, B, D]`` into its statistics."""
+        for s, agent in enumerate(self.agents):
+            agent.update_obs_stats(obs[s])
+        self._refresh_obs_consts()
+
+    # ------------------------------------------------------------------ rollouts
+
+    def _per_seed(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[T, S·N, ...]`` (the rollout buffer's layout) as ``[S, T·N, ...]``: each seed's
+        steps in its run alone's ``flatten(0, 1)`` order."""
+        T, n = x.shape[0], x.shape[1] // self.S
+        return x.view(T, self.S, n, *x.shape[2:]).transpose(0, 1).reshape(self.S, T * n, *x.shape[2:])
+
+    def _per_step(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        """``x[S, T·N]`` back to the buffer's ``[T, S·N]`` layout."""
+        return x.view(self.S, T, -1).transpose(0, 1).reshape(T, -1)
+
+    @torch.inference_mode()
+    def collect(self, env: Any, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`A2C.collect` for every seed at once: ``n_steps`` steps of the ``S·N`` envs into
+        ``buf`` (``[T, S·N, ...]``); returns the raw observation to continue from."""
+        for t in range(self.cfg.n_steps):
+            nobs = self._normalize(obs.view(self.S, -1, *obs.shape[1:]))
+            action = self._sample(nobs).flatten(0, 1)
+            obs, reward, terminated, truncated, info = env.step(action)
+            buf["obs"][t] = nobs.flatten(0, 1)
+            buf["actions"][t] = action
+            buf["rewards"][t] = reward
+            buf["terminated"][t] = terminated
+            torch.logical_or(terminated, truncated, out=buf["dones"][t])
+            buf["final_obs"][t] = info["final_obs"]
+            buf["episode_return"][t] = info["episode_return"]
+            buf["episode_length"][t] = info["episode_length"]
+            if "success" in info:
+                buf["success"][t] = info["success"]
+                self._success_reported = True
+        return obs
+
+    def _next_values(self, values: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``V(s'_t)`` as :meth:`A2C.rollout_values` computes it, ``[T, S·N]``, from the
+        rollout's values ``[T, S·N]``: shifted, with the last step's and the ended
+        episodes' final observations scored by each seed's critic."""
+        T, S = values.shape[0], self.S
+        final = buf["final_obs"]
+        with torch.no_grad():
+            next_values = torch.empty_like(values)
+            next_values[:-1] = values[1:]
+            last = self._normalize(final[-1].view(S, -1, *final.shape[2:]))
+            next_values[-1] = self._values(last).flatten()
+            ended_by_seed = self._per_seed(buf["dones"][:-1])  # [S, (T-1)·N]
+            ended = torch.nonzero(ended_by_seed.flatten()).flatten()  # one device sync per update
+            if ended.numel():
+                per_seed = ended_by_seed.shape[1]
+                seed_of = ended // per_seed
+                counts = torch.bincount(seed_of, minlength=S).tolist()
+                rows = self._per_seed(final[:-1]).flatten(0, 1)[ended]
+                shifted = self._per_seed(next_values[:-1]).flatten()
+                for s, (idx, x) in enumerate(zip(ended.split(counts), rows.split(counts), strict=True)):
+                    if idx.numel():
+                        shifted[idx] = self._seed_values(s, self.agents[s].normalize(x))
+                next_values[:-1] = self._per_step(shifted.view(S, -1), T - 1)
+        return next_values
+
+    # ------------------------------------------------------------------ learning
+
+    def _seed_loss(
+        self, s: int, logp: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor, adv: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Seed s's loss from its ``[T·N]`` terms, as :meth:`A2C.loss` forms it."""
+        cfg = self.cfg
+        targets = adv + values.detach()
+        if cfg.normalize_advantage and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        ent = entropy.mean()
+        policy_loss = -(logp * adv).mean()
+        value_loss = F.mse_loss(values, targets)
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * ent
+        loss = inject_nan(loss, self.env_steps, self.agents[s].nan_at_step)
+        return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -ent}
+
+    def _clip(self) -> torch.Tensor:
+        """Each seed's global gradient norm ``[S]`` (before clipping), its gradients clipped
+        as :func:`~pglab.algos.common.grad_norm_and_clip` clips a run alone's."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack(
+            [torch.linalg.vector_norm(torch.stack(torch._foreach_norm([g[s] for g in grads]))) for s in range(self.S)]
+        )
+        if self.cfg.max_grad_norm is not None:
+            factor = torch.clamp(self.cfg.max_grad_norm / (norms + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(factor.view(-1, *([1] * (g.dim() - 1))))
+        return norms
+
+    def update(self, buf: dict[str, torch.Tensor]) -> list[dict[str, float] | NonFiniteError | None]:
+        """One gradient step of every live seed on its part of ``buf``; then the observation
+        statistics take in the rollout. Returns per seed its metrics, the error that ends it
+        (its weights are then left as they were), or None for a seed that had ended before."""
+        cfg, S = self.cfg, self.S
+        was_live = list(self.live)
+        T = buf["rewards"].shape[0]
+        obs = self._per_seed(buf["obs"])
+        logp, entropy = self._log_prob_entropy(obs, self._per_seed(buf["actions"]))
+        values = self._values(obs)  # [S, T·N], with the critic's gradient
+        step_values = self._per_step(values.detach(), T)
+        next_values = self._next_values(step_values, buf)
+        n = buf["rewards"].shape[1] // S
+        cols = [slice(s * n, (s + 1) * n) for s in range(S)]
+        rewards, dones = buf["rewards"], buf["dones"]
+        scaled = [a.scale_rewards(rewards[:, c], dones[:, c]) for a, c in zip(self.agents, cols, strict=True)]
+        rewards = torch.cat(scaled, dim=1)  # each seed with its own return statistics
+        adv = gae(rewards, step_values, next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
+        adv = self._per_seed(adv)
+        terms = [self._seed_loss(s, logp[s], entropy[s], values[s], adv[s]) for s in range(S)]
+        losses, parts = [loss for loss, _ in terms], [p for _, p in terms]
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.stack([loss for loss, alive in zip(losses, was_live, strict=True) if alive]).sum().backward()
+        norms = self._clip()
+        rows = torch.stack([torch.stack([losses[s].detach(), *parts[s].values(), norms[s]]) for s in range(S)]).tolist()
+        results: list[dict[str, float] | NonFiniteError | None] = []
+        for s, row in enumerate(rows):
+            if not was_live[s]:
+                results.append(None)
+            elif not math.isfinite(row[0]):
+                results.append(NonFiniteError(f"loss became non-finite ({row[0]})"))
+                self.live[s] = False
+            else:
+                results.append(dict(zip(parts[s], row[1:-1], strict=True)) | {"train/grad_norm": row[-1]})
+        self._zero_grads_of_ended()
+        self.optimizer.step()
+        self._check_parameters(results)
+        with torch.no_grad():
+            self._update_obs_stats(self._per_seed(buf["final_obs"]))
+        return results
+
+    def _check_parameters(self, results: list[dict[str, float] | NonFiniteError | None]) -> None:
+        """:func:`~pglab.algos.common.check_parameters` per seed (one device sync): a seed whose
+        step made a parameter NaN or inf gets that error, as its run alone would."""
+        params = list(self.params.values())
+        finite = torch.stack([torch.isfinite(p.detach().flatten(1)).all(1) for p in params])  # [P, S]
+        for s, ok in enumerate(finite.all(0).tolist()):
+            if not ok and isinstance(results[s], dict):
+                bad = finite[:, s].tolist().index(False)
+                results[s] = NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
+                self.live[s] = False
+
+    def _zero_grads_of_ended(self) -> None:
+        """A seed that no longer trains keeps its weights: its gradient slices are zeroed (its
+        loss left the sum, but a step that failed this update left NaN there), so the
+        optimiser's step moves it by 0."""
+        ended = [s for s, alive in enumerate(self.live) if not alive]
+        if ended:
+            for p in self.params.values():
+                if p.grad is not None:
+                    p.grad[ended] = 0.0
+
+    def learn(self, env: Any, total_steps: int, on_update: SeedOnUpdate) -> None:
+        """Train every seed until ``env_steps >= total_steps`` or none is live; after each
+        update ``on_update(s, update)`` for every live seed (False: that seed stops)."""
+        buf = self.agents[0].buffers(env)
+        self._success_reported = False
+        obs, _ = env.reset()
+        with torch.no_grad():
+            self._update_obs_stats(obs.view(self.S, -1, *obs.shape[1:]))
+        n = env.num_envs // self.S
+        batch = self.cfg.n_steps * n
+        while self.env_steps < total_steps and any(self.live):
+            self._anneal_lr(total_steps)
+            obs = self.collect(env, obs, buf)
+            results = self.update(buf)
+            self.env_steps += batch
+            for s, result in enumerate(results):
+                if result is None:
+                    continue
+                if isinstance(result, NonFiniteError):
+                    on_update(s, result)  # the seed's job fails; it trains no more
+                else:
+                    self.agents[s].env_steps = self.env_steps
+                    self.live[s] = on_update(s, self._seed_update(s, n, buf, result))
+
+    def _seed_update(self, s: int, n: int, buf: dict[str, torch.Tensor], result: dict[str, float]) -> Update:
+        """Seed s's :class:`Update`: its metrics and the episodes its envs finished."""
+        cols = slice(s * n, (s + 1) * n)
+        done = buf["dones"][:, cols]
+        metrics = dict(result)
+        if self._success_reported and bool(done.any()):
+            metrics["train/success_rate"] = float(buf["success"][:, cols][done].float().mean())
+        returns, lengths = buf["episode_return"][:, cols][done], buf["episode_length"][:, cols][done]
+        return Update(self.env_steps, metrics, returns, lengths)
+
+    def _anneal_lr(self, total_steps: int) -> None:
+        """:meth:`A2C.anneal_lr` on the stacked optimiser (every seed is at the same step)."""
+        if self.cfg.anneal_lr:
+            frac = 1.0 - self.env_steps / max(total_steps, 1)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * frac
+
+    # ------------------------------------------------------------------ per-seed views
+
+    def views(self) -> Iterator[SeedView]:
+        for s in range(self.S):
+            yield SeedView(self, s)
+
+
+class SeedView:
+    """Seed s of a stack as the training loop sees an agent: its evaluations through its own
+    modules, its checkpoints in its run alone's format (copies, not views of the stacks)."""
+
+    supports_compile = False
+    supports_sft = False
+    group_size = None
+
+    def __init__(self, stack: SeedStackA2C, s: int) -> None:
+        self.stack, self.s = stack, s
+        self.agent = stack.agents[s]
+        self.nan_at_step = self.agent.nan_at_step
+
+    @property
+    def env_steps(self) -> int:
+        return self.agent.env_steps
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.agent.act(obs, deterministic)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.agent.state_dict()
+        state["nets"] = {k: v.clone() for k, v in state["nets"].items()}
+        state["optimizer"] = seed_optimizer_state(self.stack.optimizer.state_dict(), self.s)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise RuntimeError("a seed of a stack is restored before the stack is built")
+
+    def learn(self, env: Any, total_steps: int, on_update: Any) -> None:
+        raise RuntimeError("a seed of a stack trains through its stack")
+
+    def compile(self) -> None:
+        raise RuntimeError("hardware.compile does not apply to a seed stack")
+
+    def finetune(self, *args: Any) -> dict[str, float]:
+        raise RuntimeError("a seed stack has no SFT stage")
+
+    def export(self, run_dir: Any) -> None:
+        self.agent.export(run_dir)

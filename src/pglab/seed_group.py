@@ -1,0 +1,253 @@
+"""Jobs that differ only in their seed, trained in one process as one seed stack.
+
+:func:`run_seed_group` is :func:`pglab.experiment.run` for S jobs at once (what
+``hydra/launcher=vectorized`` calls): every job keeps its own folder, lock, ``summary.json``,
+``metrics.jsonl``, checkpoints, evaluations, W&B run and resume, built by the same functions
+a run alone uses, while one :class:`~pglab.algos.seed_stack.SeedStackA2C` trains their
+agents on one vector env of all their envs. A job that fails (a NaN loss, a fault, a full
+disk) ends alone and the others train on; a signal stops every job at the same update,
+each with its checkpoint. Jobs resume together when their checkpoints are at the same env
+step (a sweep stopped by a signal), and in separate stacks otherwise.
+
+Between updates each job runs with its own random state in the process's generators
+(Python, numpy, torch: :mod:`pglab.random_state`), so its evaluations, checkpoints and
+resume are those of its run alone, and its log lines go to its own ``run.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pglab import folder_lock, random_state
+from pglab.algos.a2c import A2C
+from pglab.algos.common import NonFiniteError, Update
+from pglab.algos.seed_stack import SeedStackA2C
+from pglab.config import Config, ConfigError
+from pglab.envs import make_seed_stack_env
+from pglab.experiment import build_loop, finish, open_logger, record_end, starting_summary
+from pglab.loop import TrainingLoop
+from pglab.preflight import Plan, preflight
+from pglab.run_dir import Checkpoint, CheckpointDoesNotFit, RunFolder
+from pglab.run_logger import RunLogger
+from pglab.signals import Interrupted, StopRequest
+
+log = logging.getLogger("pglab")
+
+current_job: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pglab_seed_job", default=None)
+
+
+@dataclass
+class SeedJob:
+    """One job of a group: its validated config, its folder, the config the folder stores
+    (``config``, resolved) and its W&B group."""
+
+    cfg: Config
+    run_dir: Path
+    config: dict[str, Any]
+    group: str
+
+
+@dataclass
+class _Member:
+    """A job while its group trains: its folder, logger and loop, and its random state."""
+
+    job: SeedJob
+    folder: RunFolder
+    plan: Plan
+    resumed: Checkpoint | None
+    closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    summary: Any = None
+    logger: RunLogger | None = None
+    loop: TrainingLoop | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """The job's random state in the process's generators, and its log lines to its
+        ``run.log``, while the block runs."""
+        self.rng["torch"] = self.generator.get_state()
+        random_state.restore(self.rng)
+        token = current_job.set(self.job.run_dir)
+        try:
+            yield
+        finally:
+            current_job.reset(token)
+            self.rng = random_state.capture()
+            self.generator.set_state(self.rng["torch"])
+
+
+def stack_refusal(cfg: Config, plan: Plan) -> str | None:
+    """Why jobs of ``cfg``'s setting cannot train as one seed stack, None if they can."""
+    if plan.algo is not A2C:
+        return f"algo={cfg.algo.name} has no seed-stacked update (algo=a2c has)"
+    if plan.device.type != "cpu":
+        return f"hardware.device={plan.device.type}: seed stacks run on the CPU"
+    if plan.env.capabilities.token_observations:
+        return f"env={cfg.env.name} observes tokens (a transformer policy does not stack)"
+    if cfg.algo.shared_network:
+        return "algo.shared_network=true does not stack"
+    if cfg.hardware.compile:
+        return "hardware.compile=true does not stack"
+    if cfg.algo.kl_coef > 0 or cfg.sft_steps > 0:
+        return "a KL reference does not stack"
+    return None
+
+
+def run_seed_group(jobs: list[SeedJob], stop: StopRequest) -> list[float | BaseException]:
+    """Run ``jobs`` (configs equal but for the seed) as seed stacks; per job its final
+    evaluation return, or the error that ended it (already recorded in its folder)."""
+    results: list[float | BaseException | None] = [None] * len(jobs)
+    with contextlib.ExitStack() as locks:
+        pending: dict[int, list[tuple[int, _Member]]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            try:
+                member, completed = _open(job, locks)
+            except (ConfigError, folder_lock.FolderBusy) as err:
+                results[i] = err
+                continue
+            if completed is not None:
+                results[i] = completed
+            else:
+                pending[member.resumed.env_steps if member.resumed else 0].append((i, member))
+        for _, group in sorted(pending.items(), reverse=True):  # resumed stacks first
+            for i, outcome in zip([i for i, _ in group], _train([m for _, m in group], stop), strict=True):
+                results[i] = outcome
+    return [r if r is not None else RuntimeError("the job did not run") for r in results]
+
+
+def _open(job: SeedJob, locks: contextlib.ExitStack) -> tuple[_Member, float | None]:
+    """Preflight, lock and open the job's folder; its final return when it already completed."""
+    plan = preflight(job.cfg)
+    folder = RunFolder(job.run_dir, job.config)
+    locks.enter_context(folder_lock.hold(folder.path))
+    opened = folder.open()
+    if opened.completed is not None:
+        return _Member(job, folder, plan, None), float((opened.completed.final or {})["return_mean"])
+    return _Member(job, folder, plan, opened.checkpoint), None
+
+
+def _train(members: list[_Member], stop: StopRequest) -> list[float | BaseException]:
+    """Build every member as its run alone builds itself, then train them as one stack."""
+    outcomes: dict[int, float | BaseException] = {}
+    ready: list[tuple[int, _Member]] = []
+    for i, m in enumerate(members):
+        try:
+            _build(m, stop)
+            ready.append((i, m))
+        except CheckpointDoesNotFit as err:  # as a run alone: set aside, start afresh (in a stack of its own)
+            m.closing.close()
+            m.folder.set_aside_checkpoint(str(err))
+            m.resumed = None
+            outcomes[i] = _train([m], stop)[0]
+        except BaseException as err:
+            outcomes[i] = _fail(m, err)
+    if ready:
+        outcomes |= _train_stack(ready, stop)
+    return [outcomes[i] for i in range(len(members))]
+
+
+def _build(m: _Member, stop: StopRequest) -> None:
+    """The member's summary, logger, envs, agent and loop (:func:`pglab.experiment.build_loop`:
+    the first evaluation of a fresh run, the checkpoint of a resumed one)."""
+    cfg, folder = m.job.cfg, m.folder
+    m.started_at = time.perf_counter() - (float(m.resumed.run_state["wall_s"]) if m.resumed else 0.0)
+    m.summary = starting_summary(cfg, folder, m.resumed)
+    folder.write_summary(m.summary)
+    token = current_job.set(m.job.run_dir)
+    try:
+        m.logger = open_logger(cfg, folder, m.summary, m.resumed, m.job.group)  # seeds the generators
+        m.loop, _ = build_loop(
+            cfg, m.plan, folder, m.summary, m.resumed, m.logger, m.started_at, False, m.closing, stop
+        )  # its own training env is left unused: the stack's holds the same envs
+    finally:
+        current_job.reset(token)
+    m.rng = random_state.capture()
+    m.generator.set_state(m.rng["torch"])
+
+
+def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[int, float | BaseException]:
+    """Train the built members together; each one's outcome by its index."""
+    members = [m for _, m in ready]
+    outcomes: dict[int, float | BaseException] = {}
+    loops = [m.loop for m in members]
+    assert all(loop is not None for loop in loops)
+    agents = [loop.agent for loop in loops if loop is not None]
+    assert all(isinstance(a, A2C) for a in agents)
+    stack = SeedStackA2C([a for a in agents if isinstance(a, A2C)], [m.generator for m in members])
+    for loop, view in zip(loops, stack.views(), strict=True):
+        assert loop is not None
+        loop.agent = view
+    first = members[0]
+    cfg = first.job.cfg
+    seeds = [m.job.cfg.seed for m in members]
+    env = make_seed_stack_env(first.plan.env, cfg.env.num_envs, seeds, first.plan.device)
+
+    def on_update(s: int, update: Update | NonFiniteError) -> bool:
+        i, m = ready[s]
+        if isinstance(update, NonFiniteError):
+            outcomes[i] = _fail(m, update)
+            return False
+        try:
+            with m.active():
+                assert m.loop is not None
+                if m.loop(update):
+                    return True
+        except BaseException as err:
+            outcomes[i] = _fail(m, err)
+            return False
+        outcomes[i] = _complete(m)  # the loop stopped it (eval.stop_when_solved)
+        return False
+
+    try:
+        stack.learn(env, cfg.budget, on_update)
+    except BaseException as err:  # the stack itself failed: every job still training fails with it
+        for i, m in ready:
+            if i not in outcomes:
+                outcomes[i] = _fail(m, err)
+    finally:
+        env.close()
+    for i, m in ready:
+        if i not in outcomes:
+            outcomes[i] = _complete(m)
+    return outcomes
+
+
+def _complete(m: _Member) -> float | BaseException:
+    """The member's final evaluation and end, as :func:`pglab.experiment.run` ends a run."""
+    try:
+        with m.active():
+            assert m.loop is not None and m.logger is not None
+            final = m.loop.final_evaluation()
+            finish(m.job.cfg, m.folder, m.summary, m.loop, final)
+            m.closing.close()
+            m.logger.finish(m.summary.as_dict(), failed=False)
+            return float(final["eval/return_mean"])
+    except BaseException as err:
+        return _fail(m, err)
+
+
+def _fail(m: _Member, err: BaseException) -> BaseException:
+    """Record how the member ended early (``interrupted`` or ``failed``), as a run alone does."""
+    token = current_job.set(m.job.run_dir)
+    try:
+        m.closing.close()
+        with contextlib.suppress(OSError):  # a full disk: summary.json keeps its last good version
+            if m.summary is not None:
+                record_end(m.folder, m.summary, m.loop, m.started_at, err, m.resumed)
+        if m.logger is not None:
+            m.logger.finish(m.summary.as_dict(), failed=True, preempted=isinstance(err, Interrupted))
+    finally:
+        current_job.reset(token)
+    return err
