@@ -23,7 +23,10 @@ memory is its own. Sections (``--sections``, all by default):
     envs and seeds, an evaluation every ``--solve-eval-every`` steps. Then the whole seed
     table's wall time: those runs' processes summed, next to the jitted JAX A2C vmapped
     over the same seeds in one process (``scripts/jax_seeds.py``, ``--jax-steps`` each, no
-    early stop: its seeds are judged by their final evaluation), when a JAX Python exists.
+    early stop: its seeds are judged by their final evaluation), when a JAX Python exists,
+    and the seed table as one process: ``run.py -m hydra/launcher=vectorized`` (the seeds
+    as one seed stack, each stopping at -110) next to one seed alone run the same way
+    (wall time and peak memory of each whole process).
 ``lm``
     Tokens per second on ``env=dialogue_lm`` (the 2-layer transformer, REINFORCE with RLOO
     and a KL penalty): generating replies, the RL update, both, and SFT, for each
@@ -50,6 +53,7 @@ Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) an
     python scripts/bench.py --sections solve --seeds 0 1 2 3 4
     python scripts/bench.py --sections lm --lm-batch 64 256 1024
     python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
+    python scripts/bench.py --device cuda   # every pglab and SB3 case on the GPU (the JAX anchor stays on the CPU)
     python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
     python scripts/bench.py --sections anchors --jax-python .venv-jax/bin/python   # against the JAX A2C
     python scripts/bench.py --report bench.json               # the tables of a saved result
@@ -310,6 +314,43 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
+def watch(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int, str]:
+    """Run ``cmd`` (from the repository root); its exit code, wall seconds, the peak resident
+    memory of its process tree in kB, and its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.02)
+    _, err = proc.communicate()
+    return proc.returncode, time.perf_counter() - t0, peak, err
+
+
+def seed_stack_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """The seed table as one process (``hydra/launcher=vectorized``: the seeds as one stack,
+    each stopping at −110) next to one seed alone, the same way (wall time and peak memory
+    of each whole process, startup included)."""
+    out: dict[str, Any] = {}
+    seeds = ",".join(map(str, args.seeds))
+    launches = {"stack": ["-m", "hydra/launcher=vectorized", f"seed={seeds}"], "alone": ["-m", f"seed={args.seeds[0]}"]}
+    for name, launch in launches.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            overrides = ["algo=a2c", "env=mountaincar", "env.backend=torch", *solve_overrides(args), "logger=none"]
+            overrides.append(f"hardware.num_threads={args.threads}")
+            cmd = [sys.executable, str(ROOT / "run.py"), *launch, *overrides, f"hydra.sweep.dir={tmp}/sweep"]
+            code, wall, peak, err = watch(cmd, dict(os.environ))
+            summaries = [json.loads(f.read_text()) for f in sorted(Path(tmp).glob("sweep/*/summary.json"))]
+        row: dict[str, Any] = {"command": " ".join(["python run.py", *cmd[2:-1]]), "process_s": wall}
+        row |= {"peak_tree_rss_mb": peak / 1024, "returncode": code, "seeds": [s["seed"] for s in summaries]}
+        row["solved_at_env_steps"] = [s.get("solved_at_env_steps") for s in summaries]
+        row["final_return"] = [(s.get("final") or {}).get("return_mean") for s in summaries]
+        if code != 0:
+            row["error"] = (err.strip().splitlines() or ["(no output)"])[-1]
+        out[name] = row
+    return out
+
+
 def memory_run(steps: int, threads: int) -> dict[str, Any]:
     """Peak RSS of ``python run.py algo=a2c env=mountaincar`` with W&B offline (process tree)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -402,8 +443,8 @@ def anchor_rows(
     for threads in args.anchor_threads:
         for n in args.anchor_envs:
             base = {"kind": "throughput", "env": "mountaincar", "seed": args.seed, "threads": threads}
-            base |= {"seconds": args.seconds, "device": "cpu", "num_envs": n}
-            ours = ["env.backend=torch", f"env.num_envs={n}", *args.set]
+            base |= {"seconds": args.seconds, "device": args.device, "num_envs": n}
+            ours = ["env.backend=torch", f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
             cases = {
                 "a2c": base | {"algo": "a2c", "label": f"a2c ({n} envs)", "overrides": ours},
                 "sb3_a2c": base | {"algo": "sb3_a2c", "label": f"sb3_a2c ({n} envs)", "overrides": ours},
@@ -469,17 +510,24 @@ def throughput_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     return cases
 
 
-def solve_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
-    common = [
+def solve_overrides(args: argparse.Namespace) -> list[str]:
+    """What every solve run adds: 100-episode evaluations every ``--solve-eval-every`` steps,
+    stopping at the first that reaches the threshold, and no checkpoints."""
+    return [
+        f"hardware.device={args.device}",
         "eval.episodes=100",
         "eval.num_envs=100",
         "eval.stop_when_solved=true",
         f"eval.every_steps={args.solve_eval_every}",
         "checkpoint_every_steps=100000000",
     ]
+
+
+def solve_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    common = solve_overrides(args)
     cases = []
     for seed in args.seeds:
-        base = {"kind": "solve", "env": "mountaincar", "seed": seed, "threads": args.threads, "device": "cpu"}
+        base = {"kind": "solve", "env": "mountaincar", "seed": seed, "threads": args.threads, "device": args.device}
         ours = ["env.backend=torch", f"seed={seed}", *common]
         cases.append(base | {"algo": "a2c", "label": f"a2c (tuned, torch), seed {seed}", "overrides": ours})
         zoo = ["env.backend=gymnasium", f"seed={seed}", f"total_steps={args.sb3_budget}", *common]
@@ -519,7 +567,7 @@ def report(result: dict[str, Any]) -> str:
             budget = f"not in {_fmt(b.get('env_steps'))}" if tb is None else _fmt(b.get("solved_at_env_steps"))
             cell_b = f"{_fmt(tb, '.1f')} ({budget})"
             lines.append(f"| {seed} | {cell_a} | {cell_b} | {ratio} |")
-    lines += seed_table_report(solves, result.get("solve_jax"))
+    lines += seed_table_report(solves, result.get("solve_jax"), result.get("seed_stack"))
     lm = result.get("lm", [])
     if lm:
         lines += [
@@ -541,7 +589,9 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def seed_table_report(solves: list[dict[str, Any]], jax: dict[str, Any] | None) -> list[str]:
+def seed_table_report(
+    solves: list[dict[str, Any]], jax: dict[str, Any] | None, stack: dict[str, Any] | None = None
+) -> list[str]:
     """The whole seed table's wall time: the solve section's runs (one process per seed, one
     after another) next to the JAX A2C vmapped over the same seeds."""
     if not solves:
@@ -555,6 +605,15 @@ def seed_table_report(solves: list[dict[str, Any]], jax: dict[str, Any] | None) 
             solved = sum(r.get("solved_at_env_steps") is not None for r in rows)
             label = f"{what}: one process per seed, one after another, stopping at −110"
             lines.append(f"| {label} | {sum(r['process_s'] for r in rows):.0f} | {solved}/{len(rows)} |")
+    for name, what in (("stack", "pglab a2c, hydra/launcher=vectorized: the seeds as one stack, one process"),
+                       ("alone", "pglab a2c, one seed alone, the same way")):  # fmt: skip
+        row = (stack or {}).get(name)
+        if row and "error" not in row:
+            solved = sum(x is not None for x in row["solved_at_env_steps"])
+            mem = f"{row['peak_tree_rss_mb']:.0f} MB peak"
+            lines.append(f"| {what} | {row['process_s']:.0f} ({mem}) | {solved}/{len(row['seeds'])} |")
+        elif row:
+            lines.append(f"| {what} | failed: {row['error']} | |")
     if jax and "error" not in jax:
         from pglab.docgen.bench_blocks import SOLVED_MOUNTAINCAR  # here: the children never load docgen
 
@@ -694,6 +753,9 @@ def main(argv: list[str] | None = None) -> int:
                 else f"not solved in {row['env_steps']:,} steps ({row['train_s']:.0f} s)"
             )
             show(row, text)
+        result["seed_stack"] = seed_stack_runs(args)
+        for name, row in result["seed_stack"].items():
+            show({"label": f"a2c seed table, {name}"}, row.get("error") or f"{row['process_s']:.1f} s")
         python, why = jax_python()
         if python is not None:
             result["solve_jax"] = jax_seeds_case(python, args.jax_anchor, args.seeds, args.threads, args.jax_steps)

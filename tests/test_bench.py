@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
@@ -59,3 +61,22 @@ def test_the_seed_table_sums_each_algorithms_processes_and_counts_the_jax_seeds_
         "| jitted JAX A2C vmapped over the seeds: one process, 3,000,000 steps each | 23 (compile 3) | 1/2 at the end |"
     )
     assert bench.seed_table_report([], None) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: run it where one exists")
+def test_the_gpu_path_trains_and_measures_on_cuda(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--device", "cuda", "--sections", "throughput"]
+    cmd += ["--num-envs", "1024", "--seconds", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["throughput"]
+    assert rows and all(r["device"] == "cuda" and r["sps"] > 0 for r in rows if "error" not in r)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "algo=a2c", "env=mountaincar", "hardware=cuda", "total_steps=20000",
+         "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["config"]["hardware"]["device"] == "cuda"

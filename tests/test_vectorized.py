@@ -14,6 +14,7 @@ from conftest import make_config, run_py
 from pglab import random_state
 from pglab.algos.common import NonFiniteError, Update
 from pglab.algos.seed_stack import SeedStackA2C
+from pglab.algos.seed_stack_ppo import SeedStackPPO
 from pglab.envs import make_seed_stack_env, make_vec_env, resolve_env
 from pglab.experiment import build_agent
 from pglab.folder_lock import hold
@@ -30,7 +31,7 @@ def record(update: Update) -> dict[str, float]:
 
 
 def alone(overrides: tuple[str, ...], seed: int, updates: int) -> list[dict]:
-    """``updates`` updates of one seed's A2C, built as its run builds it."""
+    """``updates`` updates of one seed's agent (``algo=a2c`` unless the overrides say), built as its run builds it."""
     cfg = make_config("algo=a2c", f"seed={seed}", *overrides)
     spec = resolve_env(cfg.env)
     random_state.seed_everything(seed)
@@ -66,7 +67,8 @@ def stacked(overrides: tuple[str, ...], updates: int, nan_at: dict[int, int] | N
         got[s].append(update if isinstance(update, NonFiniteError) else record(update))
         return len(got[s]) < updates
 
-    SeedStackA2C(agents, generators).learn(env, 10**9, on_update)
+    stack = SeedStackPPO if cfg.algo.name == "ppo" else SeedStackA2C
+    stack(agents, generators).learn(env, 10**9, on_update)
     return got
 
 
@@ -75,14 +77,19 @@ def stacked(overrides: tuple[str, ...], updates: int, nan_at: dict[int, int] | N
     [
         ("env=mountaincar",),  # the tuned setting: 128 envs × 8 steps, both normalisers, episodes ending
         ("env=mountaincar_continuous", "env.num_envs=32"),  # a Gaussian policy
+        ("algo=ppo", "env=mountaincar", "env.num_envs=128"),  # PPO's tuned setting: fast_tanh, 32 wide, Adam
+        ("algo=ppo", "env=mountaincar_continuous"),  # 16 envs × 32 steps, minibatches of 128, annealed
+        ("algo=ppo", "env=mountaincar", "env.num_envs=128", "algo.target_kl=0.002"),  # epochs stopped per seed
     ],
 )
 def test_each_seed_of_a_stack_takes_the_updates_of_its_run_alone_bit_for_bit(overrides: tuple[str, ...]) -> None:
-    updates = 40
+    updates = 40 if "algo=ppo" not in overrides else 28
     together = stacked(overrides, updates)
     for s, seed in enumerate(SEEDS):
         assert together[s] == alone(overrides, seed, updates)
     assert any(u["returns"] for u in together[0]), "the budget must see episodes end"
+    if "algo.target_kl=0.002" in overrides:  # the seeds stopped their epochs at different steps
+        assert len({tuple(u["train/epochs"] for u in seed) for seed in together}) > 1
 
 
 def test_where_batched_and_single_matmuls_round_apart_a_stack_agrees_to_float32_rounding() -> None:
@@ -159,7 +166,8 @@ def test_a_busy_job_fails_alone_and_a_setting_that_does_not_stack_runs_job_by_jo
     with hold(busy):
         proc = run_py(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     out = proc.stdout + proc.stderr
-    assert "hydra/launcher=vectorized: algo=reinforce has no seed-stacked update (algo=a2c has): its 2 job(s)" in out
+    why = "algo=reinforce has no seed-stacked update (algo=a2c and algo=ppo have)"
+    assert f"hydra/launcher=vectorized: {why}: its 2 job(s) run one at a time" in out
     assert f"pglab: {busy} is in use by a run that is still going" in out and "Traceback" not in out
     assert not (busy / "summary.json").exists()  # the folder's owner writes it, not this sweep
     done = {p.name.rsplit("-", 1)[0]: summary(p)["status"] for p in jobs(sweep).values()}

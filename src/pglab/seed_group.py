@@ -31,8 +31,10 @@ import torch
 from pglab import folder_lock, random_state
 from pglab.algos.a2c import A2C
 from pglab.algos.common import NonFiniteError, Update
+from pglab.algos.ppo import PPO
 from pglab.algos.seed_stack import SeedStackA2C
-from pglab.config import Config, ConfigError
+from pglab.algos.seed_stack_ppo import SeedStackPPO
+from pglab.config import Config, ConfigError, PPOBaseline, PPOConfig
 from pglab.envs import make_seed_stack_env
 from pglab.experiment import build_loop, finish, open_logger, record_end, starting_summary
 from pglab.loop import TrainingLoop
@@ -42,6 +44,8 @@ from pglab.run_logger import RunLogger
 from pglab.signals import Interrupted, StopRequest
 
 log = logging.getLogger("pglab")
+
+STACKS: dict[type, type[SeedStackA2C]] = {A2C: SeedStackA2C, PPO: SeedStackPPO}  # algorithm -> its seed stack
 
 current_job: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pglab_seed_job", default=None)
 
@@ -90,8 +94,8 @@ class _Member:
 
 def stack_refusal(cfg: Config, plan: Plan) -> str | None:
     """Why jobs of ``cfg``'s setting cannot train as one seed stack, None if they can."""
-    if plan.algo is not A2C:
-        return f"algo={cfg.algo.name} has no seed-stacked update (algo=a2c has)"
+    if plan.algo not in STACKS:
+        return f"algo={cfg.algo.name} has no seed-stacked update (algo=a2c and algo=ppo have)"
     if plan.device.type != "cpu":
         return f"hardware.device={plan.device.type}: seed stacks run on the CPU"
     if plan.env.capabilities.token_observations:
@@ -102,6 +106,8 @@ def stack_refusal(cfg: Config, plan: Plan) -> str | None:
         return "hardware.compile=true does not stack"
     if cfg.algo.kl_coef > 0 or cfg.sft_steps > 0:
         return "a KL reference does not stack"
+    if isinstance(cfg.algo, PPOConfig) and cfg.algo.baseline != PPOBaseline.gae:
+        return f"algo.baseline={cfg.algo.baseline.value} does not stack (algo.baseline=gae does)"
     return None
 
 
@@ -185,7 +191,7 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
     assert all(loop is not None for loop in loops)
     agents = [loop.agent for loop in loops if loop is not None]
     assert all(isinstance(a, A2C) for a in agents)
-    stack = SeedStackA2C([a for a in agents if isinstance(a, A2C)], [m.generator for m in members])
+    stack = STACKS[type(agents[0])]([a for a in agents if isinstance(a, A2C)], [m.generator for m in members])
     for loop, view in zip(loops, stack.views(), strict=True):
         assert loop is not None
         loop.agent = view

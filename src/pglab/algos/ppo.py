@@ -152,6 +152,12 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.T
     return torch.where(var > 0, 1.0 - (target - predicted).var() / var, torch.nan)
 
 
+def step_means(steps: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the minibatch steps that report it (an update's metrics)."""
+    keys = dict.fromkeys(k for step in steps for k in step)
+    return {k: sum(s[k] for s in steps if k in s) / sum(k in s for s in steps) for k in keys}
+
+
 # --------------------------------------------------------------------------- frozen rollout
 
 
@@ -389,7 +395,7 @@ class PPO(A2C):
         checked before every step, the parameters once after the last."""
         steps, epochs = self._epochs(buf, T, frozen)
         check_parameters(self.params)
-        return self._means(steps) | {"train/epochs": epochs}
+        return step_means(steps) | {"train/epochs": epochs}
 
     def _epochs(self, buf: dict[str, torch.Tensor], T: int, frozen: Frozen) -> tuple[list[dict[str, float]], float]:
         """The minibatch steps: each one's metrics, and how many epochs they made."""
@@ -407,11 +413,6 @@ class PPO(A2C):
                 loss = inject_nan(loss, self.env_steps, self.nan_at_step)
                 steps.append(apply_update(self.optimizer, loss, parts, clip, self.params, check_params=False))
         return steps, float(cfg.n_epochs)
-
-    @staticmethod
-    def _means(steps: list[dict[str, float]]) -> dict[str, float]:
-        keys = dict.fromkeys(k for step in steps for k in step)
-        return {k: sum(s[k] for s in steps if k in s) / sum(k in s for s in steps) for k in keys}
 
     def update(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
         """The epochs over one collected rollout; then the observation statistics take in its

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,22 +45,9 @@ from pglab.algos.a2c import A2C
 from pglab.algos.common import NonFiniteError, Update, gae, inject_nan
 from pglab.nets.mlp import HALF_LOG_2PI, CategoricalPolicy, GaussianPolicy, ValueNet
 
+SeedResult = dict[str, float] | NonFiniteError | None  # a seed's metrics, the error that ended it, or ended before
 # (seed index, its update or the error that ended its step) -> go on training it
 SeedOnUpdate = Callable[[int, "Update | NonFiniteError"], bool]
-
-
-def stackable(agent: object) -> str | None:
-    """Why ``agent`` cannot train in a seed stack, None if it can: pglab's A2C (not a
-    subclass: PPO's update is its own) with separate MLP actor and critic, no KL reference."""
-    if type(agent) is not A2C:
-        return f"{type(agent).__name__} has no seed-stacked update (only A2C's)"
-    if not isinstance(agent.policy, CategoricalPolicy | GaussianPolicy) or not isinstance(agent.value, ValueNet):
-        return "only MLP policies and critics stack"
-    if agent.cfg.shared_network:
-        return "algo.shared_network=true does not stack"
-    if agent.reference is not None:
-        return "a KL reference does not stack"
-    return None
 
 
 def stack_parameters(modules: list[nn.Module]) -> dict[str, nn.Parameter]:
@@ -78,25 +65,25 @@ def stack_parameters(modules: list[nn.Module]) -> dict[str, nn.Parameter]:
     return stacked
 
 
-def stack_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
-    """The optimisers' ``state_dict``s as one: per-parameter tensors stacked on a seed axis,
-    the step counters (equal: the seeds have taken the same number of steps) kept once."""
+def joint_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """The seeds' optimiser ``state_dict``s as the state of one optimiser over all their
+    parameters, seed-major (seed s's parameter j is index ``s·P + j``)."""
     states = [o.state_dict() for o in optimizers]
-    stacked: dict[int, dict[str, Any]] = {}
-    for idx, first in states[0]["state"].items():
-        stacked[idx] = {
-            k: v if k == "step" else torch.stack([st["state"][idx][k] for st in states]) for k, v in first.items()
-        }
-    return {"state": stacked, "param_groups": states[0]["param_groups"]}
+    count = len(states[0]["param_groups"][0]["params"])
+    joint = {s * count + int(j): entry for s, st in enumerate(states) for j, entry in st["state"].items()}
+    group = dict(states[0]["param_groups"][0]) | {"params": list(range(count * len(states)))}
+    return {"state": joint, "param_groups": [group]}
 
 
-def seed_optimizer_state(stacked: dict[str, Any], s: int) -> dict[str, Any]:
-    """Seed s's slice of a stacked optimiser ``state_dict``, in the format of its run alone."""
+def seed_optimizer_state(joint: dict[str, Any], s: int, count: int) -> dict[str, Any]:
+    """Seed s's part of :func:`joint_optimizer_state`'s layout, in the format of its run alone."""
     state = {
-        idx: {k: v.clone() if k == "step" else v[s].clone() for k, v in entry.items()}
-        for idx, entry in stacked["state"].items()
+        j: {k: v.clone() for k, v in joint["state"][s * count + j].items()}
+        for j in range(count)
+        if s * count + j in joint["state"]
     }
-    return {"state": state, "param_groups": [dict(g) for g in stacked["param_groups"]]}
+    group = dict(joint["param_groups"][0]) | {"params": list(range(count))}
+    return {"state": state, "param_groups": [group]}
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -132,9 +119,26 @@ class SeedStackA2C:
             the global generator's state in its run alone at this point).
     """
 
+    algo: ClassVar[type[A2C]] = A2C  # the algorithm whose agents this stack trains (not a subclass)
+
+    @classmethod
+    def refusal(cls, agent: object) -> str | None:
+        """Why ``agent`` cannot train in this stack, None if it can: an agent of :attr:`algo`
+        with separate MLP actor and critic and no KL reference."""
+        if type(agent) is not cls.algo:
+            return f"{type(agent).__name__} is not {cls.algo.__name__}"
+        assert isinstance(agent, A2C)
+        if not isinstance(agent.policy, CategoricalPolicy | GaussianPolicy) or not isinstance(agent.value, ValueNet):
+            return "only MLP policies and critics stack"
+        if agent.cfg.shared_network:
+            return "algo.shared_network=true does not stack"
+        if agent.reference is not None:
+            return "a KL reference does not stack"
+        return None
+
     def __init__(self, agents: list[A2C], generators: list[torch.Generator]) -> None:
         for agent in agents:
-            if why := stackable(agent):
+            if why := self.refusal(agent):
                 raise ValueError(why)
         if len({a.env_steps for a in agents}) != 1:
             raise ValueError("the agents of a seed stack must be at the same env step")
@@ -142,10 +146,16 @@ class SeedStackA2C:
         self.cfg = agents[0].cfg
         self.S = len(agents)
         self.env_steps = agents[0].env_steps
-        optimizer_state = stack_optimizer_state([a.optimizer for a in agents])
+        if any(len(a.optimizer.param_groups) != 1 for a in agents):
+            raise ValueError("a seed stack's optimiser has one parameter group")
+        optimizer_state = joint_optimizer_state([a.optimizer for a in agents])
         self.params = stack_parameters([a.nets for a in agents])
+        # One optimiser over every seed's slices (views of the stacks), seed-major: one kernel
+        # call per step, each seed's state (and step count) its own, and each slice stepped
+        # as its run alone steps it (a fused kernel rounds a tensor's tail elements its own way).
+        self.slices = [list(a.nets.parameters()) for a in agents]
         first = agents[0].optimizer
-        self.optimizer = type(first)(list(self.params.values()), **first.defaults)
+        self.optimizer = type(first)([p for seed in self.slices for p in seed], **first.defaults)
         self.optimizer.load_state_dict(optimizer_state)
         self.gaussian = isinstance(agents[0].policy, GaussianPolicy)
         self._obs_consts: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -325,48 +335,65 @@ class SeedStackA2C:
                 g.mul_(factor.view(-1, *([1] * (g.dim() - 1))))
         return norms
 
-    def update(self, buf: dict[str, torch.Tensor]) -> list[dict[str, float] | NonFiniteError | None]:
-        """One gradient step of every live seed on its part of ``buf``; then the observation
-        statistics take in the rollout. Returns per seed its metrics, the error that ends it
-        (its weights are then left as they were), or None for a seed that had ended before."""
+    def advantages(self, buf: dict[str, torch.Tensor], values: torch.Tensor) -> torch.Tensor:
+        """GAE ``[S, T·N]`` of each seed's part of the rollout, from the rollout's values
+        ``[S, T·N]`` (detached): each seed's rewards scaled with its own return statistics, as
+        :meth:`A2C.loss` does it. Call once per rollout (it updates those statistics)."""
         cfg, S = self.cfg, self.S
-        was_live = list(self.live)
         T = buf["rewards"].shape[0]
-        obs = self._per_seed(buf["obs"])
-        logp, entropy = self._log_prob_entropy(obs, self._per_seed(buf["actions"]))
-        values = self._values(obs)  # [S, T·N], with the critic's gradient
-        step_values = self._per_step(values.detach(), T)
+        step_values = self._per_step(values, T)
         next_values = self._next_values(step_values, buf)
         n = buf["rewards"].shape[1] // S
         cols = [slice(s * n, (s + 1) * n) for s in range(S)]
         rewards, dones = buf["rewards"], buf["dones"]
         scaled = [a.scale_rewards(rewards[:, c], dones[:, c]) for a, c in zip(self.agents, cols, strict=True)]
-        rewards = torch.cat(scaled, dim=1)  # each seed with its own return statistics
-        adv = gae(rewards, step_values, next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
-        adv = self._per_seed(adv)
-        terms = [self._seed_loss(s, logp[s], entropy[s], values[s], adv[s]) for s in range(S)]
-        losses, parts = [loss for loss, _ in terms], [p for _, p in terms]
-        self.optimizer.zero_grad(set_to_none=True)
-        torch.stack([loss for loss, alive in zip(losses, was_live, strict=True) if alive]).sum().backward()
-        norms = self._clip()
-        rows = torch.stack([torch.stack([losses[s].detach(), *parts[s].values(), norms[s]]) for s in range(S)]).tolist()
-        results: list[dict[str, float] | NonFiniteError | None] = []
-        for s, row in enumerate(rows):
-            if not was_live[s]:
-                results.append(None)
-            elif not math.isfinite(row[0]):
-                results.append(NonFiniteError(f"loss became non-finite ({row[0]})"))
-                self.live[s] = False
-            else:
-                results.append(dict(zip(parts[s], row[1:-1], strict=True)) | {"train/grad_norm": row[-1]})
-        self._zero_grads_of_ended()
-        self.optimizer.step()
+        rewards = torch.cat(scaled, dim=1)
+        adv = gae(rewards, step_values, next_values, buf["terminated"], dones, cfg.gamma, cfg.gae_lambda)
+        return self._per_seed(adv)
+
+    def update(self, buf: dict[str, torch.Tensor]) -> list[SeedResult]:
+        """One gradient step of every live seed on its part of ``buf``; then the observation
+        statistics take in the rollout. Returns per seed its metrics, the error that ends it
+        (its weights are then left as they were), or None for a seed that had ended before."""
+        obs = self._per_seed(buf["obs"])
+        logp, entropy = self._log_prob_entropy(obs, self._per_seed(buf["actions"]))
+        values = self._values(obs)  # [S, T·N], with the critic's gradient
+        adv = self.advantages(buf, values.detach())
+        terms = [self._seed_loss(s, logp[s], entropy[s], values[s], adv[s]) for s in range(self.S)]
+        results = self.step([loss for loss, _ in terms], [p for _, p in terms])
         self._check_parameters(results)
         with torch.no_grad():
             self._update_obs_stats(self._per_seed(buf["final_obs"]))
         return results
 
-    def _check_parameters(self, results: list[dict[str, float] | NonFiniteError | None]) -> None:
+    def step(
+        self, losses: list[torch.Tensor], parts: list[dict[str, torch.Tensor]], stepping: list[bool] | None = None
+    ) -> list[SeedResult]:
+        """One optimiser step of the seeds in ``stepping`` (default: the live ones) on their
+        losses, as :func:`~pglab.algos.common.apply_update` takes a run alone's (one device
+        sync): per seed its parts and ``train/grad_norm`` as floats, or the error of a
+        non-finite loss (that seed takes no step and trains no more), or None for a seed
+        that takes no step."""
+        stepping = list(self.live) if stepping is None else stepping
+        for param in self.params.values():  # the stacks take the gradients (the optimiser steps their slices)
+            param.grad = None
+        torch.stack([loss for loss, on in zip(losses, stepping, strict=True) if on]).sum().backward()
+        norms = self._clip()
+        rows = torch.stack([torch.stack([losses[s].detach(), *parts[s].values(), norms[s]]) for s in range(self.S)])
+        results: list[SeedResult] = []
+        for s, row in enumerate(rows.tolist()):
+            if not stepping[s]:
+                results.append(None)
+            elif not math.isfinite(row[0]):
+                results.append(NonFiniteError(f"loss became non-finite ({row[0]})"))
+                self.live[s] = stepping[s] = False
+            else:
+                results.append(dict(zip(parts[s], row[1:-1], strict=True)) | {"train/grad_norm": row[-1]})
+        self._hand_grads_to_slices(stepping)
+        self.optimizer.step()
+        return results
+
+    def _check_parameters(self, results: list[SeedResult]) -> None:
         """:func:`~pglab.algos.common.check_parameters` per seed (one device sync): a seed whose
         step made a parameter NaN or inf gets that error, as its run alone would."""
         params = list(self.params.values())
@@ -377,15 +404,13 @@ class SeedStackA2C:
                 results[s] = NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
                 self.live[s] = False
 
-    def _zero_grads_of_ended(self) -> None:
-        """A seed that no longer trains keeps its weights: its gradient slices are zeroed (its
-        loss left the sum, but a step that failed this update left NaN there), so the
-        optimiser's step moves it by 0."""
-        ended = [s for s, alive in enumerate(self.live) if not alive]
-        if ended:
-            for p in self.params.values():
-                if p.grad is not None:
-                    p.grad[ended] = 0.0
+    def _hand_grads_to_slices(self, stepping: list[bool]) -> None:
+        """Each stepping seed's slices get their part of the stacks' gradients; any other
+        seed's get none, so the optimiser leaves its weights and state as they are."""
+        stacked = list(self.params.values())
+        for s, seed in enumerate(self.slices):
+            for p, param in zip(seed, stacked, strict=True):
+                p.grad = param.grad[s] if stepping[s] and param.grad is not None else None
 
     def learn(self, env: Any, total_steps: int, on_update: SeedOnUpdate) -> None:
         """Train every seed until ``env_steps >= total_steps`` or none is live; after each
@@ -458,7 +483,8 @@ class SeedView:
     def state_dict(self) -> dict[str, Any]:
         state = self.agent.state_dict()
         state["nets"] = {k: v.clone() for k, v in state["nets"].items()}
-        state["optimizer"] = seed_optimizer_state(self.stack.optimizer.state_dict(), self.s)
+        count = len(self.stack.slices[self.s])
+        state["optimizer"] = seed_optimizer_state(self.stack.optimizer.state_dict(), self.s, count)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -141,6 +141,16 @@ def bench_seeds(root: Path) -> str:
             solved = sum(r.get("solved_at_env_steps") is not None for r in runs)
             label = f"{what}: one process per seed, one after another, stopping at −110"
             lines.append(markdown_row([label, fmt(wall, 0), f"{solved}/{len(runs)}", versus(wall)]))
+    stack_rows = {
+        "stack": "pglab a2c, hydra/launcher=vectorized: the seeds as one stack, one process",
+        "alone": f"pglab a2c, one seed alone (seed {seeds.split(',')[0]}), the same way",
+    }
+    for name, what in stack_rows.items():
+        row = result.get("seed_stack", {}).get(name)
+        if row and "error" not in row:
+            solved = sum(x is not None for x in row["solved_at_env_steps"])
+            wall = f"{fmt(row['process_s'], 1)} ({fmt(row['peak_tree_rss_mb'], 0)} MB peak)"
+            lines.append(markdown_row([what, wall, f"{solved}/{len(row['seeds'])}", versus(row["process_s"])]))
     if jax and "error" not in jax:
         at = sum(x >= SOLVED_MOUNTAINCAR for x in jax["eval_returns"])
         label = f"jitted JAX A2C vmapped over the seeds: one process, {fmt(jax['env_steps_per_seed'], 0)} steps each"
