@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -82,17 +82,30 @@ def evaluate(
         success_when: which episode end counts as a success.
         samples: describe the first episode of envs 0..samples-1 in text, where the env can.
     """
-    n = env.num_envs
+    return evaluate_groups(act, env, 1, episodes, seed, success_when, samples)[0]
+
+
+def evaluate_groups(
+    act: ActFn,
+    env: VectorEnv,
+    groups: int,
+    episodes: int,
+    seed: int | list[int],
+    success_when: SuccessWhen,
+    samples: int = 0,
+) -> list[EvalResult]:
+    """:func:`evaluate` of ``groups`` policies at once, each on its own block of ``env``'s
+    envs (group g: envs ``[g·n, (g+1)·n)``, ``n = num_envs / groups``, with its own quotas):
+    per group the result its evaluation alone gives (its envs step as they step alone, and
+    its episodes are listed in the order they finish there). ``samples`` applies to group 0."""
+    n_all = env.num_envs
+    n = n_all // groups
     traced = min(samples, n) if env.supports_traces else 0
     if traced:
         env.trace_envs = traced
-    quota = torch.tensor([(episodes + n - 1 - i) // n for i in range(n)])
-    done_count = torch.zeros(n, dtype=torch.long)
-    returns: list[float] = []
-    lengths: list[int] = []
-    successes: list[bool] = []
-    stats: dict[str, list[float]] = {}
-    texts: list[dict[str, Any]] = []
+    quota = torch.tensor([(episodes + n - 1 - i) // n for i in range(n)] * groups)
+    done_count = torch.zeros(n_all, dtype=torch.long)
+    results = [_Episodes() for _ in range(groups)]
     obs, _ = env.reset(seed=seed)
     try:
         with torch.inference_mode():
@@ -102,43 +115,75 @@ def evaluate(
                 if not bool(ended.any()):
                     continue
                 counted = ended & (done_count < quota)
-                if success_when == SuccessWhen.terminated:
-                    success = terminated
-                elif success_when == SuccessWhen.truncated:
-                    success = truncated & ~terminated
-                else:
-                    if "success" not in info:
-                        raise ValueError("env.success_when=reported: this env does not report success")
-                    success = info["success"]
-                success = success.cpu()
+                success = _successes(success_when, terminated, truncated, info).cpu()
                 episode_stats = {k: v.cpu() for k, v in info.get("episode_stats", {}).items()}
                 for i in torch.nonzero(counted).flatten().tolist():
-                    returns.append(float(info["episode_return"][i]))
-                    lengths.append(int(info["episode_length"][i]))
-                    successes.append(bool(success[i]))
-                    for k, v in episode_stats.items():
-                        stats.setdefault(k, []).append(float(v[i]))
-                    if i < traced and done_count[i] == 0 and i in info.get("episode_text", {}):
-                        texts.append(
-                            {
-                                "env": i,
-                                "return": returns[-1],
-                                "length": lengths[-1],
-                                "success": successes[-1],
-                                "text": info["episode_text"][i],
-                            }
-                        )
+                    first = i < traced and done_count[i] == 0 and i in info.get("episode_text", {})
+                    results[i // n].add(i, info, success, episode_stats, first)
                 done_count += counted.long()
     finally:
         if traced:
             env.trace_envs = 0
-    return EvalResult(
-        np.asarray(returns),
-        np.asarray(lengths),
-        np.asarray(successes, dtype=np.float64),
-        {k: np.asarray(v) for k, v in stats.items()},
-        sorted(texts, key=lambda t: t["env"]),
-    )
+    return [r.result() for r in results]
+
+
+def _successes(
+    success_when: SuccessWhen, terminated: torch.Tensor, truncated: torch.Tensor, info: dict[str, Any]
+) -> torch.Tensor:
+    """Which of this step's episode ends count as successes (``[N]`` bool)."""
+    if success_when == SuccessWhen.terminated:
+        return terminated
+    if success_when == SuccessWhen.truncated:
+        return truncated & ~terminated
+    if "success" not in info:
+        raise ValueError("env.success_when=reported: this env does not report success")
+    return info["success"]
+
+
+@dataclass
+class _Episodes:
+    """One evaluation's episodes as they finish."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    stats: dict[str, list[float]] = field(default_factory=dict)
+    texts: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self, i: int, info: dict[str, Any], success: torch.Tensor, stats: dict[str, torch.Tensor], text: bool
+    ) -> None:
+        """Env i's episode that ended at this step (``text``: describe it)."""
+        self.returns.append(float(info["episode_return"][i]))
+        self.lengths.append(int(info["episode_length"][i]))
+        self.successes.append(bool(success[i]))
+        for k, v in stats.items():
+            self.stats.setdefault(k, []).append(float(v[i]))
+        if text:
+            self.texts.append(
+                {
+                    "env": i,
+                    "return": self.returns[-1],
+                    "length": self.lengths[-1],
+                    "success": self.successes[-1],
+                    "text": info["episode_text"][i],
+                }
+            )
+
+    def result(self) -> EvalResult:
+        return EvalResult(
+            np.asarray(self.returns),
+            np.asarray(self.lengths),
+            np.asarray(self.successes, dtype=np.float64),
+            {k: np.asarray(v) for k, v in self.stats.items()},
+            sorted(self.texts, key=lambda t: t["env"]),
+        )
+
+
+class Evaluates(Protocol):
+    """What a run's training loop evaluates with: ``episodes`` episodes of the current policy."""
+
+    def __call__(self, episodes: int) -> EvalResult: ...
 
 
 class Evaluator:

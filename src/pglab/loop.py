@@ -22,7 +22,7 @@ import numpy as np
 
 from pglab.algos.common import Agent, Update
 from pglab.config import Config, ConfigError
-from pglab.evaluation import Evaluator
+from pglab.evaluation import Evaluates
 from pglab.numbers import score
 from pglab.run_dir import VIDEO_DIR, RunFolder
 from pglab.run_logger import RunLogger
@@ -230,7 +230,7 @@ class TrainingLoop:
         self,
         cfg: Config,
         agent: Agent,
-        evaluator: Evaluator,
+        evaluator: Evaluates,
         logger: RunLogger,
         folder: RunFolder,
         state: LoopState,

@@ -21,7 +21,7 @@ import contextvars
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,9 @@ from pglab.algos.common import NonFiniteError, Update
 from pglab.algos.ppo import PPO
 from pglab.algos.seed_stack import SeedStackA2C
 from pglab.algos.seed_stack_ppo import SeedStackPPO
-from pglab.config import Config, ConfigError, PPOBaseline, PPOConfig
-from pglab.envs import make_seed_stack_env
+from pglab.config import Config, ConfigError, PPOBaseline, PPOConfig, SuccessWhen
+from pglab.envs import VectorEnv, env_seeds, make_seed_stack_env
+from pglab.evaluation import EvalResult, evaluate_groups
 from pglab.experiment import build_loop, finish, open_logger, record_end, starting_summary
 from pglab.loop import TrainingLoop
 from pglab.preflight import Plan, preflight
@@ -109,6 +110,90 @@ def stack_refusal(cfg: Config, plan: Plan) -> str | None:
     if isinstance(cfg.algo, PPOConfig) and cfg.algo.baseline != PPOBaseline.gae:
         return f"algo.baseline={cfg.algo.baseline.value} does not stack (algo.baseline=gae does)"
     return None
+
+
+class StackEvaluations:
+    """The periodic and final evaluations of a stack's seeds, run as one when they fall due
+    together (:func:`~pglab.evaluation.evaluate_groups` over the stacked seeds' evaluation
+    envs, the stack's batched deterministic policy): each seed gets the result its own
+    evaluation gives, since its envs and its policy do not depend on the others'. The first
+    seed to ask at an env step evaluates every stacked seed; the others take theirs at that
+    step. When the stack has shrunk, the evaluation envs are built again for the seeds left.
+
+    Only for deterministic evaluations without text samples (each seed's sampled actions
+    would need its own generator stream, a trace its own envs).
+
+    Args:
+        stack: the seed stack (its ``ids``: the members still stacked).
+        make_env: the evaluation envs of the given members, side by side.
+        seeds: per member, its evaluation envs' seeds.
+        success_when: which episode end counts as a success.
+    """
+
+    def __init__(
+        self,
+        stack: SeedStackA2C,
+        make_env: Callable[[list[int]], VectorEnv],
+        seeds: list[list[int]],
+        success_when: SuccessWhen,
+    ) -> None:
+        self.stack, self.make_env, self.seeds, self.success_when = stack, make_env, seeds, success_when
+        self.ids: list[int] = []
+        self.env: VectorEnv | None = None
+        self._ready: dict[int, tuple[tuple[int, int], EvalResult]] = {}  # member -> (its key, its result)
+
+    def of(self, i: int) -> SeedEvaluator:
+        return SeedEvaluator(self, i)
+
+    def result(self, i: int, episodes: int) -> EvalResult:
+        """Member i's evaluation of ``episodes`` episodes at the stack's current env step."""
+        key = (self.stack.env_steps, episodes)
+        ready = self._ready.pop(i, None)
+        if ready is not None and ready[0] == key:
+            return ready[1]
+        if self.env is None or self.ids != self.stack.ids:
+            self.close()
+            self.ids = list(self.stack.ids)
+            self.env = self.make_env(self.ids)
+        seeds = [x for k in self.ids for x in self.seeds[k]]
+        results = evaluate_groups(self.stack.mode, self.env, len(self.ids), episodes, seeds, self.success_when)
+        self._ready = {k: (key, r) for k, r in zip(self.ids, results, strict=True) if k != i}
+        return results[self.ids.index(i)]
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+@dataclass
+class SeedEvaluator:
+    """Member i's evaluations through its stack's (:class:`~pglab.evaluation.Evaluates`)."""
+
+    evaluations: StackEvaluations
+    i: int
+
+    def __call__(self, episodes: int) -> EvalResult:
+        return self.evaluations.result(self.i, episodes)
+
+
+def _stack_evaluations(members: list[_Member], stack: SeedStackA2C) -> StackEvaluations | None:
+    """The stack's joint evaluations, None where the members' own must run (see
+    :class:`StackEvaluations`)."""
+    cfg, plan = members[0].job.cfg, members[0].plan
+    n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
+    run_seeds = [m.job.cfg.seed for m in members]
+
+    def make_env(ids: list[int]) -> VectorEnv:
+        return make_seed_stack_env(plan.env.evaluation(), n, [run_seeds[i] for i in ids], plan.device, "eval")
+
+    probe = make_env([0])
+    traces = probe.supports_traces
+    probe.close()
+    if not cfg.eval.deterministic or (cfg.eval.samples and traces):
+        return None
+    seeds = [env_seeds(seed, n, "eval") for seed in run_seeds]
+    return StackEvaluations(stack, make_env, seeds, plan.env.success_when)
 
 
 def run_seed_group(jobs: list[SeedJob], stop: StopRequest) -> list[float | BaseException]:
@@ -199,6 +284,11 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
     cfg = first.job.cfg
     seeds = [m.job.cfg.seed for m in members]
     env = make_seed_stack_env(first.plan.env, cfg.env.num_envs, seeds, first.plan.device)
+    evaluations = _stack_evaluations(members, stack)
+    if evaluations is not None:
+        for s, loop in enumerate(loops):
+            assert loop is not None
+            loop.evaluator = evaluations.of(s)
 
     def on_update(s: int, update: Update | NonFiniteError) -> bool:
         i, m = ready[s]
@@ -227,6 +317,8 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
     for i, m in ready:
         if i not in outcomes:
             outcomes[i] = _complete(m)
+    if evaluations is not None:
+        evaluations.close()
     return outcomes
 
 

@@ -206,9 +206,10 @@ class A2C(KLReference):
 
     # ------------------------------------------------------------------ data
 
-    def buffers(self, env: VectorEnv) -> dict[str, torch.Tensor]:
-        """Preallocated rollout storage ``[n_steps, N, ...]``, on the device."""
-        T, n, dev = self.cfg.n_steps, env.num_envs, self.device
+    def buffers(self, env: VectorEnv, num_envs: int | None = None) -> dict[str, torch.Tensor]:
+        """Preallocated rollout storage ``[n_steps, N, ...]``, on the device (N: ``num_envs``,
+        default the env's)."""
+        T, n, dev = self.cfg.n_steps, num_envs or env.num_envs, self.device
         act_space = env.single_action_space
         if isinstance(act_space, gym.spaces.Discrete):
             actions = torch.zeros(T, n, dtype=torch.long, device=dev)

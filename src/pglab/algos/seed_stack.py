@@ -142,13 +142,20 @@ class SeedStackA2C:
                 raise ValueError(why)
         if len({a.env_steps for a in agents}) != 1:
             raise ValueError("the agents of a seed stack must be at the same env step")
-        self.agents, self.generators = agents, generators
-        self.cfg = agents[0].cfg
-        self.S = len(agents)
-        self.env_steps = agents[0].env_steps
         if any(len(a.optimizer.param_groups) != 1 for a in agents):
             raise ValueError("a seed stack's optimiser has one parameter group")
-        optimizer_state = joint_optimizer_state([a.optimizer for a in agents])
+        self.cfg = agents[0].cfg
+        self.env_steps = agents[0].env_steps
+        self.gaussian = isinstance(agents[0].policy, GaussianPolicy)
+        self.ids = list(range(len(agents)))  # each seed's index as the stack was built (what on_update gets)
+        self.built_with = len(agents)
+        self._success_reported = False  # the env reports each episode's success
+        self._build(agents, generators, joint_optimizer_state([a.optimizer for a in agents]))
+
+    def _build(self, agents: list[A2C], generators: list[torch.Generator], optimizer_state: dict[str, Any]) -> None:
+        """Stack ``agents`` (their current weights) with the joint ``optimizer_state``."""
+        self.agents, self.generators = agents, generators
+        self.S = len(agents)
         self.params = stack_parameters([a.nets for a in agents])
         # One optimiser over every seed's slices (views of the stacks), seed-major: one kernel
         # call per step, each seed's state (and step count) its own, and each slice stepped
@@ -157,10 +164,26 @@ class SeedStackA2C:
         first = agents[0].optimizer
         self.optimizer = type(first)([p for seed in self.slices for p in seed], **first.defaults)
         self.optimizer.load_state_dict(optimizer_state)
-        self.gaussian = isinstance(agents[0].policy, GaussianPolicy)
-        self._obs_consts: tuple[torch.Tensor, torch.Tensor] | None = None
         self.live = [True] * self.S  # a seed whose job ended (failed, stopped) no longer trains
-        self._success_reported = False  # the env reports each episode's success
+        self.params_device = self.slices[0][0].device
+        self._refresh_obs_consts()
+
+    def shrink(self) -> None:
+        """Drop the seeds that no longer train: the others are stacked again as they are
+        (weights, optimiser state, statistics), so an ended seed costs nothing from here on.
+        Their envs keep their columns of the vector env (:meth:`collect` steps the ended
+        seeds' columns with action 0 and ignores them)."""
+        keep = [s for s, alive in enumerate(self.live) if alive]
+        if len(keep) == self.S or not keep:
+            return
+        joint, count = self.optimizer.state_dict(), len(self.slices[0])
+        states = [seed_optimizer_state(joint, s, count) for s in keep]
+        joint = {
+            "state": {k * count + j: v for k, st in enumerate(states) for j, v in st["state"].items()},
+            "param_groups": [dict(joint["param_groups"][0]) | {"params": list(range(count * len(keep)))}],
+        }
+        self.ids = [self.ids[s] for s in keep]
+        self._build([self.agents[s] for s in keep], [self.generators[s] for s in keep], joint)
 
     # ------------------------------------------------------------------ networks
 
@@ -206,6 +229,16 @@ class SeedStackA2C:
         n = cdf.shape[2]
         u = torch.stack([torch.rand(n, generator=g, device=cdf.device, dtype=cdf.dtype) for g in self.generators])
         return (u.unsqueeze(1) > cdf[:, :-1]).sum(dim=1)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Every seed's deterministic action (:meth:`A2C.act`'s) for raw ``obs[S·n, D]``, seed
+        s's rows ``[s·n, (s+1)·n)``: ``[S·n]`` (argmax) or ``[S·n, A]`` (the Gaussian mean).
+        The head runs in the orientation of a run alone's ``logits`` (``x @ Wᵀ``), so an
+        argmax sees the same bits."""
+        nobs = self._normalize(obs.view(self.S, -1, *obs.shape[1:]))
+        features = self._body("policy.body", self.agents[0].policy.body, nobs)
+        out = _linear(features, self.params["policy.head.weight"], self.params["policy.head.bias"])
+        return (out if self.gaussian else out.argmax(dim=-1)).flatten(0, 1)
 
     def _log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log π(a|s), entropy)``, each ``[S, B]``, for ``obs[S, B, D]`` and ``actions[S, B(, A)]``."""
@@ -263,22 +296,39 @@ class SeedStackA2C:
     def collect(self, env: Any, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
         """:meth:`A2C.collect` for every seed at once: ``n_steps`` steps of the ``S·N`` envs into
         ``buf`` (``[T, S·N, ...]``); returns the raw observation to continue from."""
+        columns = self._columns(env)
         for t in range(self.cfg.n_steps):
-            nobs = self._normalize(obs.view(self.S, -1, *obs.shape[1:]))
+            ours = obs if columns is None else obs[columns]
+            nobs = self._normalize(ours.view(self.S, -1, *ours.shape[1:]))
             action = self._sample(nobs).flatten(0, 1)
+            if columns is not None:  # the ended seeds' envs step on with action 0, ignored
+                full = torch.zeros((env.num_envs, *action.shape[1:]), dtype=action.dtype, device=action.device)
+                action = full.index_copy_(0, columns, action)
             obs, reward, terminated, truncated, info = env.step(action)
+            step = (action, reward, terminated, truncated, info["final_obs"], info["episode_return"])
+            step += (info["episode_length"], info.get("success"))
+            if columns is not None:
+                step = tuple(None if x is None else x[columns] for x in step)
+            action, reward, terminated, truncated, final_obs, episode_return, episode_length, success = step
             buf["obs"][t] = nobs.flatten(0, 1)
             buf["actions"][t] = action
             buf["rewards"][t] = reward
             buf["terminated"][t] = terminated
             torch.logical_or(terminated, truncated, out=buf["dones"][t])
-            buf["final_obs"][t] = info["final_obs"]
-            buf["episode_return"][t] = info["episode_return"]
-            buf["episode_length"][t] = info["episode_length"]
-            if "success" in info:
-                buf["success"][t] = info["success"]
+            buf["final_obs"][t] = final_obs
+            buf["episode_return"][t] = episode_return
+            buf["episode_length"][t] = episode_length
+            if success is not None:
+                buf["success"][t] = success
                 self._success_reported = True
         return obs
+
+    def _columns(self, env: Any) -> torch.Tensor | None:
+        """The vector env's columns of the seeds still stacked, None while all are."""
+        if len(self.ids) == self.built_with:
+            return None
+        n = env.num_envs // self.built_with
+        return torch.cat([torch.arange(i * n, (i + 1) * n, device=self.params_device) for i in self.ids])
 
     def _next_values(self, values: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
         """``V(s'_t)`` as :meth:`A2C.rollout_values` computes it, ``[T, S·N]``, from the
@@ -414,13 +464,14 @@ class SeedStackA2C:
 
     def learn(self, env: Any, total_steps: int, on_update: SeedOnUpdate) -> None:
         """Train every seed until ``env_steps >= total_steps`` or none is live; after each
-        update ``on_update(s, update)`` for every live seed (False: that seed stops)."""
+        update ``on_update(i, update)`` for every live seed, ``i`` its index among the
+        agents the stack was built with (False: that seed stops; the stack then shrinks)."""
+        n = env.num_envs // self.S
         buf = self.agents[0].buffers(env)
         self._success_reported = False
         obs, _ = env.reset()
         with torch.no_grad():
             self._update_obs_stats(obs.view(self.S, -1, *obs.shape[1:]))
-        n = env.num_envs // self.S
         batch = self.cfg.n_steps * n
         while self.env_steps < total_steps and any(self.live):
             self._anneal_lr(total_steps)
@@ -431,10 +482,13 @@ class SeedStackA2C:
                 if result is None:
                     continue
                 if isinstance(result, NonFiniteError):
-                    on_update(s, result)  # the seed's job fails; it trains no more
+                    on_update(self.ids[s], result)  # the seed's job fails; it trains no more
                 else:
                     self.agents[s].env_steps = self.env_steps
-                    self.live[s] = on_update(s, self._seed_update(s, n, buf, result))
+                    self.live[s] = on_update(self.ids[s], self._seed_update(s, n, buf, result))
+            if any(self.live) and not all(self.live):
+                self.shrink()
+                buf = self.agents[0].buffers(env, self.S * n)
 
     def _seed_update(self, s: int, n: int, buf: dict[str, torch.Tensor], result: dict[str, float]) -> Update:
         """Seed s's :class:`Update`: its metrics and the episodes its envs finished."""
@@ -456,22 +510,21 @@ class SeedStackA2C:
     # ------------------------------------------------------------------ per-seed views
 
     def views(self) -> Iterator[SeedView]:
-        for s in range(self.S):
-            yield SeedView(self, s)
+        for agent in self.agents:
+            yield SeedView(self, agent)
 
 
 class SeedView:
-    """Seed s of a stack as the training loop sees an agent: its evaluations through its own
+    """A seed of a stack as the training loop sees an agent: its evaluations through its own
     modules, its checkpoints in its run alone's format (copies, not views of the stacks)."""
 
     supports_compile = False
     supports_sft = False
     group_size = None
 
-    def __init__(self, stack: SeedStackA2C, s: int) -> None:
-        self.stack, self.s = stack, s
-        self.agent = stack.agents[s]
-        self.nan_at_step = self.agent.nan_at_step
+    def __init__(self, stack: SeedStackA2C, agent: A2C) -> None:
+        self.stack, self.agent = stack, agent
+        self.nan_at_step = agent.nan_at_step
 
     @property
     def env_steps(self) -> int:
@@ -483,8 +536,8 @@ class SeedView:
     def state_dict(self) -> dict[str, Any]:
         state = self.agent.state_dict()
         state["nets"] = {k: v.clone() for k, v in state["nets"].items()}
-        count = len(self.stack.slices[self.s])
-        state["optimizer"] = seed_optimizer_state(self.stack.optimizer.state_dict(), self.s, count)
+        s = self.stack.agents.index(self.agent)  # its place in the stack now (an ended seed's leave it)
+        state["optimizer"] = seed_optimizer_state(self.stack.optimizer.state_dict(), s, len(self.stack.slices[s]))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

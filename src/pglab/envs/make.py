@@ -38,12 +38,13 @@ def make_vec_env(
     return _vec_env(spec, env_seeds(seed, num_envs, stream), device)
 
 
-def make_seed_stack_env(spec: EnvSpec, num_envs: int, run_seeds: list[int], device: torch.device) -> VectorEnv:
-    """The training envs of several runs side by side: ``num_envs`` per run seed, run s's in
-    columns ``[s·num_envs, (s+1)·num_envs)`` with the seeds :func:`make_vec_env` gives them,
-    so each run's envs step as they step in its run alone (a seed stack,
-    :mod:`pglab.algos.seed_stack`)."""
-    seeds = [x for seed in run_seeds for x in env_seeds(seed, num_envs, "train")]
+def make_seed_stack_env(
+    spec: EnvSpec, num_envs: int, run_seeds: list[int], device: torch.device, stream: str = "train"
+) -> VectorEnv:
+    """The envs of several runs side by side: ``num_envs`` per run seed, run s's in columns
+    ``[s·num_envs, (s+1)·num_envs)`` with the seeds :func:`make_vec_env` gives them, so each
+    run's envs step as they step in its run alone (a seed stack, :mod:`pglab.algos.seed_stack`)."""
+    seeds = [x for seed in run_seeds for x in env_seeds(seed, num_envs, stream)]
     return _vec_env(spec, seeds, device)
 
 
