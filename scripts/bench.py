@@ -331,6 +331,8 @@ def seed_stack_runs(args: argparse.Namespace) -> dict[str, Any]:
     """The seed table as one process (``hydra/launcher=vectorized``: the seeds as one stack,
     each stopping at −110) next to one seed alone, the same way (wall time and peak memory
     of each whole process, startup included)."""
+    if args.device != "cpu":  # the launcher would run the seeds one at a time: not the row's case
+        return {"stack": {"skipped": f"seed stacks run on the CPU, not on --device {args.device}"}}
     out: dict[str, Any] = {}
     seeds = ",".join(map(str, args.seeds))
     launches = {"stack": ["-m", "hydra/launcher=vectorized", f"seed={seeds}"], "alone": ["-m", f"seed={args.seeds[0]}"]}
@@ -608,7 +610,9 @@ def seed_table_report(
     for name, what in (("stack", "pglab a2c, hydra/launcher=vectorized: the seeds as one stack, one process"),
                        ("alone", "pglab a2c, one seed alone, the same way")):  # fmt: skip
         row = (stack or {}).get(name)
-        if row and "error" not in row:
+        if row and "skipped" in row:
+            lines.append(f"| {what} | skipped: {row['skipped']} | |")
+        elif row and "error" not in row:
             solved = sum(x is not None for x in row["solved_at_env_steps"])
             mem = f"{row['peak_tree_rss_mb']:.0f} MB peak"
             lines.append(f"| {what} | {row['process_s']:.0f} ({mem}) | {solved}/{len(row['seeds'])} |")
@@ -755,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
             show(row, text)
         result["seed_stack"] = seed_stack_runs(args)
         for name, row in result["seed_stack"].items():
-            show({"label": f"a2c seed table, {name}"}, row.get("error") or f"{row['process_s']:.1f} s")
+            text = row.get("skipped") or row.get("error") or f"{row['process_s']:.1f} s"
+            show({"label": f"a2c seed table, {name}"}, text)
         python, why = jax_python()
         if python is not None:
             result["solve_jax"] = jax_seeds_case(python, args.jax_anchor, args.seeds, args.threads, args.jax_steps)

@@ -61,6 +61,16 @@ def test_the_seed_table_sums_each_algorithms_processes_and_counts_the_jax_seeds_
         "| jitted JAX A2C vmapped over the seeds: one process, 3,000,000 steps each | 23 (compile 3) | 1/2 at the end |"
     )
     assert bench.seed_table_report([], None) == []
+    stack = {
+        "stack": {"process_s": 18.4, "peak_tree_rss_mb": 486.2, "seeds": [0, 1], "solved_at_env_steps": [1, None]},
+        "alone": {"process_s": 9.6, "peak_tree_rss_mb": 465.0, "seeds": [0], "solved_at_env_steps": [1]},
+    }
+    lines = bench.seed_table_report(solves, None, stack)
+    stacked = "pglab a2c, hydra/launcher=vectorized: the seeds as one stack, one process"
+    assert lines[5] == f"| {stacked} | 18 (486 MB peak) | 1/2 |"
+    assert lines[6] == "| pglab a2c, one seed alone, the same way | 10 (465 MB peak) | 1/1 |"
+    skipped = bench.seed_table_report(solves, None, {"stack": {"skipped": "seed stacks run on the CPU"}})
+    assert skipped[5] == f"| {stacked} | skipped: seed stacks run on the CPU | |"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: run it where one exists")

@@ -79,7 +79,8 @@ def stacked(overrides: tuple[str, ...], updates: int, nan_at: dict[int, int] | N
         ("env=mountaincar_continuous", "env.num_envs=32"),  # a Gaussian policy
         ("algo=ppo", "env=mountaincar", "env.num_envs=128"),  # PPO's tuned setting: fast_tanh, 32 wide, Adam
         ("algo=ppo", "env=mountaincar_continuous"),  # 16 envs × 32 steps, minibatches of 128, annealed
-        ("algo=ppo", "env=mountaincar", "env.num_envs=128", "algo.target_kl=0.002"),  # epochs stopped per seed
+        # epochs stopped per seed, inside an epoch of 4 minibatches
+        ("algo=ppo", "env=mountaincar", "env.num_envs=128", "algo.batch_size=256", "algo.target_kl=0.002"),
     ],
 )
 def test_each_seed_of_a_stack_takes_the_updates_of_its_run_alone_bit_for_bit(overrides: tuple[str, ...]) -> None:
@@ -89,7 +90,8 @@ def test_each_seed_of_a_stack_takes_the_updates_of_its_run_alone_bit_for_bit(ove
         assert together[s] == alone(overrides, seed, updates)
     assert any(u["returns"] for u in together[0]), "the budget must see episodes end"
     if "algo.target_kl=0.002" in overrides:  # the seeds stopped their epochs at different steps
-        assert len({tuple(u["train/epochs"] for u in seed) for seed in together}) > 1
+        epochs = [[u["train/epochs"] for u in seed] for seed in together]
+        assert len({tuple(e) for e in epochs}) > 1 and any(e % 1 for seed in epochs for e in seed)
 
 
 def test_where_batched_and_single_matmuls_round_apart_a_stack_agrees_to_float32_rounding() -> None:
@@ -201,3 +203,17 @@ def test_sigterm_stops_every_job_of_a_stack_at_one_update_and_the_rerun_resumes_
     for name, d in jobs(sweep).items():
         s = summary(d)
         assert s["status"] == "completed" and s["resumed_from_env_steps"] == first[name]["checkpoint_env_steps"]
+
+
+@pytest.mark.slow
+def test_a_stack_whose_losses_turn_nan_records_every_job_failed_with_one_line_each(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ("-m", "hydra/launcher=vectorized", "algo=a2c", "env=mountaincar", "seed=0,1", "total_steps=20000")
+    proc = run_py(*args, "debug.nan_at_step=4096", "logger=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "pglab: 2 of 2 jobs failed" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+    for run_dir in jobs(sweep).values():
+        s = summary(run_dir)
+        assert s["status"] == "failed" and s["error"] == "NonFiniteError: loss became non-finite (nan)"
+        assert "NonFiniteError" in s["traceback"] and s["env_steps"] == 4096  # the update before the NaN one
+        assert "pglab: run failed: loss became non-finite (nan)" in (run_dir / "run.log").read_text()

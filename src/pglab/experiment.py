@@ -285,5 +285,5 @@ def record_end(
     else:
         summary.status = "failed"
         summary.error = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-        summary.traceback = traceback.format_exc()
+        summary.traceback = "".join(traceback.format_exception(err))
     folder.write_summary(summary)

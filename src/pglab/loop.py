@@ -289,7 +289,7 @@ class TrainingLoop:
     def __call__(self, update: Update) -> bool:
         """After an update: log, evaluate, checkpoint as due; False stops training."""
         now = time.perf_counter()
-        self.state.train_s += now - self._t_mark
+        self.state.train_s += update.train_s if update.train_s is not None else now - self._t_mark
         steps = update.env_steps
         fail_at = self.cfg.debug.fail_at_step
         if fail_at is not None and steps >= fail_at:

@@ -21,7 +21,7 @@ import contextvars
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,22 +31,21 @@ import torch
 from pglab import folder_lock, random_state
 from pglab.algos.a2c import A2C
 from pglab.algos.common import NonFiniteError, Update
-from pglab.algos.ppo import PPO
 from pglab.algos.seed_stack import SeedStackA2C
 from pglab.algos.seed_stack_ppo import SeedStackPPO
-from pglab.config import Config, ConfigError, PPOBaseline, PPOConfig, SuccessWhen
+from pglab.config import Config
 from pglab.envs import VectorEnv, env_seeds, make_seed_stack_env
-from pglab.evaluation import EvalResult, evaluate_groups
 from pglab.experiment import build_loop, finish, open_logger, record_end, starting_summary
 from pglab.loop import TrainingLoop
 from pglab.preflight import Plan, preflight
 from pglab.run_dir import Checkpoint, CheckpointDoesNotFit, RunFolder
 from pglab.run_logger import RunLogger
+from pglab.seed_evaluation import StackEvaluations
 from pglab.signals import Interrupted, StopRequest
 
 log = logging.getLogger("pglab")
 
-STACKS: dict[type, type[SeedStackA2C]] = {A2C: SeedStackA2C, PPO: SeedStackPPO}  # algorithm -> its seed stack
+STACKS: dict[type, type[SeedStackA2C]] = {stack.algo: stack for stack in (SeedStackA2C, SeedStackPPO)}
 
 current_job: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pglab_seed_job", default=None)
 
@@ -77,6 +76,7 @@ class _Member:
     rng: dict[str, Any] = field(default_factory=dict)
     generator: torch.Generator = field(default_factory=torch.Generator)
     started_at: float = field(default_factory=time.perf_counter)
+    stop: StopRequest = field(default_factory=StopRequest)  # the group's signal, taken once per update
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -95,91 +95,23 @@ class _Member:
 
 def stack_refusal(cfg: Config, plan: Plan) -> str | None:
     """Why jobs of ``cfg``'s setting cannot train as one seed stack, None if they can."""
-    if plan.algo not in STACKS:
+    stack = STACKS.get(plan.algo)
+    if stack is None:
         return f"algo={cfg.algo.name} has no seed-stacked update (algo=a2c and algo=ppo have)"
     if plan.device.type != "cpu":
         return f"hardware.device={plan.device.type}: seed stacks run on the CPU"
-    if plan.env.capabilities.token_observations:
-        return f"env={cfg.env.name} observes tokens (a transformer policy does not stack)"
-    if cfg.algo.shared_network:
-        return "algo.shared_network=true does not stack"
     if cfg.hardware.compile:
         return "hardware.compile=true does not stack"
-    if cfg.algo.kl_coef > 0 or cfg.sft_steps > 0:
-        return "a KL reference does not stack"
-    if isinstance(cfg.algo, PPOConfig) and cfg.algo.baseline != PPOBaseline.gae:
-        return f"algo.baseline={cfg.algo.baseline.value} does not stack (algo.baseline=gae does)"
-    return None
-
-
-class StackEvaluations:
-    """The periodic and final evaluations of a stack's seeds, run as one when they fall due
-    together (:func:`~pglab.evaluation.evaluate_groups` over the stacked seeds' evaluation
-    envs, the stack's batched deterministic policy): each seed gets the result its own
-    evaluation gives, since its envs and its policy do not depend on the others'. The first
-    seed to ask at an env step evaluates every stacked seed; the others take theirs at that
-    step. When the stack has shrunk, the evaluation envs are built again for the seeds left.
-
-    Only for deterministic evaluations without text samples (each seed's sampled actions
-    would need its own generator stream, a trace its own envs).
-
-    Args:
-        stack: the seed stack (its ``ids``: the members still stacked).
-        make_env: the evaluation envs of the given members, side by side.
-        seeds: per member, its evaluation envs' seeds.
-        success_when: which episode end counts as a success.
-    """
-
-    def __init__(
-        self,
-        stack: SeedStackA2C,
-        make_env: Callable[[list[int]], VectorEnv],
-        seeds: list[list[int]],
-        success_when: SuccessWhen,
-    ) -> None:
-        self.stack, self.make_env, self.seeds, self.success_when = stack, make_env, seeds, success_when
-        self.ids: list[int] = []
-        self.env: VectorEnv | None = None
-        self._ready: dict[int, tuple[tuple[int, int], EvalResult]] = {}  # member -> (its key, its result)
-
-    def of(self, i: int) -> SeedEvaluator:
-        return SeedEvaluator(self, i)
-
-    def result(self, i: int, episodes: int) -> EvalResult:
-        """Member i's evaluation of ``episodes`` episodes at the stack's current env step."""
-        key = (self.stack.env_steps, episodes)
-        ready = self._ready.pop(i, None)
-        if ready is not None and ready[0] == key:
-            return ready[1]
-        if self.env is None or self.ids != self.stack.ids:
-            self.close()
-            self.ids = list(self.stack.ids)
-            self.env = self.make_env(self.ids)
-        seeds = [x for k in self.ids for x in self.seeds[k]]
-        results = evaluate_groups(self.stack.mode, self.env, len(self.ids), episodes, seeds, self.success_when)
-        self._ready = {k: (key, r) for k, r in zip(self.ids, results, strict=True) if k != i}
-        return results[self.ids.index(i)]
-
-    def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
-
-
-@dataclass
-class SeedEvaluator:
-    """Member i's evaluations through its stack's (:class:`~pglab.evaluation.Evaluates`)."""
-
-    evaluations: StackEvaluations
-    i: int
-
-    def __call__(self, episodes: int) -> EvalResult:
-        return self.evaluations.result(self.i, episodes)
+    if plan.env.capabilities.token_observations:
+        return f"env={cfg.env.name} observes tokens (a transformer policy does not stack)"
+    if cfg.sft_steps > 0:
+        return "an SFT stage and its KL reference do not stack"
+    return stack.config_refusal(cfg.algo)
 
 
 def _stack_evaluations(members: list[_Member], stack: SeedStackA2C) -> StackEvaluations | None:
     """The stack's joint evaluations, None where the members' own must run (see
-    :class:`StackEvaluations`)."""
+    :class:`~pglab.seed_evaluation.StackEvaluations`)."""
     cfg, plan = members[0].job.cfg, members[0].plan
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
     run_seeds = [m.job.cfg.seed for m in members]
@@ -198,14 +130,15 @@ def _stack_evaluations(members: list[_Member], stack: SeedStackA2C) -> StackEval
 
 def run_seed_group(jobs: list[SeedJob], stop: StopRequest) -> list[float | BaseException]:
     """Run ``jobs`` (configs equal but for the seed) as seed stacks; per job its final
-    evaluation return, or the error that ended it (already recorded in its folder)."""
+    evaluation return, or the error that ended it (already recorded in its folder). After
+    a signal, the stacks not yet started are not started: their jobs get the signal."""
     results: list[float | BaseException | None] = [None] * len(jobs)
     with contextlib.ExitStack() as locks:
         pending: dict[int, list[tuple[int, _Member]]] = defaultdict(list)
         for i, job in enumerate(jobs):
             try:
                 member, completed = _open(job, locks)
-            except (ConfigError, folder_lock.FolderBusy) as err:
+            except Exception as err:  # a refused or busy folder costs only its job
                 results[i] = err
                 continue
             if completed is not None:
@@ -213,6 +146,10 @@ def run_seed_group(jobs: list[SeedJob], stop: StopRequest) -> list[float | BaseE
             else:
                 pending[member.resumed.env_steps if member.resumed else 0].append((i, member))
         for _, group in sorted(pending.items(), reverse=True):  # resumed stacks first
+            if stop.signum is not None:
+                for i, _ in group:
+                    results[i] = Interrupted(stop.signum)
+                continue
             for i, outcome in zip([i for i, _ in group], _train([m for _, m in group], stop), strict=True):
                 results[i] = outcome
     return [r if r is not None else RuntimeError("the job did not run") for r in results]
@@ -220,10 +157,14 @@ def run_seed_group(jobs: list[SeedJob], stop: StopRequest) -> list[float | BaseE
 
 def _open(job: SeedJob, locks: contextlib.ExitStack) -> tuple[_Member, float | None]:
     """Preflight, lock and open the job's folder; its final return when it already completed."""
-    plan = preflight(job.cfg)
-    folder = RunFolder(job.run_dir, job.config)
-    locks.enter_context(folder_lock.hold(folder.path))
-    opened = folder.open()
+    token = current_job.set(job.run_dir)
+    try:
+        plan = preflight(job.cfg)
+        folder = RunFolder(job.run_dir, job.config)
+        locks.enter_context(folder_lock.hold(folder.path))
+        opened = folder.open()
+    finally:
+        current_job.reset(token)
     if opened.completed is not None:
         return _Member(job, folder, plan, None), float((opened.completed.final or {})["return_mean"])
     return _Member(job, folder, plan, opened.checkpoint), None
@@ -235,21 +176,21 @@ def _train(members: list[_Member], stop: StopRequest) -> list[float | BaseExcept
     ready: list[tuple[int, _Member]] = []
     for i, m in enumerate(members):
         try:
-            _build(m, stop)
+            _build(m)
             ready.append((i, m))
-        except CheckpointDoesNotFit as err:  # as a run alone: set aside, start afresh (in a stack of its own)
-            m.closing.close()
+        except CheckpointDoesNotFit as err:  # as a run alone: recorded, set aside, started afresh alone
+            _fail(m, err, stop)
             m.folder.set_aside_checkpoint(str(err))
-            m.resumed = None
-            outcomes[i] = _train([m], stop)[0]
+            fresh = _Member(m.job, m.folder, m.plan, None)
+            outcomes[i] = _train([fresh], stop)[0]
         except BaseException as err:
-            outcomes[i] = _fail(m, err)
+            outcomes[i] = _fail(m, err, stop)
     if ready:
         outcomes |= _train_stack(ready, stop)
     return [outcomes[i] for i in range(len(members))]
 
 
-def _build(m: _Member, stop: StopRequest) -> None:
+def _build(m: _Member) -> None:
     """The member's summary, logger, envs, agent and loop (:func:`pglab.experiment.build_loop`:
     the first evaluation of a fresh run, the checkpoint of a resumed one)."""
     cfg, folder = m.job.cfg, m.folder
@@ -260,7 +201,7 @@ def _build(m: _Member, stop: StopRequest) -> None:
     try:
         m.logger = open_logger(cfg, folder, m.summary, m.resumed, m.job.group)  # seeds the generators
         m.loop, _ = build_loop(
-            cfg, m.plan, folder, m.summary, m.resumed, m.logger, m.started_at, False, m.closing, stop
+            cfg, m.plan, folder, m.summary, m.resumed, m.logger, m.started_at, False, m.closing, m.stop
         )  # its own training env is left unused: the stack's holds the same envs
     finally:
         current_job.reset(token)
@@ -268,42 +209,53 @@ def _build(m: _Member, stop: StopRequest) -> None:
     m.generator.set_state(m.rng["torch"])
 
 
+def _stack_of(ready: list[tuple[int, _Member]]) -> SeedStackA2C:
+    """The members' agents as one seed stack; each loop then trains a view of it."""
+    loops = [m.loop for _, m in ready]
+    agents = [loop.agent for loop in loops if loop is not None]
+    if len(agents) != len(ready) or not all(isinstance(a, A2C) for a in agents):
+        raise TypeError("a seed stack is built from pglab agents (A2C or PPO), one per member")
+    stack = STACKS[type(agents[0])]([a for a in agents if isinstance(a, A2C)], [m.generator for _, m in ready])
+    for loop, view in zip(loops, stack.views(), strict=True):
+        if loop is not None:
+            loop.agent = view
+    return stack
+
+
 def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[int, float | BaseException]:
     """Train the built members together; each one's outcome by its index."""
     members = [m for _, m in ready]
     outcomes: dict[int, float | BaseException] = {}
-    loops = [m.loop for m in members]
-    assert all(loop is not None for loop in loops)
-    agents = [loop.agent for loop in loops if loop is not None]
-    assert all(isinstance(a, A2C) for a in agents)
-    stack = STACKS[type(agents[0])]([a for a in agents if isinstance(a, A2C)], [m.generator for m in members])
-    for loop, view in zip(loops, stack.views(), strict=True):
-        assert loop is not None
-        loop.agent = view
-    first = members[0]
-    cfg = first.job.cfg
-    seeds = [m.job.cfg.seed for m in members]
-    env = make_seed_stack_env(first.plan.env, cfg.env.num_envs, seeds, first.plan.device)
-    evaluations = _stack_evaluations(members, stack)
+    cfg, plan = members[0].job.cfg, members[0].plan
+    try:
+        stack = _stack_of(ready)
+        env = make_seed_stack_env(plan.env, cfg.env.num_envs, [m.job.cfg.seed for m in members], plan.device)
+        evaluations = _stack_evaluations(members, stack)
+    except Exception as err:  # nothing trained yet: every member fails with it
+        return {i: _fail(m, err, stop) for i, m in ready}
     if evaluations is not None:
-        for s, loop in enumerate(loops):
-            assert loop is not None
-            loop.evaluator = evaluations.of(s)
+        for k, m in enumerate(members):
+            if m.loop is not None:
+                m.loop.evaluator = evaluations.of(k)
+    latched = [-1]  # the env step at which the members' stop requests last took the signal's
 
-    def on_update(s: int, update: Update | NonFiniteError) -> bool:
-        i, m = ready[s]
+    def on_update(k: int, update: Update | NonFiniteError) -> bool:
+        if stack.env_steps != latched[0]:  # one decision per update for every member
+            latched[0] = stack.env_steps
+            for other in members:
+                other.stop.signum, other.stop.requeue = stop.signum, stop.requeue
+        i, m = ready[k]
         if isinstance(update, NonFiniteError):
-            outcomes[i] = _fail(m, update)
+            outcomes[i] = _fail(m, update, stop)
             return False
         try:
             with m.active():
-                assert m.loop is not None
-                if m.loop(update):
+                if m.loop is not None and m.loop(update):
                     return True
         except BaseException as err:
-            outcomes[i] = _fail(m, err)
+            outcomes[i] = _fail(m, err, stop)
             return False
-        outcomes[i] = _complete(m)  # the loop stopped it (eval.stop_when_solved)
+        outcomes[i] = _complete(m, stop)  # the loop stopped it (eval.stop_when_solved)
         return False
 
     try:
@@ -311,41 +263,55 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
     except BaseException as err:  # the stack itself failed: every job still training fails with it
         for i, m in ready:
             if i not in outcomes:
-                outcomes[i] = _fail(m, err)
+                outcomes[i] = _fail(m, err, stop)
     finally:
         env.close()
     for i, m in ready:
         if i not in outcomes:
-            outcomes[i] = _complete(m)
+            outcomes[i] = _complete(m, stop)
     if evaluations is not None:
         evaluations.close()
     return outcomes
 
 
-def _complete(m: _Member) -> float | BaseException:
+@contextlib.contextmanager
+def _finishing(stop: StopRequest) -> Iterator[None]:
+    """A job writes its end: a second signal waits for it (as :func:`pglab.experiment.run`'s)."""
+    before, stop.finishing = stop.finishing, True
+    try:
+        yield
+    finally:
+        stop.finishing = before
+
+
+def _complete(m: _Member, stop: StopRequest) -> float | BaseException:
     """The member's final evaluation and end, as :func:`pglab.experiment.run` ends a run."""
     try:
         with m.active():
-            assert m.loop is not None and m.logger is not None
+            if m.loop is None or m.logger is None:
+                raise RuntimeError("the job was not built")
             final = m.loop.final_evaluation()
-            finish(m.job.cfg, m.folder, m.summary, m.loop, final)
-            m.closing.close()
-            m.logger.finish(m.summary.as_dict(), failed=False)
+            with _finishing(stop):
+                finish(m.job.cfg, m.folder, m.summary, m.loop, final)
+                m.closing.close()
+                m.logger.finish(m.summary.as_dict(), failed=False)
             return float(final["eval/return_mean"])
     except BaseException as err:
-        return _fail(m, err)
+        return _fail(m, err, stop)
 
 
-def _fail(m: _Member, err: BaseException) -> BaseException:
+def _fail(m: _Member, err: BaseException, stop: StopRequest) -> BaseException:
     """Record how the member ended early (``interrupted`` or ``failed``), as a run alone does."""
     token = current_job.set(m.job.run_dir)
     try:
-        m.closing.close()
-        with contextlib.suppress(OSError):  # a full disk: summary.json keeps its last good version
-            if m.summary is not None:
-                record_end(m.folder, m.summary, m.loop, m.started_at, err, m.resumed)
-        if m.logger is not None:
-            m.logger.finish(m.summary.as_dict(), failed=True, preempted=isinstance(err, Interrupted))
+        with _finishing(stop):
+            m.closing.close()
+            with contextlib.suppress(OSError):  # a full disk: summary.json keeps its last good version
+                if m.summary is not None:
+                    record_end(m.folder, m.summary, m.loop, m.started_at, err, m.resumed)
+            if m.logger is not None:
+                preempted = isinstance(err, Interrupted | KeyboardInterrupt)
+                m.logger.finish(m.summary.as_dict(), failed=True, preempted=preempted)
     finally:
         current_job.reset(token)
     return err

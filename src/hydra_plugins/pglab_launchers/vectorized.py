@@ -13,6 +13,7 @@ W&B run, and the sweep ends with the same table and report.
 
 import copy
 import logging
+import math
 import os
 import signal
 import sys
@@ -130,26 +131,41 @@ class VectorizedLauncher(Launcher):
 
     def _run_stacked(self, group: list[DictConfig]) -> list[JobReturn]:
         """The group's jobs as one seed stack: each job's folder and ``.hydra/`` prepared as
-        Hydra's ``run_job`` prepares them, then :func:`pglab.seed_group.run_seed_group`."""
+        Hydra's ``run_job`` prepares them, then :func:`pglab.seed_group.run_seed_group`; each
+        job's outcome as :func:`pglab.hydra_job.main` turns it into a line and a return value."""
         assert self.hydra_context is not None and self.config is not None
         callbacks = self.hydra_context.callbacks
         lines = ", ".join(f"#{c.hydra.job.num}" for c in group)
         log.info(f"hydra/launcher=vectorized: jobs {lines} train as one seed stack")
         prepared = [_prepare(c) for c in group]
-        jobs = []
-        for sweep_config, (task_cfg, run_dir) in zip(group, prepared, strict=True):
+        configs = []
+        for sweep_config, (task_cfg, _) in zip(group, prepared, strict=True):
             callbacks.on_job_start(config=sweep_config, task_function=self.task_function)
             config = OmegaConf.to_container(task_cfg, resolve=True, enum_to_str=True)
             assert isinstance(config, dict)
-            jobs.append(SeedJob(validate(task_cfg), run_dir, config, Path(str(group[0].hydra.sweep.dir)).name))
+            configs.append(config)
+        sweep_name = Path(str(group[0].hydra.sweep.dir)).name
+        values: list[float] = [math.nan] * len(group)
+        stopped: list[BaseException] = []
         with _job_logs(group[0], [run_dir for _, run_dir in prepared]), stop_on_signals() as stop:
-            outcomes = run_seed_group(jobs, stop)
-        interrupted = [o for o in outcomes if isinstance(o, Interrupted | KeyboardInterrupt)]
-        if interrupted:
-            _interrupted(interrupted[0], len(interrupted))
+            jobs, places = [], []
+            for k, ((task_cfg, run_dir), config) in enumerate(zip(prepared, configs, strict=True)):
+                try:
+                    jobs.append(SeedJob(validate(task_cfg), run_dir, config, sweep_name))
+                    places.append(k)
+                except ConfigError as err:  # as hydra_job.main: recorded, the job returns NaN
+                    values[k] = _failed(err, run_dir, config)
+            for k, outcome in zip(places, run_seed_group(jobs, stop), strict=True):
+                if isinstance(outcome, float):
+                    values[k] = outcome
+                elif isinstance(outcome, Interrupted | KeyboardInterrupt):
+                    stopped.append(outcome)
+                else:
+                    values[k] = _failed(outcome, prepared[k][1], configs[k])
+        if stopped:
+            _interrupted(stopped[0], len(stopped))
         returns = []
-        for sweep_config, (task_cfg, run_dir), job, outcome in zip(group, prepared, jobs, outcomes, strict=True):
-            value = outcome if isinstance(outcome, float) else _failed(outcome, run_dir, job.config)
+        for sweep_config, (task_cfg, _), value in zip(group, prepared, values, strict=True):
             ret = _job_return(sweep_config, task_cfg, value)
             callbacks.on_job_end(config=sweep_config, job_return=ret)
             returns.append(ret)
@@ -167,9 +183,9 @@ def _prepare(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
     """The job's folder (``hydra.sweep.dir``/``subdir``, resolved with the job's Hydra config)
     and its ``.hydra/`` files, as ``hydra.core.utils.run_job`` writes them."""
     HydraConfig.instance().set_config(sweep_config)
-    run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    run_dir = (Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)).absolute()
     with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
-        sweep_config.hydra.runtime.output_dir = str(run_dir.absolute())
+        sweep_config.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(sweep_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     task_cfg = _task_config(sweep_config)
@@ -228,9 +244,10 @@ def _job_return(sweep_config: DictConfig, task_cfg: DictConfig, value: float) ->
 def _interrupted(err: BaseException, jobs: int) -> None:
     """A signal stopped the stack: one line, exit 128 + signal (every job kept its checkpoint)."""
     stopped = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-    print(
+    line = (
         f"pglab: interrupted by {signal_name(stopped.signum)}: {jobs} job(s) keep their checkpoints; "
-        "rerun the same command to resume",
-        file=sys.stderr,
+        "rerun the same command to resume"
     )
+    print(line, file=sys.stderr)
+    log.info(line)
     sys.exit(stopped.exit_code)

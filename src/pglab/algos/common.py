@@ -44,12 +44,16 @@ class Update:
         episode_returns: undiscounted returns of the episodes finished since the last
             update, ``[E]``.
         episode_lengths: their lengths, ``[E]``.
+        train_s: the seconds this update's training took, where the wall clock between two
+            updates says something else (a seed stack trains its seeds in one update and
+            runs their evaluations one after another); None: that wall clock.
     """
 
     env_steps: int
     metrics: dict[str, float]
     episode_returns: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     episode_lengths: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    train_s: float | None = None
 
 
 OnUpdate = Callable[[Update], bool]

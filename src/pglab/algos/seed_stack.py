@@ -34,16 +34,21 @@ A = actions (Discrete) or action size (Box), H = a hidden width.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from pglab.algos.a2c import A2C
-from pglab.algos.common import NonFiniteError, Update, gae, inject_nan
+from pglab.algos.common import NonFiniteError, OnUpdate, Update, gae, inject_nan
+from pglab.config import A2CConfig
 from pglab.nets.mlp import HALF_LOG_2PI, CategoricalPolicy, GaussianPolicy, ValueNet
+
+if TYPE_CHECKING:
+    from pglab.envs import VectorEnv
 
 SeedResult = dict[str, float] | NonFiniteError | None  # a seed's metrics, the error that ended it, or ended before
 # (seed index, its update or the error that ended its step) -> go on training it
@@ -68,7 +73,11 @@ def stack_parameters(modules: list[nn.Module]) -> dict[str, nn.Parameter]:
 def joint_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
     """The seeds' optimiser ``state_dict``s as the state of one optimiser over all their
     parameters, seed-major (seed s's parameter j is index ``s·P + j``)."""
-    states = [o.state_dict() for o in optimizers]
+    return join_optimizer_states([o.state_dict() for o in optimizers])
+
+
+def join_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Optimiser ``state_dict``s of one layout (P parameters, one group) joined seed-major."""
     count = len(states[0]["param_groups"][0]["params"])
     joint = {s * count + int(j): entry for s, st in enumerate(states) for j, entry in st["state"].items()}
     group = dict(states[0]["param_groups"][0]) | {"params": list(range(count * len(states)))}
@@ -122,24 +131,32 @@ class SeedStackA2C:
     algo: ClassVar[type[A2C]] = A2C  # the algorithm whose agents this stack trains (not a subclass)
 
     @classmethod
-    def refusal(cls, agent: object) -> str | None:
-        """Why ``agent`` cannot train in this stack, None if it can: an agent of :attr:`algo`
-        with separate MLP actor and critic and no KL reference."""
-        if type(agent) is not cls.algo:
-            return f"{type(agent).__name__} is not {cls.algo.__name__}"
-        assert isinstance(agent, A2C)
-        if not isinstance(agent.policy, CategoricalPolicy | GaussianPolicy) or not isinstance(agent.value, ValueNet):
-            return "only MLP policies and critics stack"
-        if agent.cfg.shared_network:
+    def config_refusal(cls, cfg: A2CConfig) -> str | None:
+        """Why agents of ``cfg`` cannot train in this stack, None if they can (with MLP
+        networks: token observations are refused before, where the env is known)."""
+        if cfg.shared_network:
             return "algo.shared_network=true does not stack"
-        if agent.reference is not None:
+        if cfg.kl_coef > 0:
             return "a KL reference does not stack"
         return None
 
+    @classmethod
+    def _check_agent(cls, agent: A2C) -> None:
+        """``agent`` is one of :attr:`algo` (not a subclass) with separate MLP actor and critic
+        and no KL reference, as :meth:`config_refusal` lets through."""
+        why = cls.config_refusal(agent.cfg)
+        if type(agent) is not cls.algo:
+            why = f"{type(agent).__name__} is not {cls.algo.__name__}"
+        elif not isinstance(agent.policy, CategoricalPolicy | GaussianPolicy) or not isinstance(agent.value, ValueNet):
+            why = "only MLP policies and critics stack"
+        elif agent.reference is not None:
+            why = "a KL reference does not stack"
+        if why:
+            raise ValueError(f"{cls.__name__}: {why}")
+
     def __init__(self, agents: list[A2C], generators: list[torch.Generator]) -> None:
         for agent in agents:
-            if why := self.refusal(agent):
-                raise ValueError(why)
+            self._check_agent(agent)
         if len({a.env_steps for a in agents}) != 1:
             raise ValueError("the agents of a seed stack must be at the same env step")
         if any(len(a.optimizer.param_groups) != 1 for a in agents):
@@ -150,6 +167,7 @@ class SeedStackA2C:
         self.ids = list(range(len(agents)))  # each seed's index as the stack was built (what on_update gets)
         self.built_with = len(agents)
         self._success_reported = False  # the env reports each episode's success
+        self._train_s = 0.0  # the last update's collect and step, in seconds
         self._build(agents, generators, joint_optimizer_state([a.optimizer for a in agents]))
 
     def _build(self, agents: list[A2C], generators: list[torch.Generator], optimizer_state: dict[str, Any]) -> None:
@@ -170,20 +188,16 @@ class SeedStackA2C:
 
     def shrink(self) -> None:
         """Drop the seeds that no longer train: the others are stacked again as they are
-        (weights, optimiser state, statistics), so an ended seed costs nothing from here on.
-        Their envs keep their columns of the vector env (:meth:`collect` steps the ended
-        seeds' columns with action 0 and ignores them)."""
+        (weights, optimiser state, statistics), so an ended seed's networks, losses and
+        optimiser state cost nothing from here on. Its envs keep their columns of the vector
+        env, which :meth:`collect` steps with action 0 and ignores."""
         keep = [s for s, alive in enumerate(self.live) if alive]
         if len(keep) == self.S or not keep:
             return
         joint, count = self.optimizer.state_dict(), len(self.slices[0])
-        states = [seed_optimizer_state(joint, s, count) for s in keep]
-        joint = {
-            "state": {k * count + j: v for k, st in enumerate(states) for j, v in st["state"].items()},
-            "param_groups": [dict(joint["param_groups"][0]) | {"params": list(range(count * len(keep)))}],
-        }
+        states = join_optimizer_states([seed_optimizer_state(joint, s, count) for s in keep])
         self.ids = [self.ids[s] for s in keep]
-        self._build([self.agents[s] for s in keep], [self.generators[s] for s in keep], joint)
+        self._build([self.agents[s] for s in keep], [self.generators[s] for s in keep], states)
 
     # ------------------------------------------------------------------ networks
 
@@ -411,7 +425,8 @@ class SeedStackA2C:
         adv = self.advantages(buf, values.detach())
         terms = [self._seed_loss(s, logp[s], entropy[s], values[s], adv[s]) for s in range(self.S)]
         results = self.step([loss for loss, _ in terms], [p for _, p in terms])
-        self._check_parameters(results)
+        for s, err in self.parameter_errors().items():
+            results[s] = err
         with torch.no_grad():
             self._update_obs_stats(self._per_seed(buf["final_obs"]))
         return results
@@ -424,7 +439,7 @@ class SeedStackA2C:
         sync): per seed its parts and ``train/grad_norm`` as floats, or the error of a
         non-finite loss (that seed takes no step and trains no more), or None for a seed
         that takes no step."""
-        stepping = list(self.live) if stepping is None else stepping
+        stepping = list(self.live) if stepping is None else list(stepping)
         for param in self.params.values():  # the stacks take the gradients (the optimiser steps their slices)
             param.grad = None
         torch.stack([loss for loss, on in zip(losses, stepping, strict=True) if on]).sum().backward()
@@ -436,23 +451,25 @@ class SeedStackA2C:
                 results.append(None)
             elif not math.isfinite(row[0]):
                 results.append(NonFiniteError(f"loss became non-finite ({row[0]})"))
-                self.live[s] = stepping[s] = False
+                self.live[s] = stepping[s] = False  # no step for it (``stepping`` is this call's copy)
             else:
                 results.append(dict(zip(parts[s], row[1:-1], strict=True)) | {"train/grad_norm": row[-1]})
         self._hand_grads_to_slices(stepping)
         self.optimizer.step()
         return results
 
-    def _check_parameters(self, results: list[SeedResult]) -> None:
-        """:func:`~pglab.algos.common.check_parameters` per seed (one device sync): a seed whose
-        step made a parameter NaN or inf gets that error, as its run alone would."""
+    def parameter_errors(self) -> dict[int, NonFiniteError]:
+        """:func:`~pglab.algos.common.check_parameters` per live seed (one device sync): the
+        seeds whose weights hold a NaN or inf, each with its run alone's error; they train no more."""
         params = list(self.params.values())
         finite = torch.stack([torch.isfinite(p.detach().flatten(1)).all(1) for p in params])  # [P, S]
+        errors = {}
         for s, ok in enumerate(finite.all(0).tolist()):
-            if not ok and isinstance(results[s], dict):
+            if not ok and self.live[s]:
                 bad = finite[:, s].tolist().index(False)
-                results[s] = NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
+                errors[s] = NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
                 self.live[s] = False
+        return errors
 
     def _hand_grads_to_slices(self, stepping: list[bool]) -> None:
         """Each stepping seed's slices get their part of the stacks' gradients; any other
@@ -474,10 +491,12 @@ class SeedStackA2C:
             self._update_obs_stats(obs.view(self.S, -1, *obs.shape[1:]))
         batch = self.cfg.n_steps * n
         while self.env_steps < total_steps and any(self.live):
+            started = time.perf_counter()
             self._anneal_lr(total_steps)
             obs = self.collect(env, obs, buf)
             results = self.update(buf)
             self.env_steps += batch
+            self._train_s = time.perf_counter() - started  # every seed's training time of this update
             for s, result in enumerate(results):
                 if result is None:
                     continue
@@ -498,7 +517,7 @@ class SeedStackA2C:
         if self._success_reported and bool(done.any()):
             metrics["train/success_rate"] = float(buf["success"][:, cols][done].float().mean())
         returns, lengths = buf["episode_return"][:, cols][done], buf["episode_length"][:, cols][done]
-        return Update(self.env_steps, metrics, returns, lengths)
+        return Update(self.env_steps, metrics, returns, lengths, train_s=self._train_s)
 
     def _anneal_lr(self, total_steps: int) -> None:
         """:meth:`A2C.anneal_lr` on the stacked optimiser (every seed is at the same step)."""
@@ -515,8 +534,9 @@ class SeedStackA2C:
 
 
 class SeedView:
-    """A seed of a stack as the training loop sees an agent: its evaluations through its own
-    modules, its checkpoints in its run alone's format (copies, not views of the stacks)."""
+    """A seed of a stack as the training loop sees an agent (an
+    :class:`~pglab.algos.common.Agent`): its evaluations through its own modules, its
+    checkpoints in its run alone's format (copies, not views of the stacks)."""
 
     supports_compile = False
     supports_sft = False
@@ -529,6 +549,10 @@ class SeedView:
     @property
     def env_steps(self) -> int:
         return self.agent.env_steps
+
+    @env_steps.setter
+    def env_steps(self, value: int) -> None:
+        self.agent.env_steps = value
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.agent.act(obs, deterministic)
@@ -543,7 +567,7 @@ class SeedView:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise RuntimeError("a seed of a stack is restored before the stack is built")
 
-    def learn(self, env: Any, total_steps: int, on_update: Any) -> None:
+    def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         raise RuntimeError("a seed of a stack trains through its stack")
 
     def compile(self) -> None:

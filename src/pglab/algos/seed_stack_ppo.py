@@ -25,7 +25,7 @@ import torch
 from pglab.algos.common import NonFiniteError, inject_nan
 from pglab.algos.ppo import PPO, clipped_surrogate, explained_variance, step_means, value_loss
 from pglab.algos.seed_stack import SeedResult, SeedStackA2C
-from pglab.config import PPOBaseline
+from pglab.config import A2CConfig, PPOBaseline, PPOConfig
 
 
 class SeedStackPPO(SeedStackA2C):
@@ -34,13 +34,10 @@ class SeedStackPPO(SeedStackA2C):
     algo = PPO
 
     @classmethod
-    def refusal(cls, agent: object) -> str | None:
-        if why := super().refusal(agent):
-            return why
-        assert isinstance(agent, PPO)
-        if agent.cfg.baseline != PPOBaseline.gae:
-            return f"algo.baseline={agent.cfg.baseline.value} does not stack (only gae)"
-        return None
+    def config_refusal(cls, cfg: A2CConfig) -> str | None:
+        if isinstance(cfg, PPOConfig) and cfg.baseline != PPOBaseline.gae:
+            return f"algo.baseline={cfg.baseline.value} does not stack (algo.baseline=gae does)"
+        return super().config_refusal(cfg)
 
     def update(self, buf: dict[str, torch.Tensor]) -> list[SeedResult]:
         """The epochs over one collected rollout for every live seed, then the observation
@@ -55,17 +52,17 @@ class SeedStackPPO(SeedStackA2C):
             explained = [explained_variance(values_old[s], returns[s]) for s in range(S)]
         frozen = (logp_old, adv, returns, values_old)
         steps: list[list[dict[str, float]]] = [[] for _ in range(S)]
-        errors: list[SeedResult] = [None] * S
+        errors: dict[int, NonFiniteError] = {}
         was_live = list(self.live)
         stepping = list(self.live)  # a seed leaves it when target_kl stops its epochs (or its loss fails)
         epochs = [float(self.cfg.n_epochs)] * S
         for epoch in range(self.cfg.n_epochs):
             self._epoch(epoch, obs, actions, frozen, steps, errors, stepping, epochs)
-        self._check_parameters(errors)  # once after the last step, as a run alone checks it
+        errors |= self.parameter_errors()  # once after the last step, as a run alone checks them
         results: list[SeedResult] = []
         for s in range(S):
-            if not was_live[s] or errors[s] is not None:
-                results.append(errors[s] if was_live[s] else None)
+            if not was_live[s] or s in errors:
+                results.append(errors.get(s))
                 continue
             metrics = step_means(steps[s]) | {"train/epochs": epochs[s]}
             ev = float(explained[s])
@@ -81,7 +78,7 @@ class SeedStackPPO(SeedStackA2C):
         actions: torch.Tensor,
         frozen: tuple[torch.Tensor, ...],
         steps: list[list[dict[str, float]]],
-        errors: list[SeedResult],
+        errors: dict[int, NonFiniteError],
         stepping: list[bool],
         epochs: list[float],
     ) -> None:
@@ -90,7 +87,11 @@ class SeedStackPPO(SeedStackA2C):
         approximate KL passes ``1.5 · target_kl`` before a step ends its epochs there, that
         step measured and not taken (:meth:`PPO._epochs`)."""
         n = obs.shape[1]
-        perms = [torch.randperm(n, generator=g, device=obs.device) for g in self.generators]
+        # a seed whose epochs ended draws no more (its run alone stops drawing), and takes no step
+        perms = [
+            torch.randperm(n, generator=g, device=obs.device) if on else torch.arange(n, device=obs.device)
+            for g, on in zip(self.generators, stepping, strict=True)
+        ]
         rows = torch.arange(self.S, device=obs.device).unsqueeze(1)
         batches = torch.stack(perms).split(self.cfg.batch_size, dim=1)  # [S, B] each
         for i, sel in enumerate(batches):
@@ -107,7 +108,7 @@ class SeedStackPPO(SeedStackA2C):
                 return
             for s, result in enumerate(self.step([t for t, _ in terms], [p for _, p in terms], stepping)):
                 if isinstance(result, NonFiniteError):
-                    errors[s] = result
+                    errors[s], stepping[s] = result, False
                 elif result is not None:
                     steps[s].append(result)
 

@@ -147,7 +147,7 @@ def bench_seeds(root: Path) -> str:
     }
     for name, what in stack_rows.items():
         row = result.get("seed_stack", {}).get(name)
-        if row and "error" not in row:
+        if row and "error" not in row and "skipped" not in row:
             solved = sum(x is not None for x in row["solved_at_env_steps"])
             wall = f"{fmt(row['process_s'], 1)} ({fmt(row['peak_tree_rss_mb'], 0)} MB peak)"
             lines.append(markdown_row([what, wall, f"{solved}/{len(row['seeds'])}", versus(row["process_s"])]))
