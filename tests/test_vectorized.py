@@ -13,12 +13,11 @@ import torch
 from conftest import make_config, run_py
 from pglab import random_state
 from pglab.algos.common import NonFiniteError, Update
-from pglab.algos.seed_stack import SeedStackA2C
-from pglab.algos.seed_stack_ppo import SeedStackPPO
-from pglab.envs import make_seed_stack_env, make_vec_env, resolve_env
+from pglab.envs import make_vec_env, resolve_env
 from pglab.experiment import build_agent
 from pglab.folder_lock import hold
 from pglab.job_dir import job_dir_name
+from pglab.seed_group import STACKS
 from test_reliability import start, stderr_lines, stop, summary, wait_for_steps
 
 CPU = torch.device("cpu")
@@ -60,15 +59,15 @@ def stacked(overrides: tuple[str, ...], updates: int, nan_at: dict[int, int] | N
         agents.append(agent)
         generators.append(torch.Generator().manual_seed(0))
         generators[-1].set_state(torch.get_rng_state())
-    env = make_seed_stack_env(spec, cfg.env.num_envs, list(SEEDS), CPU)
+    stack_class = STACKS[type(agents[0])]
+    env = stack_class.make_env(spec, cfg.env.num_envs, list(SEEDS), CPU)
     got: list[list] = [[] for _ in SEEDS]
 
     def on_update(s: int, update: Update | NonFiniteError) -> bool:
         got[s].append(update if isinstance(update, NonFiniteError) else record(update))
         return len(got[s]) < updates
 
-    stack = SeedStackPPO if cfg.algo.name == "ppo" else SeedStackA2C
-    stack(agents, generators).learn(env, 10**9, on_update)
+    stack_class(agents, generators).learn(env, 10**9, on_update)
     return got
 
 
@@ -79,12 +78,15 @@ def stacked(overrides: tuple[str, ...], updates: int, nan_at: dict[int, int] | N
         ("env=mountaincar_continuous", "env.num_envs=32"),  # a Gaussian policy
         ("algo=ppo", "env=mountaincar", "env.num_envs=128"),  # PPO's tuned setting: fast_tanh, 32 wide, Adam
         ("algo=ppo", "env=mountaincar_continuous"),  # 16 envs × 32 steps, minibatches of 128, annealed
+        ("algo=reinforce", "env=mountaincar"),  # its tuned setting: 256 envs, baseline=mean, normalize_obs
+        ("algo=reinforce", "env=mountaincar_continuous", "algo.baseline=value"),  # a critic with its own lr
+        ("algo=reinforce", "env=cartpole", "env.num_envs=16"),  # episodes of different lengths per seed
         # epochs stopped per seed, inside an epoch of 4 minibatches
         ("algo=ppo", "env=mountaincar", "env.num_envs=128", "algo.batch_size=256", "algo.target_kl=0.002"),
     ],
 )
 def test_each_seed_of_a_stack_takes_the_updates_of_its_run_alone_bit_for_bit(overrides: tuple[str, ...]) -> None:
-    updates = 40 if "algo=ppo" not in overrides else 28
+    updates = 28 if "algo=ppo" in overrides else 6 if "algo=reinforce" in overrides else 40
     together = stacked(overrides, updates)
     for s, seed in enumerate(SEEDS):
         assert together[s] == alone(overrides, seed, updates)
@@ -164,17 +166,17 @@ def test_a_busy_job_fails_alone_and_a_setting_that_does_not_stack_runs_job_by_jo
     overrides = ["algo=a2c", "env=mountaincar", "seed=1", "total_steps=5000", "eval.every_steps=10000", "logger=none"]
     busy = sweep / job_dir_name(overrides, "a2c", "mountaincar", 1)
     busy.mkdir(parents=True)
-    args = ("-m", "hydra/launcher=vectorized", "algo=a2c,reinforce", "env=mountaincar", "seed=0,1", *overrides[3:])
+    args = ("-m", "hydra/launcher=vectorized", "algo=a2c,sb3_a2c", "env=mountaincar", "seed=0,1", *overrides[3:])
     with hold(busy):
         proc = run_py(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     out = proc.stdout + proc.stderr
-    why = "algo=reinforce has no seed-stacked update (algo=a2c and algo=ppo have)"
+    why = "algo=sb3_a2c has no seed-stacked update (algo=reinforce, a2c and ppo have)"
     assert f"hydra/launcher=vectorized: {why}: its 2 job(s) run one at a time" in out
     assert f"pglab: {busy} is in use by a run that is still going" in out and "Traceback" not in out
     assert not (busy / "summary.json").exists()  # the folder's owner writes it, not this sweep
     done = {p.name.rsplit("-", 1)[0]: summary(p)["status"] for p in jobs(sweep).values()}
-    assert done == {"a2c-mountaincar-s0": "completed", "reinforce-mountaincar-s0": "completed",
-                    "reinforce-mountaincar-s1": "completed"}  # fmt: skip
+    assert done == {"a2c-mountaincar-s0": "completed", "sb3_a2c-mountaincar-s0": "completed",
+                    "sb3_a2c-mountaincar-s1": "completed"}  # fmt: skip
 
 
 @pytest.mark.slow

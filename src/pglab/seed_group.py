@@ -3,8 +3,8 @@
 :func:`run_seed_group` is :func:`pglab.experiment.run` for S jobs at once (what
 ``hydra/launcher=vectorized`` calls): every job keeps its own folder, lock, ``summary.json``,
 ``metrics.jsonl``, checkpoints, evaluations, W&B run and resume, built by the same functions
-a run alone uses, while one :class:`~pglab.algos.seed_stack.SeedStackA2C` trains their
-agents on one vector env of all their envs. A job that fails (a NaN loss, a fault, a full
+a run alone uses, while one seed stack (:data:`STACKS`: :mod:`pglab.algos.seed_stack` and its
+PPO and REINFORCE kin) trains their agents in lockstep. A job that fails (a NaN loss, a fault, a full
 disk) ends alone and the others train on; a signal stops every job at the same update,
 each with its checkpoint. Jobs resume together when their checkpoints are at the same env
 step (a sweep stopped by a signal), and in separate stacks otherwise.
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from pglab import folder_lock, random_state
-from pglab.algos.a2c import A2C
 from pglab.algos.common import NonFiniteError, Update
-from pglab.algos.seed_stack import SeedStackA2C
+from pglab.algos.seed_stack import SeedStack, SeedStackA2C, SeedStackClass
 from pglab.algos.seed_stack_ppo import SeedStackPPO
+from pglab.algos.seed_stack_reinforce import SeedStackReinforce
 from pglab.config import Config
 from pglab.envs import VectorEnv, env_seeds, make_seed_stack_env
 from pglab.experiment import build_loop, finish, open_logger, record_end, starting_summary
@@ -45,7 +45,7 @@ from pglab.signals import Interrupted, StopRequest
 
 log = logging.getLogger("pglab")
 
-STACKS: dict[type, type[SeedStackA2C]] = {stack.algo: stack for stack in (SeedStackA2C, SeedStackPPO)}
+STACKS: dict[type, SeedStackClass] = {s.algo: s for s in (SeedStackA2C, SeedStackPPO, SeedStackReinforce)}
 
 current_job: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pglab_seed_job", default=None)
 
@@ -97,7 +97,7 @@ def stack_refusal(cfg: Config, plan: Plan) -> str | None:
     """Why jobs of ``cfg``'s setting cannot train as one seed stack, None if they can."""
     stack = STACKS.get(plan.algo)
     if stack is None:
-        return f"algo={cfg.algo.name} has no seed-stacked update (algo=a2c and algo=ppo have)"
+        return f"algo={cfg.algo.name} has no seed-stacked update (algo=reinforce, a2c and ppo have)"
     if plan.device.type != "cpu":
         return f"hardware.device={plan.device.type}: seed stacks run on the CPU"
     if cfg.hardware.compile:
@@ -109,9 +109,12 @@ def stack_refusal(cfg: Config, plan: Plan) -> str | None:
     return stack.config_refusal(cfg.algo)
 
 
-def _stack_evaluations(members: list[_Member], stack: SeedStackA2C) -> StackEvaluations | None:
+def _stack_evaluations(members: list[_Member], stack: SeedStack) -> StackEvaluations | None:
     """The stack's joint evaluations, None where the members' own must run (see
-    :class:`~pglab.seed_evaluation.StackEvaluations`)."""
+    :class:`~pglab.seed_evaluation.StackEvaluations`; a stack whose seeds count their own env
+    steps evaluates each on its own schedule)."""
+    if not isinstance(stack, SeedStackA2C):
+        return None
     cfg, plan = members[0].job.cfg, members[0].plan
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
     run_seeds = [m.job.cfg.seed for m in members]
@@ -209,13 +212,14 @@ def _build(m: _Member) -> None:
     m.generator.set_state(m.rng["torch"])
 
 
-def _stack_of(ready: list[tuple[int, _Member]]) -> SeedStackA2C:
-    """The members' agents as one seed stack; each loop then trains a view of it."""
+def _stack_of(ready: list[tuple[int, _Member]]) -> SeedStack:
+    """The members' agents as one seed stack; each loop then trains its view of it."""
     loops = [m.loop for _, m in ready]
     agents = [loop.agent for loop in loops if loop is not None]
-    if len(agents) != len(ready) or not all(isinstance(a, A2C) for a in agents):
-        raise TypeError("a seed stack is built from pglab agents (A2C or PPO), one per member")
-    stack = STACKS[type(agents[0])]([a for a in agents if isinstance(a, A2C)], [m.generator for _, m in ready])
+    kinds = {type(a) for a in agents}
+    if len(agents) != len(ready) or len(kinds) != 1 or next(iter(kinds)) not in STACKS:
+        raise TypeError(f"a seed stack is built from one pglab algorithm's agents, one per member (got {kinds})")
+    stack = STACKS[type(agents[0])](agents, [m.generator for _, m in ready])
     for loop, view in zip(loops, stack.views(), strict=True):
         if loop is not None:
             loop.agent = view
@@ -229,7 +233,8 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
     cfg, plan = members[0].job.cfg, members[0].plan
     try:
         stack = _stack_of(ready)
-        env = make_seed_stack_env(plan.env, cfg.env.num_envs, [m.job.cfg.seed for m in members], plan.device)
+        seeds = [m.job.cfg.seed for m in members]
+        env = STACKS[plan.algo].make_env(plan.env, cfg.env.num_envs, seeds, plan.device)
         evaluations = _stack_evaluations(members, stack)
     except Exception as err:  # nothing trained yet: every member fails with it
         return {i: _fail(m, err, stop) for i, m in ready}
@@ -237,11 +242,11 @@ def _train_stack(ready: list[tuple[int, _Member]], stop: StopRequest) -> dict[in
         for k, m in enumerate(members):
             if m.loop is not None:
                 m.loop.evaluator = evaluations.of(k)
-    latched = [-1]  # the env step at which the members' stop requests last took the signal's
+    latched = [-1]  # the update at which the members' stop requests last took the signal's
 
     def on_update(k: int, update: Update | NonFiniteError) -> bool:
-        if stack.env_steps != latched[0]:  # one decision per update for every member
-            latched[0] = stack.env_steps
+        if stack.updates != latched[0]:  # one decision per update for every member
+            latched[0] = stack.updates
             for other in members:
                 other.stop.signum, other.stop.requeue = stop.signum, stop.requeue
         i, m = ready[k]

@@ -528,31 +528,54 @@ def collect_episodes(
     success_reported = False
     t = 0
     while True:
-        if t >= max_steps:
-            raise RuntimeError(
-                f"an episode ran past the time limit of {max_steps} steps; is the env's max_episode_steps right?"
-            )
+        check_episode_steps(t, max_steps)
         action = sample(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        buf["obs"][t] = obs
-        buf["actions"][t] = action
-        buf["rewards"][t] = reward
-        buf["valid"][t] = active
-        ended = active & (terminated | truncated)
-        buf["dones"][t] = ended
-        if with_final_obs:
-            buf["cut"][t] = ended & ~terminated
-            buf["final_obs"][t] = info["final_obs"]
-        buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
-        buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
-        if "success" in info:
-            success_reported = True
-            buf["ep_success"].copy_(torch.where(ended, info["success"], buf["ep_success"]))
-        active &= ~ended
+        outcome = (reward, terminated, truncated, info)
+        success_reported |= record_episode_step(buf, t, obs, action, active, outcome, with_final_obs)
         obs = next_obs
         t += 1
         if (t % sync_every == 0 or t == max_steps) and not bool(active.any()):
             return t, success_reported
+
+
+def check_episode_steps(t: int, max_steps: int) -> None:
+    """Step ``t`` of whole-episode collection must lie within the time limit."""
+    if t >= max_steps:
+        raise RuntimeError(
+            f"an episode ran past the time limit of {max_steps} steps; is the env's max_episode_steps right?"
+        )
+
+
+def record_episode_step(
+    buf: dict[str, torch.Tensor],
+    t: int,
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    active: torch.Tensor,
+    outcome: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]],
+    with_final_obs: bool,
+) -> bool:
+    """Store step t of :func:`collect_episodes` (``obs`` the step started from, ``outcome`` the
+    env's ``(reward, terminated, truncated, info)``) and clear ``active[N]`` where an episode
+    ended; True if the env reports success."""
+    reward, terminated, truncated, info = outcome
+    buf["obs"][t] = obs
+    buf["actions"][t] = action
+    buf["rewards"][t] = reward
+    buf["valid"][t] = active
+    ended = active & (terminated | truncated)
+    buf["dones"][t] = ended
+    if with_final_obs:
+        buf["cut"][t] = ended & ~terminated
+        buf["final_obs"][t] = info["final_obs"]
+    buf["ep_returns"].copy_(torch.where(ended, info["episode_return"], buf["ep_returns"]))
+    buf["ep_lengths"].copy_(torch.where(ended, info["episode_length"], buf["ep_lengths"]))
+    active &= ~ended
+    if "success" not in info:
+        return False
+    buf["ep_success"].copy_(torch.where(ended, info["success"], buf["ep_success"]))
+    return True
 
 
 # --------------------------------------------------------------------------- action terms

@@ -326,18 +326,24 @@ class Reinforce(KLReference):
         buf = self.buffers(env)
         while self.env_steps < total_steps:
             T = self.collect(env, buf)
-            metrics = self.update(buf, T)
-            if self._success_reported:
-                metrics["train/success_rate"] = float(buf["ep_success"].float().mean())
-            self.env_steps += int(buf["valid"][:T].sum())
-            update = Update(
-                env_steps=self.env_steps,
-                metrics=metrics,
-                episode_returns=buf["ep_returns"].clone(),
-                episode_lengths=buf["ep_lengths"].clone(),
-            )
-            if not on_update(update):
+            if not on_update(self.learn_from(buf, T)):
                 break
+
+    def learn_from(self, buf: dict[str, torch.Tensor], T: int, success_reported: bool = False) -> Update:
+        """One update on the episodes collected in ``buf[:T]`` (``success_reported``: the env
+        reports success, where another than :meth:`collect` collected them); the
+        :class:`Update` the run logs."""
+        self._success_reported |= success_reported
+        metrics = self.update(buf, T)
+        if self._success_reported:
+            metrics["train/success_rate"] = float(buf["ep_success"].float().mean())
+        self.env_steps += int(buf["valid"][:T].sum())
+        return Update(
+            env_steps=self.env_steps,
+            metrics=metrics,
+            episode_returns=buf["ep_returns"].clone(),
+            episode_lengths=buf["ep_lengths"].clone(),
+        )
 
     def compile(self) -> None:
         """``torch.compile`` the networks in place (``hardware.compile``)."""

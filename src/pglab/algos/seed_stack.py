@@ -36,23 +36,62 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from pglab.algos.a2c import A2C
-from pglab.algos.common import NonFiniteError, OnUpdate, Update, gae, inject_nan
+from pglab.algos.common import Agent, NonFiniteError, ObsNormalizer, OnUpdate, Update, gae, inject_nan
 from pglab.config import A2CConfig
+from pglab.envs.make import make_seed_stack_env
 from pglab.nets.mlp import HALF_LOG_2PI, CategoricalPolicy, GaussianPolicy, ValueNet
 
 if TYPE_CHECKING:
-    from pglab.envs import VectorEnv
+    from pglab.envs import EnvSpec, VectorEnv
 
 SeedResult = dict[str, float] | NonFiniteError | None  # a seed's metrics, the error that ended it, or ended before
 # (seed index, its update or the error that ended its step) -> go on training it
 SeedOnUpdate = Callable[[int, "Update | NonFiniteError"], bool]
+
+
+class SeedStack(Protocol):
+    """What :mod:`pglab.seed_group` drives: several seeds' agents trained in lockstep.
+
+    Attributes:
+        ids: the seeds still stacked, by their index among the agents it was built with.
+        updates: the updates taken (every stacked seed takes each one).
+        shares_env_steps: every seed counts the same env steps (so their evaluations fall
+            due together and can run as one).
+    """
+
+    ids: list[int]
+    updates: int
+    shares_env_steps: ClassVar[bool]
+
+    def views(self) -> Iterator[Agent]:
+        """Per seed, the agent its training loop holds (evaluations, checkpoints)."""
+        ...
+
+    def learn(self, env: Any, total_steps: int, on_update: SeedOnUpdate) -> None: ...
+
+
+class SeedStackClass(Protocol):
+    """A seed stack's class: built from the seeds' agents and their generators."""
+
+    algo: type
+    shares_env_steps: bool
+
+    def __call__(self, agents: list[Any], generators: list[torch.Generator]) -> SeedStack: ...
+
+    def config_refusal(self, cfg: Any) -> str | None:
+        """Why agents of this algorithm config cannot stack, None if they can."""
+        ...
+
+    def make_env(self, spec: EnvSpec, num_envs: int, run_seeds: list[int], device: torch.device) -> Any:
+        """The seeds' training envs, in the form :meth:`SeedStack.learn` takes them."""
+        ...
 
 
 def stack_parameters(modules: list[nn.Module]) -> dict[str, nn.Parameter]:
@@ -118,6 +157,60 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
+def stacked_body(params: dict[str, torch.Tensor], prefix: str, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Every seed's hidden layers, ``x[S, B, D] -> [S, B, H]``: ``body``'s layers with the
+    stacked weights ``params[f"{prefix}.{i}.weight"]`` (``[S, out, in]``) and biases."""
+    for i, layer in enumerate(body):
+        if isinstance(layer, nn.Linear):
+            x = _linear(x, params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"])
+        else:
+            x = layer(x)  # an elementwise activation
+    return x
+
+
+def stacked_policy_out(
+    params: dict[str, torch.Tensor], prefix: str, body: nn.Sequential, gaussian: bool, obs: torch.Tensor
+) -> torch.Tensor:
+    """Every seed's policy head on ``obs[S, B, D]``: categorical logits transposed, ``[S, A, B]``
+    (as :meth:`CategoricalPolicy.logits_t`), or Gaussian means ``[S, B, A]``."""
+    features = stacked_body(params, f"{prefix}.body", body, obs)
+    weight, bias = params[f"{prefix}.head.weight"], params[f"{prefix}.head.bias"]
+    if gaussian:
+        return _linear(features, weight, bias)
+    features = _ContiguousGrad.apply(features) if torch.is_grad_enabled() else features
+    return torch.baddbmm(bias.unsqueeze(2), weight, features.transpose(1, 2))
+
+
+def stacked_sample(out: torch.Tensor, log_std: torch.Tensor | None, generators: list[torch.Generator]) -> torch.Tensor:
+    """Actions from :func:`stacked_policy_out`'s ``out`` (``log_std[S, A]`` for a Gaussian
+    policy, None for a categorical one), each seed's noise from its own generator as
+    :meth:`CategoricalPolicy.sample` and :meth:`GaussianPolicy.sample` draw it: ``[S, N]``
+    or ``[S, N, A]``."""
+    if log_std is not None:
+        noise = torch.stack([torch.randn(out.shape[1:], generator=g, device=out.device) for g in generators])
+        return out + log_std.exp().unsqueeze(1) * noise
+    cdf = torch.softmax(out, dim=1).cumsum(dim=1)  # [S, A, N]
+    n = cdf.shape[2]
+    u = torch.stack([torch.rand(n, generator=g, device=cdf.device, dtype=cdf.dtype) for g in generators])
+    return (u.unsqueeze(1) > cdf[:, :-1]).sum(dim=1)
+
+
+def stacked_obs_consts(norms: list[ObsNormalizer | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each seed's normaliser constants stacked, ``[S, 1, D]`` (None without normalisation)."""
+    consts = [n.constants() for n in norms if n is not None]
+    if not consts:
+        return None
+    return torch.stack([m for m, _ in consts]).unsqueeze(1), torch.stack([i for _, i in consts]).unsqueeze(1)
+
+
+def stacked_normalize(consts: tuple[torch.Tensor, torch.Tensor] | None, clip: float, obs: torch.Tensor) -> torch.Tensor:
+    """``obs[S, B, D]`` as each seed's networks see them (:class:`ObsNormalizer`'s arithmetic)."""
+    if consts is None:
+        return obs
+    mean, inv_std = consts
+    return ((obs - mean) * inv_std).clamp_(-clip, clip)
+
+
 class SeedStackA2C:
     """S A2C agents (:func:`stackable`) trained in lockstep; see the module docstring.
 
@@ -129,6 +222,12 @@ class SeedStackA2C:
     """
 
     algo: ClassVar[type[A2C]] = A2C  # the algorithm whose agents this stack trains (not a subclass)
+    shares_env_steps: ClassVar[bool] = True  # the seeds count the same env steps (joint evaluations)
+
+    @staticmethod
+    def make_env(spec: EnvSpec, num_envs: int, run_seeds: list[int], device: torch.device) -> VectorEnv:
+        """The seeds' training envs: one vector env of all of them (:func:`make_seed_stack_env`)."""
+        return make_seed_stack_env(spec, num_envs, run_seeds, device)
 
     @classmethod
     def config_refusal(cls, cfg: A2CConfig) -> str | None:
@@ -165,6 +264,7 @@ class SeedStackA2C:
         self.env_steps = agents[0].env_steps
         self.gaussian = isinstance(agents[0].policy, GaussianPolicy)
         self.ids = list(range(len(agents)))  # each seed's index as the stack was built (what on_update gets)
+        self.updates = 0  # updates taken
         self.built_with = len(agents)
         self._success_reported = False  # the env reports each episode's success
         self._train_s = 0.0  # the last update's collect and step, in seconds
@@ -201,28 +301,13 @@ class SeedStackA2C:
 
     # ------------------------------------------------------------------ networks
 
-    def _body(self, prefix: str, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        """The hidden layers of every seed: ``x[S, B, D] -> [S, B, H]``."""
-        for i, layer in enumerate(body):
-            if isinstance(layer, nn.Linear):
-                x = _linear(x, self.params[f"{prefix}.{i}.weight"], self.params[f"{prefix}.{i}.bias"])
-            else:
-                x = layer(x)  # an elementwise activation
-        return x
-
     def _policy_out(self, obs: torch.Tensor) -> torch.Tensor:
-        """Categorical: logits transposed, ``[S, A, B]`` (as :meth:`CategoricalPolicy.logits_t`);
-        Gaussian: means ``[S, B, A]``."""
-        features = self._body("policy.body", self.agents[0].policy.body, obs)
-        weight, bias = self.params["policy.head.weight"], self.params["policy.head.bias"]
-        if self.gaussian:
-            return _linear(features, weight, bias)
-        features = _ContiguousGrad.apply(features) if torch.is_grad_enabled() else features
-        return torch.baddbmm(bias.unsqueeze(2), weight, features.transpose(1, 2))
+        """:func:`stacked_policy_out` of every stacked seed."""
+        return stacked_policy_out(self.params, "policy", self.agents[0].policy.body, self.gaussian, obs)
 
     def _values(self, obs: torch.Tensor) -> torch.Tensor:
         """``V(obs[S, B, D]) -> [S, B]``."""
-        features = self._body("value.body", self.agents[0].value.body, obs)
+        features = stacked_body(self.params, "value.body", self.agents[0].value.body, obs)
         return _linear(features, self.params["value.head.weight"], self.params["value.head.bias"]).squeeze(-1)
 
     def _seed_values(self, s: int, obs: torch.Tensor) -> torch.Tensor:
@@ -232,17 +317,9 @@ class SeedStackA2C:
         return value(obs)  # its parameters are views of slice s
 
     def _sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions for ``obs[S, N, D]``: ``[S, N]`` (Discrete) or ``[S, N, A]`` (Box), each
-        seed's noise from its own generator (as :meth:`CategoricalPolicy.sample` and
-        :meth:`GaussianPolicy.sample` draw it)."""
-        out = self._policy_out(obs)
-        if self.gaussian:
-            noise = torch.stack([torch.randn(out.shape[1:], generator=g, device=out.device) for g in self.generators])
-            return out + self.params["policy.log_std"].exp().unsqueeze(1) * noise
-        cdf = torch.softmax(out, dim=1).cumsum(dim=1)  # [S, A, N]
-        n = cdf.shape[2]
-        u = torch.stack([torch.rand(n, generator=g, device=cdf.device, dtype=cdf.dtype) for g in self.generators])
-        return (u.unsqueeze(1) > cdf[:, :-1]).sum(dim=1)
+        """Actions for ``obs[S, N, D]`` (:func:`stacked_sample`)."""
+        log_std = self.params["policy.log_std"] if self.gaussian else None
+        return stacked_sample(self._policy_out(obs), log_std, self.generators)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """Every seed's deterministic action (:meth:`A2C.act`'s) for raw ``obs[S·n, D]``, seed
@@ -250,7 +327,7 @@ class SeedStackA2C:
         The head runs in the orientation of a run alone's ``logits`` (``x @ Wᵀ``), so an
         argmax sees the same bits."""
         nobs = self._normalize(obs.view(self.S, -1, *obs.shape[1:]))
-        features = self._body("policy.body", self.agents[0].policy.body, nobs)
+        features = stacked_body(self.params, "policy.body", self.agents[0].policy.body, nobs)
         out = _linear(features, self.params["policy.head.weight"], self.params["policy.head.bias"])
         return (out if self.gaussian else out.argmax(dim=-1)).flatten(0, 1)
 
@@ -270,23 +347,10 @@ class SeedStackA2C:
     # ------------------------------------------------------------------ normalisation
 
     def _refresh_obs_consts(self) -> None:
-        """Each seed's normaliser constants stacked, ``[S, 1, D]`` (None without normalisation)."""
-        norms = [a.obs_norm for a in self.agents]
-        if norms[0] is None:
-            self._obs_consts = None
-            return
-        consts = [n.constants() for n in norms if n is not None]
-        self._obs_consts = (
-            torch.stack([m for m, _ in consts]).unsqueeze(1),
-            torch.stack([i for _, i in consts]).unsqueeze(1),
-        )
+        self._obs_consts = stacked_obs_consts([a.obs_norm for a in self.agents])
 
     def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        """``obs[S, B, D]`` as each seed's networks see them (:class:`ObsNormalizer`'s arithmetic)."""
-        if self._obs_consts is None:
-            return obs
-        mean, inv_std = self._obs_consts
-        return ((obs - mean) * inv_std).clamp_(-self.cfg.clip_obs, self.cfg.clip_obs)
+        return stacked_normalize(self._obs_consts, self.cfg.clip_obs, obs)
 
     def _update_obs_stats(self, obs: torch.Tensor) -> None:
         """Fold each seed's raw observations ``obs[S, B, D]`` into its statistics."""
@@ -496,6 +560,7 @@ class SeedStackA2C:
             obs = self.collect(env, obs, buf)
             results = self.update(buf)
             self.env_steps += batch
+            self.updates += 1
             self._train_s = time.perf_counter() - started  # every seed's training time of this update
             for s, result in enumerate(results):
                 if result is None:
