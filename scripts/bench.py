@@ -314,9 +314,9 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def watch(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int, str]:
-    """Run ``cmd`` (from the repository root); its exit code, wall seconds, the peak resident
-    memory of its process tree in kB, and its stderr."""
+def watch(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run ``cmd`` (from the repository root, stdout dropped): how it ended (its stderr kept),
+    its wall seconds and the peak resident memory of its process tree in MB (sampled every 20 ms)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -324,7 +324,8 @@ def watch(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int, str]:
         peak = max(peak, _tree_rss_kb(proc.pid))
         time.sleep(0.02)
     _, err = proc.communicate()
-    return proc.returncode, time.perf_counter() - t0, peak, err
+    ended = subprocess.CompletedProcess(cmd, proc.returncode, "", err)
+    return ended, time.perf_counter() - t0, peak / 1024
 
 
 def seed_stack_runs(args: argparse.Namespace) -> dict[str, Any]:
@@ -341,14 +342,14 @@ def seed_stack_runs(args: argparse.Namespace) -> dict[str, Any]:
             overrides = ["algo=a2c", "env=mountaincar", "env.backend=torch", *solve_overrides(args), "logger=none"]
             overrides.append(f"hardware.num_threads={args.threads}")
             cmd = [sys.executable, str(ROOT / "run.py"), *launch, *overrides, f"hydra.sweep.dir={tmp}/sweep"]
-            code, wall, peak, err = watch(cmd, dict(os.environ))
+            proc, wall, peak_mb = watch(cmd, dict(os.environ))
             summaries = [json.loads(f.read_text()) for f in sorted(Path(tmp).glob("sweep/*/summary.json"))]
         row: dict[str, Any] = {"command": " ".join(["python run.py", *cmd[2:-1]]), "process_s": wall}
-        row |= {"peak_tree_rss_mb": peak / 1024, "returncode": code, "seeds": [s["seed"] for s in summaries]}
+        row |= {"peak_tree_rss_mb": peak_mb, "returncode": proc.returncode, "seeds": [s["seed"] for s in summaries]}
         row["solved_at_env_steps"] = [s.get("solved_at_env_steps") for s in summaries]
         row["final_return"] = [(s.get("final") or {}).get("return_mean") for s in summaries]
-        if code != 0:
-            row["error"] = (err.strip().splitlines() or ["(no output)"])[-1]
+        if proc.returncode != 0:
+            row["error"] = last_line(proc)
         out[name] = row
     return out
 
@@ -368,24 +369,17 @@ def memory_run(steps: int, threads: int) -> dict[str, Any]:
         ]
         env = os.environ | {"WANDB_DIR": tmp, "WANDB_SILENT": "true"}
         env.pop("WANDB_MODE", None)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peak = 0
-        while proc.poll() is None:
-            peak = max(peak, _tree_rss_kb(proc.pid))
-            time.sleep(0.02)
-        _, err = proc.communicate()
-        wall = time.perf_counter() - t0
+        proc, wall, peak_mb = watch(cmd, env)
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text()) if proc.returncode == 0 else {}
     result: dict[str, Any] = {
         "command": " ".join(["python run.py", *cmd[2:-1]]),
-        "peak_tree_rss_mb": peak / 1024,
+        "peak_tree_rss_mb": peak_mb,
         "wall_s": wall,
         "wandb_mode": summary.get("wandb_mode"),
         "returncode": proc.returncode,
     }
     if proc.returncode != 0:
-        result["error"] = (err.strip().splitlines() or ["(no output)"])[-1]
+        result["error"] = last_line(proc)
     return result
 
 
