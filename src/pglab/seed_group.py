@@ -113,20 +113,21 @@ def _stack_evaluations(members: list[_Member], stack: SeedStack) -> StackEvaluat
     """The stack's joint evaluations, None where the members' own must run (see
     :class:`~pglab.seed_evaluation.StackEvaluations`; a stack whose seeds count their own env
     steps evaluates each on its own schedule)."""
-    if not isinstance(stack, SeedStackA2C):
-        return None
     cfg, plan = members[0].job.cfg, members[0].plan
+    if not stack.shares_env_steps or not isinstance(stack, SeedStackA2C) or not cfg.eval.deterministic:
+        return None
     n = min(cfg.eval.num_envs, cfg.eval.final_episodes)
     run_seeds = [m.job.cfg.seed for m in members]
 
     def make_env(ids: list[int]) -> VectorEnv:
         return make_seed_stack_env(plan.env.evaluation(), n, [run_seeds[i] for i in ids], plan.device, "eval")
 
-    probe = make_env([0])
-    traces = probe.supports_traces
-    probe.close()
-    if not cfg.eval.deterministic or (cfg.eval.samples and traces):
-        return None
+    if cfg.eval.samples:  # text samples need each seed's own envs, where the env writes them
+        probe = make_env([0])
+        traces = probe.supports_traces
+        probe.close()
+        if traces:
+            return None
     seeds = [env_seeds(seed, n, "eval") for seed in run_seeds]
     return StackEvaluations(stack, make_env, seeds, plan.env.success_when)
 
