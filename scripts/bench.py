@@ -127,9 +127,11 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=case["seed"], device=device)
     agent = build_agent(cfg, env, device)
     if cfg.hardware.compile:
-        agent.compile()
+        agent.compile(env)
+    t0 = time.perf_counter()
     agent.learn(env, 1, lambda u: True)  # warm-up: allocations, first calls, lazy inits (compilation)
     _sync(device)
+    warmup_s = time.perf_counter() - t0
     start_steps = agent.env_steps
     seconds = case["seconds"]
     t0 = time.perf_counter()
@@ -138,7 +140,7 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     env.close()
     done = agent.env_steps - start_steps
-    return {"env_steps": done, "seconds": elapsed, "sps": done / elapsed}
+    return {"env_steps": done, "seconds": elapsed, "sps": done / elapsed, "warmup_s": warmup_s}
 
 
 def env_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -441,11 +443,14 @@ def anchor_rows(
             base = {"kind": "throughput", "env": "mountaincar", "seed": args.seed, "threads": threads}
             base |= {"seconds": args.seconds, "device": args.device, "num_envs": n}
             ours = ["env.backend=torch", f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
+            compiled = [*ours, "hardware.compile=true"]
             cases = {
                 "a2c": base | {"algo": "a2c", "label": f"a2c ({n} envs)", "overrides": ours},
+                "a2c_compiled": base | {"algo": "a2c", "label": f"a2c compiled ({n} envs)", "overrides": compiled},
                 "sb3_a2c": base | {"algo": "sb3_a2c", "label": f"sb3_a2c ({n} envs)", "overrides": ours},
             }
-            measured: dict[str, list[float]] = {"a2c": [], "sb3_a2c": [], "jax": [], "jax_compile": []}
+            measured: dict[str, list[float]] = {name: [] for name in [*cases, "jax", "jax_compile"]}
+            measured["a2c_compiled_warmup"] = []
             row: dict[str, Any] = {"label": f"{n} envs, {threads} thread(s)", "num_envs": n, "threads": threads}
             for _ in range(args.anchor_rounds):
                 for name, case in cases.items():
@@ -454,6 +459,8 @@ def anchor_rows(
                         row[f"{name}_error"] = got["error"]
                     else:
                         measured[name].append(got["sps"])
+                        if name == "a2c_compiled":  # its first update, which compiles its programs
+                            measured["a2c_compiled_warmup"].append(got["warmup_s"])
                 jax = jax_anchor_case(python, args.jax_anchor, n, threads, args.anchor_steps)
                 if "error" in jax:
                     row["jax_error"] = jax["error"]
@@ -461,9 +468,9 @@ def anchor_rows(
                     measured["jax"].append(jax["sps"])
                     measured["jax_compile"].append(jax["compile_s"])
                     row |= {"jax_versions": jax["versions"], "jax_xla_flags": jax["xla_flags"]}
-            row |= {f"{k}_sps": statistics.median(v) for k, v in measured.items() if v and k != "jax_compile"}
-            if measured["jax_compile"]:
-                row["jax_compile_s"] = statistics.median(measured["jax_compile"])
+            times = ("jax_compile", "a2c_compiled_warmup")
+            row |= {f"{k}_sps": statistics.median(v) for k, v in measured.items() if v and k not in times}
+            row |= {f"{k}_s": statistics.median(measured[k]) for k in times if measured[k]}
             row |= {f"{k}_runs": v for k, v in measured.items()}
             rows.append(row)
             progress(row)
@@ -630,13 +637,16 @@ def anchor_report(anchors: dict[str, Any] | None) -> list[str]:
         return []
     if "skipped" in anchors:
         return ["", f"Anchors skipped: {anchors['skipped']}"]
-    lines = ["", "| MountainCar-v0 A2C | pglab a2c | jitted JAX a2c | pglab / JAX | sb3_a2c | pglab / sb3_a2c |"]
-    lines += ["|---|---|---|---|---|---|"]
+    head = ["MountainCar-v0 A2C", "pglab a2c", "compiled", "jitted JAX a2c", "pglab / JAX", "compiled / JAX"]
+    head += ["sb3_a2c", "pglab / sb3_a2c"]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in anchors["rows"]:
-        ours, jax, sb3 = r.get("a2c_sps"), r.get("jax_sps"), r.get("sb3_a2c_sps")
+        ours, comp, jax, sb3 = (r.get(f"{k}_sps") for k in ("a2c", "a2c_compiled", "jax", "sb3_a2c"))
         vs_jax = f"{ours / jax:.2f}" if ours and jax else r.get("jax_error", "—")
+        comp_jax = f"{comp / jax:.2f}" if comp and jax else r.get("a2c_compiled_error", "—")
         vs_sb3 = f"{ours / sb3:.1f}×" if ours and sb3 else r.get("sb3_a2c_error", "—")
-        lines.append(f"| {r['label']} | {_fmt(ours)} | {_fmt(jax)} | {vs_jax} | {_fmt(sb3)} | {vs_sb3} |")
+        cells = [r["label"], _fmt(ours), _fmt(comp), _fmt(jax), vs_jax, comp_jax, _fmt(sb3), vs_sb3]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

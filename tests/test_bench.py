@@ -36,12 +36,13 @@ def test_a_python_without_jax_is_refused_with_how_to_make_one(monkeypatch: pytes
 
 def test_the_anchor_table_gives_the_ratios_and_a_skip_is_one_line() -> None:
     rows = [
-        {"label": "128 envs, 1 thread(s)", "a2c_sps": 240_000.0, "jax_sps": 480_000.0, "sb3_a2c_sps": 120_000.0},
+        {"label": "128 envs, 1 thread(s)", "a2c_sps": 240_000.0, "jax_sps": 480_000.0, "sb3_a2c_sps": 120_000.0}
+        | {"a2c_compiled_sps": 360_000.0},
         {"label": "16 envs, 1 thread(s)", "a2c_sps": 50_000.0, "jax_error": "jax: out of memory"},
     ]
     lines = bench.anchor_report({"rows": rows})
-    assert lines[3] == "| 128 envs, 1 thread(s) | 240,000 | 480,000 | 0.50 | 120,000 | 2.0× |"
-    assert lines[4] == "| 16 envs, 1 thread(s) | 50,000 | — | jax: out of memory | — | — |"
+    assert lines[3] == "| 128 envs, 1 thread(s) | 240,000 | 360,000 | 480,000 | 0.50 | 0.75 | 120,000 | 2.0× |"
+    assert lines[4] == "| 16 envs, 1 thread(s) | 50,000 | — | — | jax: out of memory | — | — | — |"
     assert bench.anchor_report({"skipped": "no Python with jax"}) == ["", "Anchors skipped: no Python with jax"]
     assert bench.anchor_report(None) == []
 

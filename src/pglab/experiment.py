@@ -212,7 +212,7 @@ def prepare_agent(cfg: Config, plan: Plan, env: VectorEnv) -> Agent:
         share_starts(plan.env, env, agent.group_size)  # k samples per prompt
     agent.nan_at_step = cfg.debug.nan_at_step
     if cfg.hardware.compile:
-        agent.compile()
+        log.info("%s: hardware.compile: %s", run_name(cfg), agent.compile(env))
     return agent
 
 

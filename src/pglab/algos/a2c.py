@@ -33,6 +33,7 @@ Shapes: T = ``n_steps``, N = ``env.num_envs``, D = observation size.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pglab.algos.a2c_compiled import CompiledA2CSteps, compile_refusal
 from pglab.algos.common import (
     MemoryNeed,
     ObsNormalizer,
@@ -67,6 +69,11 @@ from pglab.nets import make_policy, make_value
 if TYPE_CHECKING:
     from pglab.config import Config
     from pglab.envs import EnvSpec, VectorEnv
+
+EnvStep = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]]
+"""A vector env's ``step``: actions ``[N, ...]`` -> obs, reward, terminated, truncated, info."""
+Act = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""Raw observations ``[N, D]`` -> (normalised observations ``[N, D]``, actions ``[N, ...]``)."""
 
 
 class A2C(KLReference):
@@ -105,7 +112,7 @@ class A2C(KLReference):
             else None
         )
         self._sampler = self.policy.sampler()  # rollouts' actions (a transformer's keeps a key-value cache)
-        self._success_reported = False  # the env reports each episode's success
+        self.success_reported = False  # the env reports each episode's success
         self._ep_kl: torch.Tensor | None = None  # per env: KL to the reference so far in its episode
         self.obs_norm = ObsNormalizer(observation_space.shape, cfg.clip_obs, device) if cfg.normalize_obs else None
         self.ret_rms = RunningMeanStd(()) if cfg.normalize_reward else None
@@ -119,6 +126,7 @@ class A2C(KLReference):
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
+        self._compiled: CompiledA2CSteps | None = None  # hardware.compile: collect and update compiled
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every network parameter."""
@@ -185,17 +193,45 @@ class A2C(KLReference):
         """
         if self.ret_rms is None:
             return rewards
+        return self.apply_reward_scale(rewards, self.update_reward_stats(rewards, dones))
+
+    def update_reward_stats(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Fold the ``[T, N]`` rollout's running discounted returns into the statistics
+        (with ``normalize_reward``); returns the factor its rewards are scaled by (0-d,
+        float32: 1/std of the discounted return)."""
+        scale, returns, stats = self.reward_stats_after(rewards, dones, self.running_returns(rewards))
+        self.store_reward_stats(returns, stats)
+        return scale
+
+    def running_returns(self, rewards: torch.Tensor) -> torch.Tensor:
+        """``[N]`` float64: each env's running discounted return before the ``[T, N]`` rollout."""
         if self._returns is None:
             self._returns = torch.zeros(rewards.shape[1], dtype=torch.float64, device=rewards.device)
-        returns = rewards.double()  # overwritten in place, row by row, with the running returns
-        running = self._returns
-        for t in range(rewards.shape[0]):
-            torch.add(returns[t], running, alpha=self.cfg.gamma, out=returns[t])
-            running = returns[t].masked_fill(dones[t], 0.0)
-        self._returns = running
-        self.ret_rms.update(returns.flatten())
-        scaled = rewards * torch.rsqrt(self.ret_rms.var + 1e-8).float()
-        return scaled.clamp_(-self.cfg.clip_reward, self.cfg.clip_reward)
+        return self._returns
+
+    def store_reward_stats(self, returns: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Keep what :meth:`reward_stats_after` computed: the running returns and the statistics."""
+        assert self.ret_rms is not None
+        self._returns = returns
+        self.ret_rms.set(*stats)
+
+    def reward_stats_after(
+        self, rewards: torch.Tensor, dones: torch.Tensor, returns: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """:meth:`update_reward_stats` without changing anything (a compiled program):
+        ``(scale, each env's running return [N] after the rollout, the statistics'
+        (mean, var, count) after it)``, from the running returns ``[N]`` before it."""
+        assert self.ret_rms is not None
+        rows, running = [], returns
+        for r, done in zip(rewards.double(), dones, strict=True):
+            rows.append(torch.add(r, running, alpha=self.cfg.gamma))  # r + γ·running, one kernel
+            running = rows[-1].masked_fill(done, 0.0)
+        mean, var, count = self.ret_rms.folded(torch.stack(rows).flatten())
+        return torch.rsqrt(var + 1e-8).float(), running, (mean, var, count)
+
+    def apply_reward_scale(self, rewards: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Rewards ``[T, N]`` times :meth:`update_reward_stats`'s factor, clipped."""
+        return (rewards * scale).clamp_(-self.cfg.clip_reward, self.cfg.clip_reward)
 
     # ------------------------------------------------------------------ acting
 
@@ -240,10 +276,28 @@ class A2C(KLReference):
         """
         sample = self._sampler
         sample.reset()  # the policy changed since the last rollout: a key-value cache is stale
+
+        def act(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            nobs = self.normalize(raw)
+            return nobs, sample(nobs)
+
+        obs, success = self.fill_rollout(env.step, obs, buf, act)
+        self.success_reported |= success
+        return obs
+
+    def fill_rollout(
+        self, step: EnvStep, obs: torch.Tensor, buf: dict[str, torch.Tensor], act: Act
+    ) -> tuple[torch.Tensor, bool]:
+        """:meth:`collect`'s loop: ``n_steps`` times ``act`` on the raw observation, ``step``
+        the env, store. ``act`` maps raw observations ``[N, D]`` to ``(normalised
+        observations, actions)``. Returns the raw observation to continue from and whether
+        the env reports each episode's success. Branch-free and without host round trips
+        when ``step`` is (a compiled rollout traces it whole), and without side effects on
+        the agent."""
+        success = False
         for t in range(self.cfg.n_steps):
-            nobs = self.normalize(obs)
-            action = sample(nobs)
-            obs, reward, terminated, truncated, info = env.step(action)
+            nobs, action = act(obs)
+            obs, reward, terminated, truncated, info = step(action)
             buf["obs"][t] = nobs
             buf["actions"][t] = action
             buf["rewards"][t] = reward
@@ -253,9 +307,9 @@ class A2C(KLReference):
             buf["episode_return"][t] = info["episode_return"]
             buf["episode_length"][t] = info["episode_length"]
             if "success" in info:
-                self._success_reported = True
+                success = True
                 buf["success"][t] = info["success"]
-        return obs
+        return obs, success
 
     @staticmethod
     def finished_episodes(buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +317,9 @@ class A2C(KLReference):
         done = buf["dones"]
         return buf["episode_return"][done], buf["episode_length"][done]
 
-    def rollout_values(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def rollout_values(
+        self, buf: dict[str, torch.Tensor], ended: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(V(s_t), V(s'_t))``, each ``[T, N]``: the critic on the observations (with its
         gradient, for the critic's loss) and on the states the steps reached (a target,
         without).
@@ -273,24 +329,42 @@ class A2C(KLReference):
         observation otherwise, also after the rollout's last step. Where no episode
         ended, ``s'_t`` is ``s_{t+1}`` (the statistics are fixed during a rollout), so
         ``V(s'_t)`` is ``V(s_{t+1})``, already computed: the critic runs again only on the
-        rollout's last states and on the few states where episodes ended.
+        rollout's last states and on the few states where episodes ended
+        (:meth:`ended_values`, computed here unless given).
         """
         assert self.value is not None
         values = self.value.rollout_values(buf["obs"], buf["actions"], buf["dones"])  # a transformer: per piece
+        if ended is None:
+            ended = self.ended_values(buf)
         with torch.no_grad():
-            next_values = torch.empty_like(values)
-            next_values[:-1] = values[1:]
-            next_values[-1] = self.value(self.normalize(buf["final_obs"][-1]))
-            ended = torch.nonzero(buf["dones"][:-1].flatten()).flatten()  # one device sync per update
+            last = self.value(self.normalize(buf["final_obs"][-1]))
+            next_values = torch.cat([torch.where(buf["dones"][:-1], ended, values[1:]), last[None]])
+        return values, next_values
+
+    def ended_values(self, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[T-1, N]``: V(final observation) where an episode ended at a step before the
+        rollout's last, 0 elsewhere. The critic runs on those states only, which takes one
+        device sync (which ones); a compiled loss gets this as an input for that reason."""
+        assert self.value is not None
+        with torch.no_grad():
+            out = torch.zeros_like(buf["rewards"][:-1])
+            ended = torch.nonzero(buf["dones"][:-1].flatten()).flatten()
             if ended.numel():
                 final = buf["final_obs"][:-1].flatten(0, 1)[ended]
-                next_values[:-1].view(-1)[ended] = self.value(self.normalize(final))
-        return values, next_values
+                out.view(-1)[ended] = self.value(self.normalize(final))
+        return out
 
     # ------------------------------------------------------------------ learning
 
-    def loss(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, buf: dict[str, torch.Tensor], ended: torch.Tensor | None = None, reward_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss of a collected rollout and its parts.
+
+        ``ended`` is the rollout's :meth:`ended_values` and ``reward_scale`` its
+        :meth:`update_reward_stats`, each computed here unless given: a compiled loss gets
+        them as inputs (the first takes a device sync; the second updates statistics,
+        which a compiled training graph must not do: such buffer updates were lost).
 
         With a reference policy, ``train/kl`` is the mean over the episodes that ended in
         the rollout of their summed exact per-step KL(π ‖ π_ref), and with ``kl_coef = β > 0``
@@ -302,14 +376,17 @@ class A2C(KLReference):
         cfg = self.cfg
         T, n = buf["rewards"].shape
         terms = rollout_terms(self.policy, buf["obs"], buf["actions"], buf["dones"], self.reference)
-        values, next_values = self.rollout_values(buf)
+        values, next_values = self.rollout_values(buf, ended)
         rewards = buf["rewards"]
         parts: dict[str, torch.Tensor] = {}
         if terms.kl is not None and terms.logp_ref is not None:
             parts["train/kl"] = self.episode_kl(terms.kl.view(T, n), buf["dones"])
             if cfg.kl_coef > 0:
                 rewards = rewards - cfg.kl_coef * (terms.logp.detach() - terms.logp_ref).view(T, n)
-        rewards = self.scale_rewards(rewards, buf["dones"])
+        if reward_scale is None:
+            rewards = self.scale_rewards(rewards, buf["dones"])
+        else:
+            rewards = self.apply_reward_scale(rewards, reward_scale)
         adv = gae(rewards, values.detach(), next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
         targets = (adv + values.detach()).flatten()
         adv = adv.flatten()
@@ -363,13 +440,14 @@ class A2C(KLReference):
         with torch.no_grad():
             self.update_obs_stats(obs)
         batch = self.cfg.n_steps * env.num_envs
+        steps = self if self._compiled is None else self._compiled
         while self.env_steps < total_steps:
             self.anneal_lr(total_steps)
-            obs = self.collect(env, obs, buf)
-            metrics = self.update(buf)
+            obs = steps.collect(env, obs, buf)
+            metrics = steps.update(buf)
             self.env_steps += batch
             returns, lengths = self.finished_episodes(buf)
-            if self._success_reported and bool(buf["dones"].any()):
+            if self.success_reported and bool(buf["dones"].any()):
                 metrics["train/success_rate"] = float(buf["success"][buf["dones"]].float().mean())
             if math.isnan(metrics.get("train/kl", 0.0)):
                 del metrics["train/kl"]  # no episode ended in this rollout
@@ -384,9 +462,15 @@ class A2C(KLReference):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr * frac
 
-    def compile(self) -> None:
-        """``torch.compile`` the networks in place (``hardware.compile``)."""
-        compile_networks(self.policy, self.value)
+    def compile(self, env: VectorEnv) -> str:
+        """``hardware.compile``: the rollout and the update as compiled programs where
+        :func:`~pglab.algos.a2c_compiled.compile_refusal` allows it (their first calls
+        compile them); the networks otherwise, and the line says why."""
+        why = compile_refusal(self, env)
+        if why is not None:
+            return f"{compile_networks(self.policy, self.value)} ({why}: not the whole step)"
+        self._compiled = CompiledA2CSteps(self)
+        return "the whole rollout step and update"
 
     def export(self, run_dir: Path) -> None:
         """Nothing beyond pglab's own checkpoint."""

@@ -95,8 +95,9 @@ class Agent(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def compile(self) -> None:
-        """``torch.compile`` the networks in place (only called when ``supports_compile``)."""
+    def compile(self, env: VectorEnv) -> str:
+        """``torch.compile`` what trains on ``env`` (only called when ``supports_compile``);
+        returns what was compiled, one line for the run's log."""
         ...
 
     def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
@@ -274,6 +275,7 @@ def apply_update(
     clip: Callable[[], torch.Tensor],
     params: list[nn.Parameter],
     check_params: bool = True,
+    step: Callable[[], object] | None = None,
 ) -> dict[str, float]:
     """Backward, clip, check, step, check: one gradient step with two device syncs in all.
 
@@ -288,6 +290,7 @@ def apply_update(
         parts: its named parts, logged as they are (``loss/policy``, ...).
         clip: clips the gradients in place and returns their norm before clipping.
         params: every trained parameter, checked after the step.
+        step: the optimiser's step (a compiled one); None: ``optimizer.step``.
 
     Returns:
         the update's metrics: ``parts`` and ``train/grad_norm`` as floats.
@@ -298,7 +301,7 @@ def apply_update(
     values = torch.stack([loss.detach(), *(v.detach() for v in parts.values()), grad_norm.detach()]).tolist()
     if not math.isfinite(values[0]):
         raise NonFiniteError(f"loss became non-finite ({values[0]})")
-    optimizer.step()
+    (step or optimizer.step)()
     if check_params:
         check_parameters(params)
     metrics = dict(zip(parts, values[1:-1], strict=True))
@@ -383,14 +386,25 @@ class RunningMeanStd(torch.nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold in a batch ``x[B, *shape]``."""
+        self.set(*self.folded(x))
+
+    def folded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mean, var, count)`` with the batch ``x[B, *shape]`` folded in, the statistics
+        left as they are: a compiled program computes them, and :meth:`set` stores them
+        outside it (inductor lost updates of 0-d float64 buffers made inside a program)."""
         x = x.double()
         b_mean, b_var, b = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         delta = b_mean - self.mean
         total = self.count + b
-        self.mean += delta * b / total
         m2 = self.var * self.count + b_var * b + delta.pow(2) * self.count * b / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        return self.mean + delta * b / total, m2 / total, total
+
+    @torch.no_grad()
+    def set(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+        """Store statistics (as :meth:`folded` returns them)."""
+        self.mean.copy_(mean)
+        self.var.copy_(var)
+        self.count.copy_(count)
 
 
 class ObsNormalizer:
@@ -409,31 +423,42 @@ class ObsNormalizer:
     def __init__(self, shape: tuple[int, ...], clip: float, device: torch.device) -> None:
         self.rms = RunningMeanStd(shape).to(device)
         self.clip = clip
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # float32 (mean, 1/std)
+        self._constants = self._from_stats()
+
+    def _from_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_std = torch.rsqrt(self.rms.var + 1e-8)
+        return self.rms.mean.float(), inv_std.float()
 
     def constants(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, 1/std)`` in float32, each ``[*shape]``: what :meth:`__call__` applies."""
-        if self._cache is None:
-            inv_std = torch.rsqrt(self.rms.var + 1e-8)
-            self._cache = (self.rms.mean.float(), inv_std.float())
-        return self._cache
+        """``(mean, 1/std)`` in float32, each ``[*shape]``: what :meth:`__call__` applies,
+        made when the statistics change (so a compiled program reading them sees one kind
+        of value, never a cache still to fill)."""
+        return self._constants
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs[..., *shape]`` normalised (a new tensor)."""
-        mean, inv_std = self.constants()
+        return self.apply(obs, *self.constants())
+
+    def apply(self, obs: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
+        """``obs`` normalised with given :meth:`constants` (a compiled program takes them as
+        inputs: they change after every update)."""
         return ((obs - mean) * inv_std).clamp_(-self.clip, self.clip)
 
     def update(self, obs: torch.Tensor) -> None:
         """Fold raw observations ``[B, *shape]`` into the statistics."""
-        self.rms.update(obs)
-        self._cache = None
+        self.set(*self.rms.folded(obs))
+
+    def set(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+        """Store statistics (as :meth:`RunningMeanStd.folded` returns them)."""
+        self.rms.set(mean, var, count)
+        self._constants = self._from_stats()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.rms.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.rms.load_state_dict(state)
-        self._cache = None
+        self._constants = self._from_stats()
 
 
 class NormalizedSampler:
@@ -458,12 +483,14 @@ def check_obs_normalization(normalize_obs: bool, cfg: Config, env: EnvSpec) -> N
         raise ConfigError(f"algo.normalize_obs=true: {cfg.env.name} observes token ids, which must not be normalised")
 
 
-def compile_networks(policy: Policy, value: nn.Module | None) -> None:
+def compile_networks(policy: Policy, value: nn.Module | None) -> str:
     """``torch.compile`` a policy's body and a critic in place (``hardware.compile``); parameters
-    and checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys)."""
+    and checkpoints are unchanged (``nn.Module.compile`` keeps the state-dict keys). Returns
+    what was compiled, as :meth:`Agent.compile` says it."""
     policy.body.compile(dynamic=True)  # batch sizes vary: rollout, update, evaluation
     if value is not None:
         value.compile(dynamic=True)
+    return "the networks"
 
 
 # --------------------------------------------------------------------------- whole episodes

@@ -62,6 +62,7 @@ from pglab.algos.common import (
     apply_update,
     check_parameters,
     collect_episodes,
+    compile_networks,
     discounted_returns,
     episode_buffers,
     episode_terms,
@@ -425,6 +426,11 @@ class PPO(A2C):
         with torch.no_grad():
             self.update_obs_stats(buf["final_obs"].flatten(0, 1))
         return metrics
+
+    def compile(self, env: VectorEnv) -> str:
+        """``torch.compile`` the networks in place (``hardware.compile``): PPO's epochs are
+        not A2C's compiled update."""
+        return compile_networks(self.policy, self.value)
 
     def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         """Train until ``env_steps >= total_steps`` or ``on_update`` returns False: A2C's rollout

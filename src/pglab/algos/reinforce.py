@@ -345,9 +345,9 @@ class Reinforce(KLReference):
             episode_lengths=buf["ep_lengths"].clone(),
         )
 
-    def compile(self) -> None:
+    def compile(self, env: VectorEnv) -> str:
         """``torch.compile`` the networks in place (``hardware.compile``)."""
-        compile_networks(self.policy, self.value)
+        return compile_networks(self.policy, self.value)
 
     def export(self, run_dir: Path) -> None:
         """Nothing beyond pglab's own checkpoint."""

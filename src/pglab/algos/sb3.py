@@ -462,7 +462,7 @@ class SB3Agent:
         """VecNormalize's running statistics of observations and returns."""
         return {"obs_rms": vec_env.obs_rms, "ret_rms": vec_env.ret_rms}
 
-    def compile(self) -> None:
+    def compile(self, env: VectorEnv) -> str:
         raise NotImplementedError("SB3 builds and runs its own networks (supports_compile is False)")
 
     def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:

@@ -635,7 +635,7 @@ class SeedView:
     def learn(self, env: VectorEnv, total_steps: int, on_update: OnUpdate) -> None:
         raise RuntimeError("a seed of a stack trains through its stack")
 
-    def compile(self) -> None:
+    def compile(self, env: VectorEnv) -> str:
         raise RuntimeError("hardware.compile does not apply to a seed stack")
 
     def finetune(self, *args: Any) -> dict[str, float]:

@@ -55,10 +55,13 @@ def _entropy_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
 
 
-def _state_mode() -> contextlib.ExitStack:
+def _state_mode() -> contextlib.AbstractContextManager:
     """No autograd, and never inference mode: an env's state tensors outlive the call, and
     tensors made under ``torch.inference_mode`` (as in an evaluation) could not be
-    updated in place by a later training step."""
+    updated in place by a later training step. Nothing inside a ``torch.compile`` trace:
+    a compiled rollout runs under ``no_grad`` and outside inference mode."""
+    if torch.compiler.is_compiling():
+        return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.no_grad())
@@ -97,6 +100,9 @@ class BatchedEnv(gym.vector.VectorEnv):
     # constructor arguments that shape the training reward only: evaluation envs go without
     # them (EnvSpec.evaluation), so every evaluated return is the true one
     train_only_kwargs: ClassVar[tuple[str, ...]] = ()
+    # step traces whole into a torch.compile program (a compiled A2C rollout): _advance,
+    # _observe, _shaped, _outcome and _start_where are branch-free tensor code
+    traceable_step: ClassVar[bool] = False
 
     @stateful
     def __init__(
@@ -147,7 +153,7 @@ class BatchedEnv(gym.vector.VectorEnv):
             actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
             return actions.reshape(self.num_envs, *space.shape).clamp(self._act_low, self._act_high)
         actions = torch.as_tensor(actions, device=self.device).reshape(self.num_envs).long()
-        if self.check_actions:
+        if self.check_actions and not torch.compiler.is_compiling():  # a compiled step has no syncs
             low, high = torch.aminmax(actions)
             if int(low) < 0 or int(high) >= int(space.n):
                 raise ValueError(f"actions must be integers in [0, {int(space.n)}); got {actions.tolist()[:8]}")
@@ -276,10 +282,11 @@ class BatchedEnv(gym.vector.VectorEnv):
         reset (all of them) and at the autoreset of a step (those whose episode ended).
 
         On the CPU, where asking costs nothing, a step in which no episode ended skips
-        all of it; on a GPU it runs branch-free (no device sync) when the env overrides
-        :meth:`_start_where`. Returns whether any env may have started.
+        all of it; on a GPU, and inside a ``torch.compile`` trace, it runs branch-free (no
+        device sync) when the env overrides :meth:`_start_where`. Returns whether any env
+        may have started.
         """
-        if self.device.type == "cpu" and not bool(done.any()):
+        if self.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(done.any()):
             return False
         self.episode += done
         self.t.masked_fill_(done, 0)

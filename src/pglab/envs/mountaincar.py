@@ -50,9 +50,10 @@ _F32 = torch.float32
 def _libm_cos(x: torch.Tensor) -> torch.Tensor:
     """``cos`` of a float64 tensor as C's ``cos`` (and so Python's ``math.cos``) gives it.
 
-    On the CPU through NumPy on a shared-memory view (no copy); elsewhere ``torch.cos``.
+    On the CPU through NumPy on a shared-memory view (no copy); elsewhere, and inside a
+    ``torch.compile`` trace (NumPy cannot be traced), ``torch.cos``.
     """
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
         return torch.from_numpy(np.cos(x.numpy()))
     return torch.cos(x)
 
@@ -67,6 +68,7 @@ class _MountainCarBase(BatchedEnv):
     default_time_limit: ClassVar[int]
     goal_position: ClassVar[float]
     train_only_kwargs: ClassVar[tuple[str, ...]] = SHAPING_KWARGS
+    traceable_step: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -1,0 +1,139 @@
+"""``hardware.compile=true`` for A2C: the rollout and the update as compiled programs.
+
+What is promised (``pglab/algos/a2c_compiled.py``): the same computation as eager A2C
+with its random numbers drawn from the same generator in the same order. A rollout from
+the same state is the eager rollout (the actions and episode flags exactly, the
+observations to float32 rounding); an update agrees to float32 rounding (inductor fuses
+element-wise loops and reorders sums); a run follows the eager run until a rounding
+difference flips a sampled action.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import make_config
+from pglab.algos.a2c import A2C
+from pglab.algos.common import NonFiniteError, Update
+from pglab.envs import make_vec_env, resolve_env
+from pglab.experiment import build_agent
+from pglab.random_state import seed_everything
+
+N = 16
+
+
+def build(env_name: str, *overrides: str) -> tuple[A2C, object, dict[str, torch.Tensor], torch.Tensor]:
+    """An a2c agent with the env's tuned settings at ``N`` envs, its env reset, its buffers."""
+    cfg = make_config("algo=a2c", f"env={env_name}", "env.backend=torch", f"env.num_envs={N}", *overrides)
+    seed_everything(0)
+    env = make_vec_env(resolve_env(cfg.env), N, seed=0, device=torch.device("cpu"))
+    agent = build_agent(cfg, env, torch.device("cpu"))
+    assert isinstance(agent, A2C)
+    obs, _ = env.reset()
+    agent.update_obs_stats(obs)
+    return agent, env, agent.buffers(env), obs
+
+
+def close(a: float, b: float, rel: float) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("env_name", ["mountaincar", "mountaincar_continuous"])
+def test_compiled_rollouts_are_the_eager_rollouts(env_name: str) -> None:
+    """The same state and generator state: the same actions, rewards and episode ends, and
+    the same observations to float32 rounding, for three rollouts with an update between.
+    The discrete car's actions come from comparisons, so they and its rewards are exact;
+    the continuous car's are numbers, and agree to float32 rounding with the rest."""
+    numbers = ("actions", "rewards", "episode_return", "obs", "final_obs")
+    exact = 3 if env_name == "mountaincar" else 0
+    eager, e_env, e_buf, e_obs = build(env_name)
+    comp, c_env, c_buf, c_obs = build(env_name)
+    assert comp.compile(c_env) == "the whole rollout step and update"
+    steps = comp._compiled
+    assert steps is not None
+    for _ in range(3):
+        rng = torch.get_rng_state()
+        e_obs = eager.collect(e_env, e_obs, e_buf)
+        torch.set_rng_state(rng)
+        c_obs = steps.collect(c_env, c_obs, c_buf)
+        for key in ("terminated", "dones", "episode_length", *numbers[:exact]):
+            assert torch.equal(e_buf[key], c_buf[key]), key
+        for key in numbers[exact:]:
+            torch.testing.assert_close(c_buf[key], e_buf[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(e_env.episode, c_env.episode) and torch.equal(e_env.t, c_env.t)
+        eager.update(e_buf)
+        steps.update(c_buf)
+
+
+def test_a_compiled_update_agrees_with_the_eager_update_to_float32_rounding() -> None:
+    """One update on the same rollout: metrics, weights, optimiser state and both running
+    statistics agree to float32 rounding."""
+    eager, env, buf, obs = build("mountaincar")
+    eager.collect(env, obs, buf)
+    comp, c_env, _, _ = build("mountaincar")
+    comp.load_state_dict(eager.state_dict())
+    comp.compile(c_env)
+    assert comp._compiled is not None
+    got = comp._compiled.update({k: v.clone() for k, v in buf.items()})
+    want = eager.update(buf)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert close(got[key], want[key], 1e-5), (key, got[key], want[key])
+    for p, q in zip(comp.params, eager.params, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+    state, ref = comp.state_dict(), eager.state_dict()
+    for name in ("obs_rms", "ret_rms"):
+        for key in ("mean", "var", "count"):
+            torch.testing.assert_close(state[name][key], ref[name][key], rtol=1e-12, atol=0)
+
+
+def test_a_compiled_run_follows_the_eager_run() -> None:
+    """``learn`` with the same seed, compiled or not: the first updates' metrics agree to
+    float32 rounding and the same episodes end with the same returns."""
+    runs = []
+    for compiled in (False, True):
+        agent, env, _, _ = build("mountaincar")
+        if compiled:
+            agent.compile(env)
+        seed_everything(0)
+        updates: list[Update] = []
+
+        def keep(update: Update, updates: list[Update] = updates) -> bool:
+            updates.append(update)
+            return len(updates) < 6
+
+        agent.learn(env, 10**9, keep)
+        runs.append(updates)
+    for e, c in zip(*runs, strict=True):
+        assert e.env_steps == c.env_steps
+        assert torch.equal(e.episode_returns, c.episode_returns)
+        for key in e.metrics:
+            assert close(c.metrics[key], e.metrics[key], 1e-4), (key, c.metrics[key], e.metrics[key])
+
+
+def test_a_nan_loss_stops_a_compiled_run_before_the_weights_change() -> None:
+    agent, env, _, _ = build("mountaincar")
+    agent.compile(env)
+    agent.nan_at_step = 0
+    before = [p.detach().clone() for p in agent.params]
+    with pytest.raises(NonFiniteError, match="loss became non-finite"):
+        agent.learn(env, 10**9, lambda u: True)
+    assert all(torch.equal(p, q) for p, q in zip(agent.params, before, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (("env=cartpole", "env.backend=gymnasium"), "the TorchVectorEnv step is not traceable"),
+        (("env=maze",), "the MazeVectorEnv step is not traceable"),
+    ],
+)
+def test_compile_falls_back_to_the_networks_and_says_why(overrides: tuple[str, ...], why: str) -> None:
+    cfg = make_config("algo=a2c", *overrides, "env.num_envs=4")
+    env = make_vec_env(resolve_env(cfg.env), 4, seed=0, device=torch.device("cpu"))
+    agent = build_agent(cfg, env, torch.device("cpu"))
+    assert agent.compile(env) == f"the networks ({why} (pglab's batched MountainCars are): not the whole step)"
+    assert isinstance(agent, A2C) and agent._compiled is None
