@@ -10,7 +10,10 @@ difference flips a sampled action.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ from conftest import make_config
 from pglab.algos.a2c import A2C
 from pglab.algos.common import NonFiniteError, Update
 from pglab.envs import make_vec_env, resolve_env
-from pglab.experiment import build_agent
+from pglab.experiment import build_agent, run
 from pglab.random_state import seed_everything
 
 N = 16
@@ -137,3 +140,28 @@ def test_compile_falls_back_to_the_networks_and_says_why(overrides: tuple[str, .
     agent = build_agent(cfg, env, torch.device("cpu"))
     assert agent.compile(env) == f"the networks ({why} (pglab's batched MountainCars are): not the whole step)"
     assert isinstance(agent, A2C) and agent._compiled is None
+
+
+@pytest.mark.slow
+def test_a_compiled_run_solves_mountaincar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The tuned setting compiled learns as eager does: seed 3 reaches −110 over 100
+    deterministic episodes within 2M env steps (here at about 1M; eager seeds 0-4 take
+    0.1-1.5M), and the run's log says what was compiled. The compiled run is another
+    sample of the same algorithm: its first sampled action that a rounding difference
+    flips (after some 15 updates here) sends it its own way."""
+    cfg = make_config(
+        "algo=a2c",
+        "env=mountaincar",
+        "seed=3",
+        "hardware.compile=true",
+        "total_steps=2000000",
+        "eval.episodes=100",
+        "eval.num_envs=100",
+        "eval.every_steps=50000",
+        "eval.stop_when_solved=true",
+    )
+    with caplog.at_level(logging.INFO, logger="pglab"):
+        final = run(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["solved_at_env_steps"] is not None and final >= -110.0, summary["final"]
+    assert "hardware.compile: the whole rollout step and update" in caplog.text
