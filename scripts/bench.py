@@ -40,6 +40,11 @@ memory is its own. Sections (``--sections``, all by default):
     dependency), next to pglab's a2c (its tuned setting, torch env) and sb3_a2c (its Zoo
     setting on the torch env), at each ``--anchor-envs`` and ``--anchor-threads``. The JAX
     figure is its steady state (the first call of a run, and its compile, apart).
+``profile``
+    Where the time of a compiled a2c update goes (``hardware.compile=true``, the tuned
+    setting at each ``--profile-envs``): ms per update of the rollout and of the update,
+    and, under ``torch.profiler``, of the matrix products, of inductor's fused kernels and
+    of the rest.
 ``memory``
     Peak resident memory of one ordinary training run (``python run.py algo=a2c
     env=mountaincar``, W&B offline), the whole process tree summed (W&B's service
@@ -86,7 +91,7 @@ JAX_INSTALL = "python3 -m venv .venv-jax && .venv-jax/bin/pip install jax jaxlib
 # --------------------------------------------------------------------------- one case (child process)
 
 
-SECTIONS = ("throughput", "solve", "lm", "anchors", "memory")
+SECTIONS = ("throughput", "solve", "lm", "anchors", "memory", "profile")
 
 
 def load_config(algo: str, env_name: str, overrides: list[str]) -> Any:
@@ -126,8 +131,7 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     seed_everything(case["seed"])
     env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=case["seed"], device=device)
     agent = build_agent(cfg, env, device)
-    if cfg.hardware.compile:
-        agent.compile(env)
+    compiled = agent.compile(env) if cfg.hardware.compile else None  # what it compiled, in words
     t0 = time.perf_counter()
     agent.learn(env, 1, lambda u: True)  # warm-up: allocations, first calls, lazy inits (compilation)
     _sync(device)
@@ -140,7 +144,7 @@ def throughput_case(case: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     env.close()
     done = agent.env_steps - start_steps
-    return {"env_steps": done, "seconds": elapsed, "sps": done / elapsed, "warmup_s": warmup_s}
+    return {"env_steps": done, "seconds": elapsed, "sps": done / elapsed, "warmup_s": warmup_s, "compiled": compiled}
 
 
 def env_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +266,63 @@ def lm_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case, "lm": lm_case}
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Where a compiled a2c update's time goes at ``case["num_envs"]`` envs (ms per update).
+
+    Wall time of the rollout and of the update, ``case["updates"]`` of each timed apart
+    after a warm-up; then, under ``torch.profiler`` (which adds its own cost per
+    operation), the self time of the matrix products, of inductor's fused kernels, and of
+    everything else (the programs' Python wrappers, the autograd engine, eager operations).
+    """
+    import torch
+    import torch._inductor.config as inductor_config
+    from torch.profiler import profile
+
+    from pglab.envs import make_vec_env, resolve_env
+    from pglab.experiment import build_agent
+    from pglab.random_state import seed_everything
+
+    inductor_config.cpp.enable_kernel_profile = True  # each fused kernel a profiler event of its own
+    cfg = load_config("a2c", "mountaincar", case["overrides"])
+    device = _device(case["device"])
+    torch.set_num_threads(case["threads"])
+    seed_everything(case["seed"])
+    env = make_vec_env(resolve_env(cfg.env), cfg.env.num_envs, seed=case["seed"], device=device)
+    agent = build_agent(cfg, env, device)
+    what = agent.compile(env)
+    steps = agent.compiled
+    if steps is None:
+        raise RuntimeError(f"hardware.compile compiled {what}")
+    buf = agent.buffers(env)
+    obs, _ = env.reset()
+    agent.update_obs_stats(obs)
+    for _ in range(10):  # compiles every program, warms up
+        obs = steps.collect(env, obs, buf)
+        steps.update(buf)
+    k, wall = case["updates"], {}
+    for name, part in (("rollout", lambda: steps.collect(env, obs, buf)), ("update", lambda: steps.update(buf))):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            part()
+        _sync(device)
+        wall[f"{name}_ms"] = (time.perf_counter() - t0) / k * 1e3
+    with profile() as prof:
+        for _ in range(k):
+            obs = steps.collect(env, obs, buf)
+            steps.update(buf)
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    matmul = sum(v for key, v in self_us.items() if key in MATMULS)
+    kernels = sum(v for key, v in self_us.items() if key.startswith("graph_"))
+    per_update = {"matmul": matmul, "kernels": kernels, "rest": sum(self_us.values()) - matmul - kernels}
+    profiled = {f"profiled_{key}_ms": v / k / 1e3 for key, v in per_update.items()}
+    return wall | profiled | {"n_steps": cfg.algo.n_steps}
+
+
+CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case, "lm": lm_case, "profile": profile_case}
 
 
 def child_main(spec: str) -> int:
@@ -533,6 +593,9 @@ def solve_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
         base = {"kind": "solve", "env": "mountaincar", "seed": seed, "threads": args.threads, "device": args.device}
         ours = ["env.backend=torch", f"seed={seed}", *common]
         cases.append(base | {"algo": "a2c", "label": f"a2c (tuned, torch), seed {seed}", "overrides": ours})
+        compiled = [*ours, "hardware.compile=true"]
+        label = f"a2c compiled (tuned, torch), seed {seed}"
+        cases.append(base | {"algo": "a2c", "name": "a2c_compiled", "label": label, "overrides": compiled})
         zoo = ["env.backend=gymnasium", f"seed={seed}", f"total_steps={args.sb3_budget}", *common]
         cases.append(base | {"algo": "sb3_a2c", "label": f"sb3_a2c (Zoo), seed {seed}", "overrides": zoo})
     return cases
@@ -562,8 +625,8 @@ def report(result: dict[str, Any]) -> str:
         lines += ["", head + " a2c / sb3_a2c |"]
         lines += ["|---|---|---|---|"]
         for seed in sorted({r["seed"] for r in solves}):
-            a = next((r for r in solves if r["seed"] == seed and r["algo"] == "a2c"), {})
-            b = next((r for r in solves if r["seed"] == seed and r["algo"] == "sb3_a2c"), {})
+            a = next((r for r in solves if r["seed"] == seed and solver(r) == "a2c"), {})
+            b = next((r for r in solves if r["seed"] == seed and solver(r) == "sb3_a2c"), {})
             ta, tb = a.get("solved_at_train_s"), b.get("solved_at_train_s")
             ratio = f"{ta / tb:.2f}" if ta and tb else ("sb3_a2c unsolved" if ta else "a2c unsolved")
             cell_a = f"{_fmt(ta, '.1f')} ({_fmt(a.get('solved_at_env_steps'))})"
@@ -585,11 +648,20 @@ def report(result: dict[str, Any]) -> str:
             cells = " | ".join(f"{r[k]:,.0f}" for k in ("generation_tps", "update_tps", "rl_tps", "sft_tps"))
             lines.append(f"| {r['label']} (tokens/s) | {cells} |")
     lines += anchor_report(result.get("anchors"))
+    lines += profile_report(result.get("profile", []))
     mem = result.get("memory")
     if mem:
         lines += ["", f"Peak RSS of `{mem['command']}` (process tree, W&B {mem.get('wandb_mode')}): "]
         lines[-1] += f"{mem['peak_tree_rss_mb']:.0f} MB" + (f" — failed: {mem['error']}" if "error" in mem else "")
     return "\n".join(lines)
+
+
+SOLVERS = {"a2c": "pglab a2c", "a2c_compiled": "pglab a2c, hardware.compile=true", "sb3_a2c": "sb3_a2c (Zoo)"}
+
+
+def solver(row: dict[str, Any]) -> str:
+    """Which of :data:`SOLVERS` a solve row is (its case's ``name``, else its algorithm)."""
+    return row.get("name", row["algo"])
 
 
 def seed_table_report(
@@ -602,8 +674,8 @@ def seed_table_report(
     seeds = sorted({r["seed"] for r in solves})
     lines = ["", f"| A2C on MountainCar-v0, seeds {', '.join(map(str, seeds))} | wall s, all seeds | seeds at −110 |"]
     lines += ["|---|---|---|"]
-    for algo, what in (("a2c", "pglab a2c"), ("sb3_a2c", "sb3_a2c (Zoo)")):
-        rows = [r for r in solves if r["algo"] == algo and "process_s" in r]
+    for name, what in SOLVERS.items():
+        rows = [r for r in solves if solver(r) == name and "process_s" in r]
         if rows:
             solved = sum(r.get("solved_at_env_steps") is not None for r in rows)
             label = f"{what}: one process per seed, one after another, stopping at −110"
@@ -628,6 +700,21 @@ def seed_table_report(
         lines.append(f"| {label} | {wall} | {at}/{len(seeds)} at the end |")
     elif jax:
         lines.append(f"| jitted JAX A2C vmapped over the seeds | failed: {jax['error']} | |")
+    return lines
+
+
+def profile_report(rows: list[dict[str, Any]]) -> list[str]:
+    """The profile section's table: ms per compiled a2c update, and where they go."""
+    if not rows:
+        return []
+    lines = ["", "| profile, ms per update | rollout | update | under the profiler: matmuls | fused kernels | rest |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['label']} | failed: {r['error']} | | | | |")
+            continue
+        keys = ("rollout_ms", "update_ms", "profiled_matmul_ms", "profiled_kernels_ms", "profiled_rest_ms")
+        lines.append(f"| {r['label']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |")
     return lines
 
 
@@ -681,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor-threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--anchor-rounds", type=int, default=1, help="alternating measurements per anchor case")
     parser.add_argument("--anchor-steps", type=int, default=1_000_000, help="env steps per timed JAX call")
+    parser.add_argument("--profile-envs", nargs="+", type=int, default=[128, 1024], help="envs of the profile")
+    parser.add_argument("--profile-updates", type=int, default=200, help="updates timed per part of the profile")
     parser.add_argument("--jax-anchor", type=Path, default=JAX_ANCHOR, help="the JAX A2C script")
     parser.add_argument("--jax-steps", type=int, default=3_000_000, help="env steps per seed of the vmapped JAX A2C")
     parser.add_argument("--jax-python", help=f"a Python with jax and gymnax (default ${JAX_PYTHON_ENV}, .venv-jax)")
@@ -703,8 +792,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report(json.loads(args.report.read_text())))
         return 0
     positive = [*args.num_envs, *args.anchor_envs, *args.anchor_threads, args.threads, args.anchor_rounds]
+    positive += [*args.profile_envs, args.profile_updates]
     if args.seconds <= 0 or args.anchor_steps < 1 or any(n < 1 for n in positive):
-        parser.error("--seconds, --num-envs, --threads and the --anchor-* values must be positive")
+        parser.error("--seconds, --num-envs, --threads, the --anchor-* and --profile-* values must be positive")
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -771,6 +861,15 @@ def main(argv: list[str] | None = None) -> int:
             show({"label": "jitted JAX A2C, seeds vmapped"}, result["solve_jax"].get("error") or "done")
         else:
             print(f"solve: the vmapped JAX A2C skipped: {why}", flush=True)
+    if not args.env_only and "profile" in args.sections:
+        result["profile"] = []
+        for n in args.profile_envs:
+            overrides = ["env.backend=torch", f"env.num_envs={n}", f"hardware.device={args.device}", *args.set]
+            case = {"kind": "profile", "env": "mountaincar", "seed": args.seed, "threads": args.threads}
+            case |= {"device": args.device, "num_envs": n, "updates": args.profile_updates, "overrides": overrides}
+            row = run_case(case | {"label": f"a2c compiled ({n} envs): where an update's time goes"})
+            result["profile"].append(row)
+            show(row, row.get("error") or f"{row['rollout_ms'] + row['update_ms']:.2f} ms per update")
     if not args.env_only and "lm" in args.sections:
         result["lm"] = []
         for n in args.lm_batch:

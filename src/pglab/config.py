@@ -559,9 +559,10 @@ class HardwareConfig:
         num_threads: torch intra-op threads; 0 keeps torch's default (all cores).
             Small policy networks run fastest on one thread, and one thread per job
             keeps parallel sweeps (joblib: one job per core) from oversubscribing the cores.
-        compile: compile the networks with ``torch.compile`` (pglab's reinforce and a2c):
-            fused kernels, paid for with a compilation at the start of the run (tens of
-            seconds on a CPU) and once more for each new batch size.
+        compile: ``torch.compile`` (pglab's reinforce, a2c and ppo), paid for with a
+            compilation at the start of the run (seconds on a CPU): a2c on pglab's batched
+            MountainCars compiles its whole rollout step and update
+            (:mod:`pglab.algos.a2c_compiled`), anything else its networks.
         cluster: resources of one job on a SLURM cluster.
     """
 

@@ -66,7 +66,7 @@ def preflight(cfg: Config, check_device: bool = True) -> Plan:
     if cfg.hardware.compile and not algo.supports_compile:
         raise ConfigError(
             f"hardware.compile=true: algo={cfg.algo.name} does not support torch.compile "
-            "(pglab's reinforce and a2c do); set hardware.compile=false"
+            "(pglab's reinforce, a2c and ppo do); set hardware.compile=false"
         )
     check_solved(cfg, env)
     if cfg.eval.video and not renders_frames(env):

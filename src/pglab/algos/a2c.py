@@ -64,6 +64,7 @@ from pglab.algos.common import (
 )
 from pglab.algos.reference import KLReference, check_kl_config
 from pglab.config import A2CConfig, OptimizerName
+from pglab.envs.batched import BatchedEnv
 from pglab.nets import make_policy, make_value
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class A2C(KLReference):
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
-        self._compiled: CompiledA2CSteps | None = None  # hardware.compile: collect and update compiled
+        self.compiled: CompiledA2CSteps | None = None  # hardware.compile on a traceable env: collect and update
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every network parameter."""
@@ -440,7 +441,7 @@ class A2C(KLReference):
         with torch.no_grad():
             self.update_obs_stats(obs)
         batch = self.cfg.n_steps * env.num_envs
-        steps = self if self._compiled is None else self._compiled
+        steps = self if self.compiled is None else self.compiled
         while self.env_steps < total_steps:
             self.anneal_lr(total_steps)
             obs = steps.collect(env, obs, buf)
@@ -469,7 +470,8 @@ class A2C(KLReference):
         why = compile_refusal(self, env)
         if why is not None:
             return f"{compile_networks(self.policy, self.value)} ({why}: not the whole step)"
-        self._compiled = CompiledA2CSteps(self)
+        assert isinstance(env, BatchedEnv)  # compile_refusal's first condition
+        self.compiled = CompiledA2CSteps(self, env)
         return "the whole rollout step and update"
 
     def export(self, run_dir: Path) -> None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a RunningMeanStd's (mean, var, count)
 COMPILE_OPTIONS = {"fallback_random": True}  # random numbers from ATen's generators, as eager
+MAX_UNROLLED_STEPS = 64  # the rollout, reward scaling and GAE unroll n_steps: compile time grows with it
 
 
 def compile_refusal(agent: A2C, env: VectorEnv) -> str | None:
@@ -61,6 +62,8 @@ def compile_refusal(agent: A2C, env: VectorEnv) -> str | None:
         return f"a {type(agent.policy).__name__} policy (compiled: the MLP policies)"
     if agent.reference is not None:
         return "a KL reference policy"
+    if agent.cfg.n_steps > MAX_UNROLLED_STEPS:
+        return f"algo.n_steps={agent.cfg.n_steps} > {MAX_UNROLLED_STEPS} (every step is unrolled into the programs)"
     return None
 
 
@@ -69,27 +72,36 @@ class CompiledA2CSteps:
     docstring. Programs are built at their first call (seconds) and reused while the
     shapes stay (the env's ``N``, the rollout's ``T``).
 
+    Dynamo's caches are reset when this is made: its programs are keyed by code, and a
+    process that trains run after run (a sequential sweep) would otherwise pile up one
+    cache entry per run until Dynamo's recompile limit sent the programs back to eager.
+
     Args:
         agent: the A2C agent; its networks, optimiser and statistics are used in place,
             so its checkpoints and evaluations are unchanged.
+        env: the training env :func:`compile_refusal` accepted (``collect`` runs on it only).
     """
 
-    def __init__(self, agent: A2C) -> None:
-        self.agent = agent
+    def __init__(self, agent: A2C, env: BatchedEnv) -> None:
+        torch._dynamo.reset()
+        self.agent, self.env = agent, env
         self._rollout = torch.compile(self._rollout_program, fullgraph=True, options=COMPILE_OPTIONS)
         self._loss = torch.compile(agent.loss, fullgraph=True, options=COMPILE_OPTIONS)
         self._reward_stats = torch.compile(agent.reward_stats_after, fullgraph=True, options=COMPILE_OPTIONS)
         self._clip = torch.compile(self._clip_program, fullgraph=True, options=COMPILE_OPTIONS)
         self._after_step = torch.compile(self._after_step_program, fullgraph=True, options=COMPILE_OPTIONS)
-        # the optimiser's step has graph breaks of its own; a float learning rate that
-        # changes every update (anneal_lr) would recompile it, so that one stays eager
-        self._step = agent.optimizer.step if agent.cfg.anneal_lr else torch.compile(agent.optimizer.step)
+        # the optimiser's step has graph breaks of its own; it stays eager under anneal_lr (a
+        # float learning rate that changes every update would recompile it) and on a GPU
+        # (compiling it there sets capturable=True, which checkpoints would carry to the CPU)
+        eager_step = agent.cfg.anneal_lr or agent.device.type != "cpu"
+        self._step = agent.optimizer.step if eager_step else torch.compile(agent.optimizer.step)
 
     def _rollout_program(
         self, env: BatchedEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor
     ) -> tuple[torch.Tensor, bool]:
-        """The traced rollout (``mean``, ``std``: the normaliser's ``constants()``, its
-        ``(mean, 1/std)``, inputs because they change after every update)."""
+        """The traced rollout: :meth:`A2C.fill_rollout` from raw ``obs[N, D]`` into ``buf``
+        (``[T, N, ...]`` each); ``mean``, ``std``: the normaliser's ``constants()``, its
+        ``(mean, 1/std)``, each ``[D]``, inputs because they change after every update."""
         agent = self.agent
         policy = agent.policy
 
@@ -100,6 +112,7 @@ class CompiledA2CSteps:
         return agent.fill_rollout(env.step, obs, buf, act)
 
     def _clip_program(self) -> torch.Tensor:
+        """The gradients' global norm before clipping (0-d), clipped in place."""
         return grad_norm_and_clip(self.agent.params, self.agent.cfg.max_grad_norm)
 
     def _after_step_program(self, final_obs: torch.Tensor) -> tuple[torch.Tensor, Stats | None]:
@@ -117,18 +130,22 @@ class CompiledA2CSteps:
         agent.store_reward_stats(returns, stats)
         return scale
 
-    def collect(self, env: BatchedEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
-        """:meth:`A2C.collect`, compiled."""
+    def collect(self, env: VectorEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`A2C.collect`, compiled, on the env the programs were made for."""
+        if env is not self.env:
+            raise ValueError("hardware.compile: this agent was compiled for another training env; compile it again")
         norm = self.agent.obs_norm
         mean, inv_std = norm.constants() if norm is not None else (obs, obs)  # unused without normalisation
         with torch.no_grad():
-            obs, success = self._rollout(env, obs, buf, mean, inv_std)
+            obs, success = self._rollout(self.env, obs, buf, mean, inv_std)
         self.agent.success_reported |= success
         return obs
 
     def update(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
         """:meth:`A2C.update`, compiled."""
         agent = self.agent
+        if agent.reference is not None:  # arrived after compile (an SFT stage): the loss would miss its KL
+            raise ValueError("hardware.compile: a KL reference policy is not compiled; set hardware.compile=false")
         scale = None if agent.ret_rms is None else self.update_reward_stats(buf["rewards"], buf["dones"])
         loss, parts = self._loss(buf, agent.ended_values(buf), scale)
         loss = inject_nan(loss, agent.env_steps, agent.nan_at_step)

@@ -426,6 +426,7 @@ class ObsNormalizer:
         self._constants = self._from_stats()
 
     def _from_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`constants` from the current statistics."""
         inv_std = torch.rsqrt(self.rms.var + 1e-8)
         return self.rms.mean.float(), inv_std.float()
 

@@ -40,6 +40,7 @@ BLOCKS: Blocks = {
     "bench_envs": bench_blocks.bench_envs,
     "bench_anchors": bench_blocks.bench_anchors,
     "bench_seeds": bench_blocks.bench_seeds,
+    "bench_profile": bench_blocks.bench_profile,
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs

@@ -45,22 +45,31 @@ def bench_throughput(root: Path) -> str:
 
 
 def _solve_cell(row: dict[str, Any]) -> str:
+    if not row:
+        return "—"
+    if "error" in row:
+        return f"failed: {row['error']}"
     if row.get("solved_at_train_s") is None:
         return f"not solved in {fmt(row.get('env_steps'), 0)} env steps"
     return f"{row['solved_at_train_s']:.1f} ({fmt(row['solved_at_env_steps'], 0)})"
 
 
+def _solver(row: dict[str, Any]) -> str:
+    """A solve row's case: ``a2c``, ``a2c_compiled`` or ``sb3_a2c`` (scripts/bench.py's SOLVERS)."""
+    return row.get("name", row["algo"])
+
+
 def bench_solve(root: Path) -> str:
     """Training seconds (env steps) to −110 on MountainCar-v0 per seed, a2c vs sb3_a2c."""
     rows = bench(root, "bench_solve")["solve"]
-    head = ["seed", "a2c (tuned, torch env): s to −110 (env steps)", "sb3_a2c (Zoo): s to −110 (env steps)"]
-    lines = markdown_head([*head, "a2c / sb3_a2c"])
-    by_case = {(r["seed"], r["algo"]): r for r in rows}
+    head = ["seed", "a2c (tuned, torch env): s to −110 (env steps)", "a2c, hardware.compile=true: the same"]
+    lines = markdown_head([*head, "sb3_a2c (Zoo): s to −110 (env steps)", "a2c / sb3_a2c"])
+    by_case = {(r["seed"], _solver(r)): r for r in rows}
     for seed in sorted({r["seed"] for r in rows}):
-        ours, sb3 = by_case.get((seed, "a2c"), {}), by_case.get((seed, "sb3_a2c"), {})
+        ours, comp, sb3 = (by_case.get((seed, name), {}) for name in ("a2c", "a2c_compiled", "sb3_a2c"))
         a, b = ours.get("solved_at_train_s"), sb3.get("solved_at_train_s")
         ratio = f"{a / b:.2f}" if a and b else "—"
-        lines.append(markdown_row([str(seed), _solve_cell(ours), _solve_cell(sb3), ratio]))
+        lines.append(markdown_row([str(seed), _solve_cell(ours), _solve_cell(comp), _solve_cell(sb3), ratio]))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_solve")
 
 
@@ -130,13 +139,14 @@ def bench_seeds(root: Path) -> str:
     lines = markdown_head(
         [f"A2C on MountainCar-v0, seeds {seeds}", "wall s, all seeds", "seeds at −110", "wall ÷ pglab a2c's"]
     )
-    ours = sum(r["process_s"] for r in rows if r["algo"] == "a2c")
+    ours = sum(r["process_s"] for r in rows if _solver(r) == "a2c")
 
     def versus(wall: float) -> str:
         return fmt(wall / ours, 2) if ours else "—"
 
-    for algo, what in (("a2c", "pglab a2c"), ("sb3_a2c", "sb3_a2c (Zoo, 1M-step budget)")):
-        runs = [r for r in rows if r["algo"] == algo]
+    solvers = {"a2c": "pglab a2c", "a2c_compiled": "pglab a2c, hardware.compile=true"}
+    for name, what in (solvers | {"sb3_a2c": "sb3_a2c (Zoo, 1M-step budget)"}).items():
+        runs = [r for r in rows if _solver(r) == name]
         if runs:
             wall = sum(r["process_s"] for r in runs)
             solved = sum(r.get("solved_at_env_steps") is not None for r in runs)
@@ -159,3 +169,24 @@ def bench_seeds(root: Path) -> str:
         cells += [f"{at}/{len(jax['eval_returns'])} at the end", versus(jax["process_s"])]
         lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n\n" + footer(root, "bench_solve")
+
+
+def bench_profile(root: Path) -> str:
+    """Where a compiled a2c update's time goes (ms per update of n_steps × N envs), next to a
+    whole update of the jitted JAX A2C at the same N on one thread (the anchors' figure)."""
+    rows = bench(root, "bench_profile")["profile"]
+    jax = {r["num_envs"]: r.get("jax_sps") for r in bench(root, "bench_anchors")["anchors"].get("rows", [])
+           if r["threads"] == 1}  # fmt: skip
+    head = ["envs", "ms per update: rollout", "update", "both", "jitted JAX A2C, the whole update"]
+    lines = markdown_head([*head, "under the profiler: matrix products", "fused kernels", "the rest"])
+    for r in rows:
+        n, sps = r["num_envs"], jax.get(r["num_envs"])
+        if "error" in r:
+            lines.append(markdown_row([f"{n:,}", f"failed: {r['error']}", *[""] * 6]))
+            continue
+        both = r["rollout_ms"] + r["update_ms"]
+        cells = [f"{n:,}", fmt(r["rollout_ms"], 2), fmt(r["update_ms"], 2), fmt(both, 2)]
+        cells.append(fmt(r["n_steps"] * n / sps * 1e3, 2) if sps else "—")  # the anchor runs the same n_steps
+        cells += [fmt(r[f"profiled_{k}_ms"], 2) for k in ("matmul", "kernels", "rest")]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_profile")

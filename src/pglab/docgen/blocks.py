@@ -326,6 +326,7 @@ SECTIONS = {
     "bench_lm": "language-model-tokens-per-second",
     "bench_envs": "the-batched-environments-alone",
     "bench_anchors": "speed-pglab-next-to-a-fully-jitted-jax-a2c",
+    "bench_profile": "speed-pglab-next-to-a-fully-jitted-jax-a2c",
 }
 
 
