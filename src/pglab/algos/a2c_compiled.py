@@ -35,7 +35,8 @@ the same algorithm. A fixed seed's compiled run is reproducible on one machine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
     from pglab.envs import VectorEnv
 
 Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a RunningMeanStd's (mean, var, count)
-COMPILE_OPTIONS = {"fallback_random": True}  # random numbers from ATen's generators, as eager
+# random numbers from ATen's generators, as eager
+COMPILE_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
 MAX_UNROLLED_STEPS = 64  # the rollout, reward scaling and GAE unroll n_steps: compile time grows with it
 
 
