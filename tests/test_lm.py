@@ -12,9 +12,10 @@ from torch.distributions import Categorical, kl_divergence
 from conftest import make_config
 from pglab.algos.a2c import A2C
 from pglab.algos.common import episode_terms
+from pglab.algos.reference import k3_kl, k3_penalty
 from pglab.algos.reinforce import Reinforce
 from pglab.algos.sft import supervised_finetune
-from pglab.config import Baseline, Config, SFTConfig
+from pglab.config import Baseline, Config, KLEstimator, SFTConfig
 from pglab.envs import make_vec_env, resolve_env
 from pglab.envs.dialogue_lm import END_ID
 from pglab.experiment import build_agent
@@ -224,3 +225,96 @@ def test_a2c_trains_a_transformer_with_a_value_head_and_a_kl_penalty() -> None:
     with_kl = [u.metrics["train/kl"] for u in updates if "train/kl" in u.metrics]
     # replies written mostly by the reference itself at first, then the policy moves away
     assert with_kl and 0.0 <= with_kl[0] < 1e-2 and with_kl[-1] > with_kl[0]
+
+
+def test_k3_matches_hand_computed_values_and_its_gradient() -> None:
+    """k3 = r − log r − 1 with r = π_ref/π: e^-1 + 1 − 1, e + (−1) − 1, 0; d k3 / d log π = 1 − r."""
+    logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
+    logp_ref = torch.tensor([-2.0, -1.0, -0.5])
+    k3 = k3_kl(logp, logp_ref)
+    torch.testing.assert_close(k3, torch.tensor([math.exp(-1.0), math.e - 2.0, 0.0]))
+    k3.sum().backward()
+    assert logp.grad is not None
+    torch.testing.assert_close(logp.grad, torch.tensor([1.0 - math.exp(-1.0), 1.0 - math.e, 0.0]))
+    assert k3_penalty(logp, logp_ref, 0.5, KLEstimator.k1) is None  # k1 puts it in the rewards
+    assert k3_penalty(logp, None, 0.5, KLEstimator.k3) is None  # no reference
+    penalty = k3_penalty(logp, logp_ref, 0.5, KLEstimator.k3)
+    assert penalty is not None and penalty.item() == pytest.approx(k3.mean().item())
+
+
+def test_the_k3_estimator_leaves_the_rewards_and_puts_beta_times_its_mean_into_the_loss() -> None:
+    """REINFORCE with kl_estimator=k3: the policy loss is the unpenalised rewards' (baseline
+    none: −mean(log π · return)), ``loss/kl`` is the mean k3 of the reply steps computed step
+    by step, and the loss is policy − entropy bonus + β · loss/kl."""
+    beta = 0.5
+    cfg = lm_config(f"algo.kl_coef={beta}", "algo.kl_estimator=k3", "algo.baseline=none")
+    cfg.algo.normalize_advantage = False
+    agent, env = build(cfg)
+    env.unwrapped.set_group_size(4)
+    agent.set_reference()
+    with torch.no_grad():
+        for p in agent.policy.head.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    buf = agent.buffers(env)
+    T = agent.collect(env, buf)
+    loss, parts = agent.loss(buf, T)
+    valid = buf["valid"][:T]
+    k3_sum, logp_return, steps = 0.0, 0.0, int(valid.sum())
+    returns = agent.returns_to_go(buf, T)  # the env's rewards: nothing subtracted
+    for t in range(T):
+        pi = Categorical(logits=agent.policy.logits(buf["obs"][t]))
+        ref = Categorical(logits=agent.reference.logits(buf["obs"][t]))
+        a = buf["actions"][t]
+        k3 = k3_kl(pi.log_prob(a), ref.log_prob(a))
+        k3_sum += float(torch.where(valid[t], k3, 0.0).sum())
+        logp_return += float(torch.where(valid[t], pi.log_prob(a) * returns[t], 0.0).sum())
+    assert parts["loss/kl"].item() == pytest.approx(k3_sum / steps, rel=1e-4) and k3_sum > 0
+    assert parts["loss/policy"].item() == pytest.approx(-logp_return / steps, rel=1e-4)
+    expected = parts["loss/policy"] + cfg.algo.ent_coef * parts["loss/entropy"] + beta * parts["loss/kl"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("baseline", ["group_norm", "gae"])
+def test_ppo_with_k3_keeps_the_advantages_and_adds_the_penalty_at_the_current_policy(baseline: str) -> None:
+    """The frozen advantages are the unpenalised ones (k1 moves them), and every minibatch's
+    loss has β times the mean k3 of its samples under the current policy."""
+    from test_ppo import _token_agent
+
+    agent, buf, T = _token_agent(baseline, "algo.kl_coef=0.5", "algo.kl_estimator=k3")
+    agent.set_reference()
+    with torch.no_grad():
+        for p in agent.policy.head.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    freeze = agent.freeze if baseline == "gae" else lambda b: agent.freeze_episodes(b, T)
+    frozen, _ = freeze(buf)
+    agent.cfg.kl_coef = 0.0  # the same rollout, no penalty: the same advantages as k3's
+    plain, _ = freeze(buf)
+    torch.testing.assert_close(frozen.advantages, plain.advantages)
+    agent.cfg.kl_coef, agent.cfg.kl_estimator = 0.5, KLEstimator.k1
+    moved, _ = freeze(buf)
+    assert not torch.allclose(moved.advantages, plain.advantages) and moved.logp_ref is None
+    agent.cfg.kl_estimator = KLEstimator.k3
+    assert frozen.logp_ref is not None and plain.logp_ref is None
+    sel = agent.minibatches(T, 16, frozen.valid)[0]
+    scored = agent.score(buf, T, sel, frozen.valid)
+    loss, parts = agent.minibatch_loss(scored, frozen)
+    terms, _, take = scored
+    k3 = k3_kl(terms.logp, take(frozen.logp_ref)).mean()
+    assert parts["loss/kl"].item() == pytest.approx(k3.item(), rel=1e-6) and k3.item() > 0
+    without, _ = agent.minibatch_loss(scored, plain)
+    assert (loss - without).item() == pytest.approx(0.5 * k3.item(), rel=1e-5)
+
+
+def test_a2c_with_k3_adds_the_penalty_to_its_loss() -> None:
+    cfg = make_config(
+        "env=dialogue_lm", "algo=a2c", "env.num_envs=4", "algo.n_steps=8", "algo.kl_coef=0.1", "algo.kl_estimator=k3"
+    )
+    agent, env = build(cfg)
+    agent.set_reference()
+    with torch.no_grad():
+        for p in agent.policy.head.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    buf = agent.buffers(env)
+    agent.collect(env, env.reset()[0], buf)
+    _, parts = agent.loss(buf)
+    assert parts["loss/kl"].item() > 0  # train/kl waits for an episode to end

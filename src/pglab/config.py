@@ -105,6 +105,20 @@ class Baseline(Enum):
     group_norm = "group_norm"
 
 
+class KLEstimator(Enum):
+    """How ``kl_coef``'s KL penalty to the reference enters the objective (TRL's names).
+
+    ``k1``: the sampled log-ratio ``log π(a|s) − log π_ref(a|s)`` is subtracted from every
+    step's reward (β times it), so a reply's return loses β times its summed log-ratio
+    (TRL's RLOO and PPO). ``k3``: the rewards stay; the loss adds β times the mean over the
+    batch's steps of ``r − log r − 1``, ``r = π_ref(a|s) / π(a|s)``, differentiated through
+    π (Schulman's k3 estimator: non-negative, unbiased; TRL's GRPO with ``beta > 0``).
+    """
+
+    k1 = "k1"
+    k3 = "k3"
+
+
 class Activation(Enum):
     """Hidden-layer non-linearity (:mod:`pglab.nets.activations`): ``fast_tanh`` is tanh
     through the vectorised sigmoid kernel on CPUs (a faster forward pass at large batches),
@@ -391,8 +405,10 @@ class ReinforceConfig(AlgoConfig):
             return against its group. Null: every env starts its own episode and the whole
             batch is one group. Needs an env that can share starts (``dialogue_lm``).
         kl_coef: β of the KL penalty to the reference policy (the model the SFT stage
-            fitted): every step's reward loses ``β · (log π(a|s) − log π_ref(a|s))``.
-            Needs an SFT stage (``sft.steps > 0``).
+            fitted). Needs an SFT stage (``sft.steps > 0``).
+        kl_estimator: how the penalty enters (:class:`KLEstimator`): ``k1``, every step's
+            reward loses ``β · (log π(a|s) − log π_ref(a|s))``; ``k3``, the loss gains β
+            times the steps' mean k3 estimate.
         normalize_advantage: standardise advantages over the batch.
         normalize_obs: running mean/std observation normalisation (clipped to ±clip_obs),
             A2C's: the statistics take in each batch's observations after its update.
@@ -404,6 +420,7 @@ class ReinforceConfig(AlgoConfig):
     baseline: Baseline = MISSING
     group_size: int | None = bounded(None, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
+    kl_estimator: KLEstimator = KLEstimator.k1
     normalize_advantage: bool = MISSING
     normalize_obs: bool = MISSING
     clip_obs: float = bounded(MISSING, gt=0.0)
@@ -434,12 +451,16 @@ class A2CConfig(AlgoConfig):
             (clipped to ±clip_reward), as SB3's VecNormalize.
         clip_obs, clip_reward: clipping after normalisation.
         log_std_init: initial log standard deviation of a Gaussian policy.
-        kl_coef: β of the KL penalty to the reference policy (the SFT model): every step's
-            reward loses ``β · (log π(a|s) − log π_ref(a|s))``. Needs ``sft.steps > 0``.
+        kl_coef: β of the KL penalty to the reference policy (the SFT model). Needs
+            ``sft.steps > 0``.
+        kl_estimator: how the penalty enters (:class:`KLEstimator`): ``k1``, every step's
+            reward loses ``β · (log π(a|s) − log π_ref(a|s))``; ``k3``, the loss gains β
+            times the steps' mean k3 estimate.
     """
 
     n_steps: int = bounded(MISSING, ge=1)
     kl_coef: float = bounded(0.0, ge=0.0)
+    kl_estimator: KLEstimator = KLEstimator.k1
     gae_lambda: float = bounded(MISSING, ge=0.0, le=1.0)
     vf_coef: float = bounded(MISSING, ge=0.0)
     shared_network: bool = MISSING

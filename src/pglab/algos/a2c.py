@@ -62,8 +62,8 @@ from pglab.algos.common import (
     rollout_terms,
     value_bytes,
 )
-from pglab.algos.reference import KLReference, check_kl_config
-from pglab.config import A2CConfig, OptimizerName
+from pglab.algos.reference import KLReference, check_kl_config, k3_penalty
+from pglab.config import A2CConfig, KLEstimator, OptimizerName
 from pglab.envs.batched import BatchedEnv
 from pglab.nets import make_policy, make_value
 
@@ -369,7 +369,8 @@ class A2C(KLReference):
 
         With a reference policy, ``train/kl`` is the mean over the episodes that ended in
         the rollout of their summed exact per-step KL(π ‖ π_ref), and with ``kl_coef = β > 0``
-        every reward loses ``β · (log π(a|s) − log π_ref(a|s))`` before GAE (see
+        every reward loses ``β · (log π(a|s) − log π_ref(a|s))`` before GAE (``kl_estimator``
+        k1), or the loss gains β times the steps' mean k3 estimate (k3; see
         :meth:`pglab.algos.reinforce.Reinforce.loss`).
 
         Call once per rollout: it updates the reward-scaling statistics.
@@ -382,7 +383,7 @@ class A2C(KLReference):
         parts: dict[str, torch.Tensor] = {}
         if terms.kl is not None and terms.logp_ref is not None:
             parts["train/kl"] = self.episode_kl(terms.kl.view(T, n), buf["dones"])
-            if cfg.kl_coef > 0:
+            if cfg.kl_coef > 0 and cfg.kl_estimator is KLEstimator.k1:
                 rewards = rewards - cfg.kl_coef * (terms.logp.detach() - terms.logp_ref).view(T, n)
         if reward_scale is None:
             rewards = self.scale_rewards(rewards, buf["dones"])
@@ -397,6 +398,10 @@ class A2C(KLReference):
         policy_loss = -(terms.logp * adv).mean()
         value_loss = F.mse_loss(values.flatten(), targets)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        k3 = k3_penalty(terms.logp, terms.logp_ref, cfg.kl_coef, cfg.kl_estimator)
+        if k3 is not None:
+            loss = loss + cfg.kl_coef * k3
+            parts["loss/kl"] = k3
         return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -entropy, **parts}
 
     def episode_kl(self, kl: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,8 @@ from pglab.algos.common import (
     rollout_terms,
     value_bytes,
 )
-from pglab.algos.reference import check_group_config, episode_kl_penalty, group_advantages
-from pglab.config import ConfigError, OptimizerName, PPOBaseline, PPOConfig
+from pglab.algos.reference import check_group_config, episode_kl_penalty, group_advantages, k3_kl
+from pglab.config import ConfigError, KLEstimator, OptimizerName, PPOBaseline, PPOConfig
 from pglab.nets import make_policy
 
 if TYPE_CHECKING:
@@ -172,6 +172,8 @@ class Frozen:
         returns: the critic's targets ``A + V_old`` (None without a critic).
         values_old: V_old(s) (None without a critic).
         valid: which steps belong to an episode (group baselines), None: all do.
+        logp_ref: log π_ref(a|s) of the reference policy, for the k3 penalty in the loss
+            (``kl_estimator=k3``; None otherwise).
     """
 
     logp_old: torch.Tensor
@@ -179,6 +181,7 @@ class Frozen:
     returns: torch.Tensor | None = None
     values_old: torch.Tensor | None = None
     valid: torch.Tensor | None = None
+    logp_ref: torch.Tensor | None = None
 
 
 # A minibatch: its new log-probs, entropies and values [B] (values None without a critic),
@@ -314,13 +317,19 @@ class PPO(A2C):
         parts: dict[str, torch.Tensor] = {}
         if terms.kl is not None and terms.logp_ref is not None:
             parts["train/kl"] = self.episode_kl(terms.kl.view(T, n), buf["dones"])
-            if cfg.kl_coef > 0:
+            if cfg.kl_coef > 0 and cfg.kl_estimator is KLEstimator.k1:
                 rewards = rewards - cfg.kl_coef * (logp_old - terms.logp_ref.view(T, n))
         rewards = self.scale_rewards(rewards, buf["dones"])
         adv = gae(rewards, values, next_values, buf["terminated"], buf["dones"], cfg.gamma, cfg.gae_lambda)
         returns = adv + values
         parts["train/explained_variance"] = explained_variance(values.flatten(), returns.flatten())
-        return Frozen(logp_old, adv, returns, values), parts
+        logp_ref = None if terms.logp_ref is None else terms.logp_ref.view(T, n)
+        return Frozen(logp_old, adv, returns, values, logp_ref=self._k3_ref(logp_ref)), parts
+
+    def _k3_ref(self, logp_ref: torch.Tensor | None) -> torch.Tensor | None:
+        """The reference's log-probs ``[T, N]`` the epochs need: only for a k3 penalty."""
+        k3 = self.cfg.kl_estimator is KLEstimator.k3 and self.cfg.kl_coef > 0
+        return logp_ref if k3 else None
 
     @torch.no_grad()
     def freeze_episodes(self, buf: dict[str, torch.Tensor], T: int) -> tuple[Frozen, dict[str, torch.Tensor]]:
@@ -333,10 +342,14 @@ class PPO(A2C):
         logp_old = torch.zeros(valid.shape, device=valid.device)
         logp_old[valid] = terms.logp
         rewards = buf["rewards"][:T]
-        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef)
+        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef, cfg.kl_estimator)
         returns = discounted_returns(rewards, buf["dones"][:T], torch.zeros_like(rewards), cfg.gamma)
         adv = group_advantages(returns[0], self.group_size, cfg.baseline.value)
-        return Frozen(logp_old, adv[None, :].expand(T, -1), valid=valid), parts
+        logp_ref = None
+        if terms.logp_ref is not None:
+            logp_ref = torch.zeros(valid.shape, device=valid.device)
+            logp_ref[valid] = terms.logp_ref
+        return Frozen(logp_old, adv[None, :].expand(T, -1), valid=valid, logp_ref=self._k3_ref(logp_ref)), parts
 
     # ------------------------------------------------------------------ minibatches
 
@@ -382,6 +395,10 @@ class PPO(A2C):
         entropy = terms.entropy.mean()
         loss = surrogate.loss - cfg.ent_coef * entropy
         parts = {"loss/policy": surrogate.loss, "loss/entropy": -entropy}
+        if frozen.logp_ref is not None:  # kl_estimator=k3: the penalty in the loss, at the current policy
+            k3 = k3_kl(terms.logp, take(frozen.logp_ref)).mean()
+            loss = loss + cfg.kl_coef * k3
+            parts["loss/kl"] = k3
         if values is not None and frozen.returns is not None and frozen.values_old is not None:
             parts["loss/value"] = value_loss(values, take(frozen.values_old), take(frozen.returns), cfg.clip_range_vf)
             loss = loss + cfg.vf_coef * parts["loss/value"]

@@ -18,7 +18,7 @@ import torch
 
 from pglab.algos.common import ActionTerms, LogFn
 from pglab.algos.sft import supervised_finetune
-from pglab.config import ConfigError
+from pglab.config import ConfigError, KLEstimator
 from pglab.envs.capabilities import HasDemonstrations
 from pglab.nets import Policy
 
@@ -124,25 +124,46 @@ def group_advantages(episode_returns: torch.Tensor, group_size: int | None, base
     return adv.reshape(n)
 
 
+def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
+    """Per-step k3 estimates of KL(π ‖ π_ref) from the sampled actions' log-probabilities
+    (each ``[B]``): ``r − log r − 1`` with ``r = π_ref(a|s) / π(a|s)``. Non-negative, with
+    the KL as its expectation under π (Schulman, "Approximating KL divergence"), and
+    differentiable through ``logp``: GRPO's penalty inside the loss."""
+    log_r = logp_ref - logp
+    return log_r.exp() - log_r - 1.0
+
+
+def k3_penalty(
+    logp: torch.Tensor, logp_ref: torch.Tensor | None, kl_coef: float, estimator: KLEstimator
+) -> torch.Tensor | None:
+    """The mean k3 estimate over the ``[B]`` steps, which the loss adds β times, when the
+    estimator is ``k3`` and ``kl_coef = β > 0`` with a reference; None otherwise."""
+    if estimator is not KLEstimator.k3 or kl_coef <= 0 or logp_ref is None:
+        return None
+    return k3_kl(logp, logp_ref).mean()
+
+
 def episode_kl_penalty(
-    rewards: torch.Tensor, valid: torch.Tensor, terms: ActionTerms, kl_coef: float
+    rewards: torch.Tensor, valid: torch.Tensor, terms: ActionTerms, kl_coef: float, estimator: KLEstimator
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Whole episodes' KL to the reference: ``train/kl`` (the mean over episodes of their
-    summed exact KL) and, with ``kl_coef = β > 0``, the rewards less β·(log π − log π_ref)
-    on every valid step; unchanged rewards and no metric without a reference.
+    summed exact KL) and, with the ``k1`` estimator and ``kl_coef = β > 0``, the rewards
+    less β·(log π − log π_ref) on every valid step; unchanged rewards and no metric without
+    a reference (``k3`` puts the penalty into the loss: :func:`k3_penalty`).
 
     Args:
         rewards: ``[T, N]`` the env's rewards.
         valid: ``[T, N]`` which steps belong to the episodes.
         terms: the valid steps' :class:`ActionTerms` (with the reference's, when there is one).
         kl_coef: β.
+        estimator: ``algo.kl_estimator``.
     """
     if terms.kl is None or terms.logp_ref is None:
         return rewards, {}
     kl = torch.zeros_like(rewards)
     kl[valid] = terms.kl
     parts = {"train/kl": kl.sum(dim=0).mean()}
-    if kl_coef > 0:
+    if kl_coef > 0 and estimator is KLEstimator.k1:
         log_ratio = torch.zeros_like(rewards)
         log_ratio[valid] = terms.logp.detach() - terms.logp_ref
         rewards = rewards - kl_coef * log_ratio

@@ -76,6 +76,7 @@ from pglab.algos.reference import (
     check_kl_config,
     episode_kl_penalty,
     group_advantages,
+    k3_penalty,
 )
 from pglab.config import Baseline, ConfigError, ReinforceConfig
 from pglab.nets import make_policy, make_value
@@ -277,9 +278,10 @@ class Reinforce(KLReference):
 
         ``-grad(policy part)`` is the REINFORCE gradient estimate: mean over valid steps of
         ``grad log π(a|s) · A``. With a reference policy and ``kl_coef = β > 0`` the rewards
-        are ``r - β · (log π(a|s) - log π_ref(a|s))`` first (the sampled KL estimate whose
-        expectation over π is the KL: penalising it through the returns gives the exact
-        gradient of ``E[return] - β · KL``, as in RLHF).
+        are ``r - β · (log π(a|s) - log π_ref(a|s))`` first (``kl_estimator=k1``: the sampled
+        KL estimate whose expectation over π is the KL: penalising it through the returns
+        gives the exact gradient of ``E[return] - β · KL``, as in RLHF), or the loss gains
+        β times the valid steps' mean k3 estimate, ``loss/kl`` (``k3``, as GRPO).
         """
         cfg = self.cfg
         valid = buf["valid"][:T]
@@ -288,13 +290,17 @@ class Reinforce(KLReference):
         actions = buf["actions"][:T]
         terms = episode_terms(self.policy, all_obs, actions, valid, self.reference)
         rewards = buf["rewards"][:T]
-        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef)
+        rewards, parts = episode_kl_penalty(rewards, valid, terms, cfg.kl_coef, cfg.kl_estimator)
         returns = self.returns_to_go(buf, T, rewards)
         adv, values = self.advantages(returns, valid, obs)
         entropy = terms.entropy.mean()
         policy_loss = -(terms.logp * adv).mean()
         loss = policy_loss - cfg.ent_coef * entropy
         parts = {"loss/policy": policy_loss, "loss/entropy": -entropy, **parts}
+        k3 = k3_penalty(terms.logp, terms.logp_ref, cfg.kl_coef, cfg.kl_estimator)
+        if k3 is not None:
+            loss = loss + cfg.kl_coef * k3
+            parts["loss/kl"] = k3
         if values is not None:
             parts["loss/value"] = F.mse_loss(values, returns[valid])
             loss = loss + parts["loss/value"]  # the critic has its own parameters and learning rate
