@@ -275,23 +275,23 @@ class A2C(KLReference):
         preallocated storage, all on the device; no critic (values are computed for the
         whole rollout at once in :meth:`loss`), no host round trip.
         """
-        sample = self._sampler
-        sample.reset()  # the policy changed since the last rollout: a key-value cache is stale
-
-        def act(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            nobs = self.normalize(raw)
-            return nobs, sample(nobs)
-
-        obs, success = self.fill_rollout(env.step, obs, buf, act)
+        self._sampler.reset()  # the policy changed since the last rollout: a key-value cache is stale
+        obs, success = self.fill_rollout(env.step, obs, buf, self.rollout_act)
         self.success_reported |= success
         return obs
+
+    def rollout_act(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A rollout step's policy: raw observations ``[N, D]`` -> (as the networks see them,
+        sampled actions)."""
+        nobs = self.normalize(raw)
+        return nobs, self._sampler(nobs)
 
     def fill_rollout(
         self, step: EnvStep, obs: torch.Tensor, buf: dict[str, torch.Tensor], act: Act
     ) -> tuple[torch.Tensor, bool]:
         """:meth:`collect`'s loop: ``n_steps`` times ``act`` on the raw observation, ``step``
         the env, store. ``act`` maps raw observations ``[N, D]`` to ``(normalised
-        observations, actions)``. Returns the raw observation to continue from and whether
+        observations, actions)`` (:meth:`rollout_act`). Returns the raw observation to continue from and whether
         the env reports each episode's success. Branch-free and without host round trips
         when ``step`` is (a compiled rollout traces it whole), and without side effects on
         the agent."""

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pglab.algos.common import apply_update, check_parameters, grad_norm_and_clip, inject_nan
+from pglab.algos.common import apply_update, check_parameters, grad_norm_and_clip, inject_nan, params_finite
 from pglab.envs.batched import BatchedEnv
 from pglab.nets.mlp import CategoricalPolicy, GaussianPolicy
 
@@ -99,19 +99,12 @@ class CompiledA2CSteps:
         self._step = agent.optimizer.step if eager_step else torch.compile(agent.optimizer.step)
 
     def _rollout_program(
-        self, env: BatchedEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor
+        self, env: BatchedEnv, obs: torch.Tensor, buf: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, bool]:
         """The traced rollout: :meth:`A2C.fill_rollout` from raw ``obs[N, D]`` into ``buf``
-        (``[T, N, ...]`` each); ``mean``, ``std``: the normaliser's ``constants()``, its
-        ``(mean, 1/std)``, each ``[D]``, inputs because they change after every update."""
-        agent = self.agent
-        policy = agent.policy
-
-        def act(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            nobs = raw if agent.obs_norm is None else agent.obs_norm.apply(raw, mean, std)
-            return nobs, policy.sample(nobs)
-
-        return agent.fill_rollout(env.step, obs, buf, act)
+        (``[T, N, ...]`` each), with the agent's own :meth:`A2C.rollout_act` (the
+        normaliser's constants are inputs of the program: they change after every update)."""
+        return self.agent.fill_rollout(env.step, obs, buf, self.agent.rollout_act)
 
     def _clip_program(self) -> torch.Tensor:
         """The gradients' global norm before clipping (0-d), clipped in place."""
@@ -121,8 +114,7 @@ class CompiledA2CSteps:
         """After the optimiser's step: whether every parameter is finite (0-d bool), and
         the observation statistics with the rollout's reached states ``[T·N, D]`` folded in."""
         agent = self.agent
-        finite = torch.isfinite(torch.cat([p.detach().view(-1) for p in agent.params])).all()
-        return finite, None if agent.obs_norm is None else agent.obs_norm.rms.folded(final_obs)
+        return params_finite(agent.params), None if agent.obs_norm is None else agent.obs_norm.rms.folded(final_obs)
 
     def update_reward_stats(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """:meth:`A2C.update_reward_stats`, compiled: the program computes, this stores."""
@@ -136,10 +128,8 @@ class CompiledA2CSteps:
         """:meth:`A2C.collect`, compiled, on the env the programs were made for."""
         if env is not self.env:
             raise ValueError("hardware.compile: this agent was compiled for another training env; compile it again")
-        norm = self.agent.obs_norm
-        mean, inv_std = norm.constants() if norm is not None else (obs, obs)  # unused without normalisation
         with torch.no_grad():
-            obs, success = self._rollout(self.env, obs, buf, mean, inv_std)
+            obs, success = self._rollout(self.env, obs, buf)
         self.agent.success_reported |= success
         return obs
 
@@ -154,8 +144,7 @@ class CompiledA2CSteps:
         metrics = apply_update(agent.optimizer, loss, parts, self._clip, agent.params, False, self._step)
         with torch.no_grad():
             finite, stats = self._after_step(buf["final_obs"].flatten(0, 1))
-        if not bool(finite):
-            check_parameters(agent.params)  # raises, naming the parameter
+        check_parameters(agent.params, finite)
         if agent.obs_norm is not None and stats is not None:
             agent.obs_norm.set(*stats)
         return metrics

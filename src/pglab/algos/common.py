@@ -309,10 +309,15 @@ def apply_update(
     return metrics
 
 
-def check_parameters(params: list[nn.Parameter]) -> None:
-    """Raise :class:`NonFiniteError` if any parameter holds a NaN or inf (one device sync)."""
-    finite = torch.isfinite(torch.cat([p.detach().view(-1) for p in params])).all()
-    if not bool(finite):
+def params_finite(params: list[nn.Parameter]) -> torch.Tensor:
+    """Whether every parameter is finite, as a 0-d bool tensor (no device sync)."""
+    return torch.isfinite(torch.cat([p.detach().view(-1) for p in params])).all()
+
+
+def check_parameters(params: list[nn.Parameter], finite: torch.Tensor | None = None) -> None:
+    """Raise :class:`NonFiniteError` if any parameter holds a NaN or inf (one device sync);
+    ``finite``: :func:`params_finite`, when a compiled program computed it already."""
+    if not bool(params_finite(params) if finite is None else finite):
         bad = next(n for n, p in enumerate(params) if not bool(torch.isfinite(p).all()))
         raise NonFiniteError(f"parameters became non-finite (parameter {bad} of {len(params)})")
 
@@ -438,11 +443,7 @@ class ObsNormalizer:
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs[..., *shape]`` normalised (a new tensor)."""
-        return self.apply(obs, *self.constants())
-
-    def apply(self, obs: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
-        """``obs`` normalised with given :meth:`constants` (a compiled program takes them as
-        inputs: they change after every update)."""
+        mean, inv_std = self.constants()
         return ((obs - mean) * inv_std).clamp_(-self.clip, self.clip)
 
     def update(self, obs: torch.Tensor) -> None:

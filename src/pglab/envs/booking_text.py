@@ -168,12 +168,6 @@ def judge_text(
         counts[w] = counts.get(w, 0) + 1
     repeats = sum(c - 1 for w, c in counts.items() if w not in FUNCTION_WORDS)
     overlong = max(0, len(said) - budget)
-    score = (
-        rules.correct_reward * correct
-        - rules.wrong_penalty * wrong
-        - rules.repeat_penalty * repeats
-        - rules.length_penalty * overlong
-        - rules.unfinished_penalty * (not finished)
-    )
+    score = rules.score(float(correct), float(wrong), float(repeats), float(overlong), float(not finished))
     success = correct == len(request.values) and wrong == repeats == overlong == 0 and finished
     return Verdict(score, correct, wrong, repeats, overlong, not finished, len(said), success)

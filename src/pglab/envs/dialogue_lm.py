@@ -55,7 +55,7 @@ for k samples per prompt (RLOO, group-normalised advantages).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import torch
@@ -159,6 +159,8 @@ def prompt_width(num_slots: int) -> int:
 
 # --------------------------------------------------------------------------- the judge
 
+Count = TypeVar("Count", float, torch.Tensor)  # a count: a number, or one per reply
+
 
 @dataclass(frozen=True)
 class JudgeRules:
@@ -169,6 +171,16 @@ class JudgeRules:
     repeat_penalty: float = 0.5
     length_penalty: float = 0.25
     unfinished_penalty: float = 1.0
+
+    def score(self, correct: Count, wrong: Count, repeats: Count, overlong: Count, unfinished: Count) -> Count:
+        """The score from each rule's count (numbers, or float ``[N]`` tensors alike)."""
+        return (
+            self.correct_reward * correct
+            - self.wrong_penalty * wrong
+            - self.repeat_penalty * repeats
+            - self.length_penalty * overlong
+            - self.unfinished_penalty * unfinished
+        )
 
 
 def _token_table(words: set[str] | frozenset[str], device: torch.device) -> torch.Tensor:
@@ -216,13 +228,7 @@ def judge(
     repeats = ((counts - 1).clamp(min=0) * is_content).sum(dim=1)
     overlong = (length - length_budget).clamp(min=0).float()
     unfinished = (~ended).float()
-    score = (
-        rules.correct_reward * correct
-        - rules.wrong_penalty * wrong
-        - rules.repeat_penalty * repeats
-        - rules.length_penalty * overlong
-        - rules.unfinished_penalty * unfinished
-    )
+    score = rules.score(correct, wrong, repeats, overlong, unfinished)
     k = goal.shape[1]
     success = (correct == k) & (wrong == 0) & (repeats == 0) & (overlong == 0) & ended
     return {
