@@ -344,6 +344,28 @@ class DialogueLMEnvConfig(EnvConfig):
 
 
 @dataclass
+class DialogueTextEnvConfig(EnvConfig):
+    """The booking task in words for a pretrained language model (``pglab/DialogueText-v0``;
+    see ``pglab.envs.dialogue_text``). Its ranges are the env's own (``check_text_params``).
+
+    Attributes:
+        tokenizer: the model whose tokenizer writes the prompts and reads the replies: the
+            policy's (``${algo.policy.model}``).
+        num_slots: K slots in each request (1..8).
+        max_reply_tokens: the longest reply in tokens (an episode's time limit).
+        word_budget: words the judge allows before each further one costs (null: ``sure i
+            booked a table`` + the slot phrases + 5).
+        system_prompt: the chat's system message (null: the chat template's default).
+    """
+
+    tokenizer: str | None = MISSING
+    num_slots: int = MISSING
+    max_reply_tokens: int = MISSING
+    word_budget: int | None = MISSING
+    system_prompt: str | None = MISSING
+
+
+@dataclass
 class TransformerConfig:
     """The causal transformer that token-sequence envs (``dialogue_lm``) get as policy and critic.
 
@@ -358,6 +380,78 @@ class TransformerConfig:
     heads: int = bounded(4, ge=1)
     width: int = bounded(64, ge=8)
     ff_mult: int = bounded(4, ge=1)
+
+
+class PolicyKind(Enum):
+    """Which network acts: ``own``, pglab's networks (MLPs; a causal transformer on token
+    sequences, sized by ``algo.transformer``), or ``pretrained``, a causal language model
+    that Hugging Face ``transformers`` loads (``pglab.nets.pretrained``; the ``pglab[lm]`` extra)."""
+
+    own = "own"
+    pretrained = "pretrained"
+
+
+class ModelDtype(Enum):
+    """The dtype a pretrained model's weights are held and computed in."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+@dataclass
+class LoRAConfig:
+    """Low-rank adapters (``peft``) on a pretrained policy: only they train, and the
+    reference policy is the base model with them switched off.
+
+    Attributes:
+        r: the adapters' rank; 0 fine-tunes every weight instead (and keeps a frozen copy
+            of the initial model as the reference).
+        alpha: the adapters' scale is ``alpha / r``.
+        dropout: dropout on the adapters' input while training.
+        target_modules: the names of the linear layers that get adapters (Llama's
+            attention projections by default).
+    """
+
+    r: int = bounded(16, ge=0)
+    alpha: float = bounded(32.0, gt=0.0)
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class PolicyConfig:
+    """The policy network (``conf/policy/``, placed at ``algo.policy``).
+
+    Attributes:
+        name: the option's name (``own``, ``pretrained``, ``smollm2_135m``).
+        kind: pglab's own networks, or a pretrained language model (:class:`PolicyKind`).
+        model: ``pretrained`` only: a model pglab can fetch (``smollm2-135m``: ``python -m
+            pglab.models fetch smollm2-135m``), a folder ``from_pretrained`` reads, a
+            ``.gguf`` file, or a hub id where the machine reaches the hub.
+        dtype: the weights' dtype (float32 on a CPU; bfloat16 halves a GPU's memory).
+        gradient_checkpointing: recompute activations in the backward pass (less memory,
+            about a third more compute).
+        temperature: the policy is ``softmax(logits / temperature)``: sampling, the
+            log-probabilities the gradient uses and the KL alike.
+        top_p: nucleus sampling in rollouts and sampled evaluation (1: off). The
+            log-probabilities stay the tempered distribution's, as TRL's.
+        lora: low-rank adapters (:class:`LoRAConfig`).
+    """
+
+    name: str = MISSING
+    kind: PolicyKind = MISSING
+    model: str | None = MISSING
+    dtype: ModelDtype = MISSING
+    gradient_checkpointing: bool = MISSING
+    temperature: float = bounded(MISSING, gt=0.0)
+    top_p: float = bounded(MISSING, gt=0.0, le=1.0)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+    @property
+    def pretrained(self) -> bool:
+        """A pretrained language model acts (not pglab's own networks)."""
+        return self.kind is PolicyKind.pretrained
 
 
 @dataclass
@@ -376,6 +470,8 @@ class AlgoConfig:
         max_grad_norm: clip the global gradient norm to this (null: no clipping).
         transformer: sizes of the causal transformer used instead of the MLPs on
             token-sequence observations (``env=dialogue_lm``).
+        policy: which network acts (``conf/policy/``: pglab's own, or a pretrained
+            language model).
     """
 
     name: str = MISSING
@@ -387,6 +483,7 @@ class AlgoConfig:
     ent_coef: float = bounded(MISSING, ge=0.0)
     max_grad_norm: float | None = bounded(MISSING, gt=0.0)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    policy: PolicyConfig = MISSING
 
 
 @dataclass
@@ -744,12 +841,14 @@ def register_configs() -> None:
     cs.store(name="schema_env_mountaincar", node=MountainCarEnvConfig)
     cs.store(name="schema_env_dialogue", node=DialogueEnvConfig)
     cs.store(name="schema_env_dialogue_lm", node=DialogueLMEnvConfig)
+    cs.store(name="schema_env_dialogue_text", node=DialogueTextEnvConfig)
     cs.store(name="schema_algo_reinforce", node=ReinforceConfig)
     cs.store(name="schema_algo_a2c", node=A2CConfig)
     cs.store(name="schema_algo_ppo", node=PPOConfig)
     cs.store(name="schema_algo_sb3", node=SB3Config)
     cs.store(name="schema_hardware", node=HardwareConfig)
     cs.store(name="schema_logger", node=LoggerConfig)
+    cs.store(name="schema_policy", node=PolicyConfig)
 
 
 register_configs()

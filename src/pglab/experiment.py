@@ -184,6 +184,8 @@ def build_loop(
             raise CheckpointDoesNotFit(f"its agent state does not load ({type(err).__name__}: {err})") from err
     elif cfg.sft_steps > 0:
         summary.sft = run_sft(cfg, plan.env, agent, env, logger, stop)
+    elif cfg.algo.policy.pretrained:
+        agent.set_reference()  # the KL leash holds the policy to its initial model
     state = LoopState.from_dict(resumed.run_state["loop"]) if resumed else LoopState.fresh(cfg)
     extra = {"sft": summary.sft, "wandb_id": logger.run_id}  # what a checkpoint carries besides the loop
     loop = TrainingLoop(cfg, agent, evaluator, logger, folder, state, started_at, extra, display, stop, recorder)

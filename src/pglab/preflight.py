@@ -23,6 +23,7 @@ import torch
 from pglab.algos.common import Agent, AgentClass, MemoryNeed
 from pglab.config import Config, ConfigError, Device, HardwareConfig
 from pglab.envs import EnvSpec, make_vec_env, resolve_env
+from pglab.models import MissingExtra, transformers_module
 from pglab.video import renders_frames
 
 # algo.impl names a class in one of these packages: importing a module can run any code,
@@ -62,6 +63,7 @@ def preflight(cfg: Config, check_device: bool = True) -> Plan:
     """
     env = resolve_env(cfg.env)
     algo = algo_class(cfg.algo.impl)
+    check_policy(cfg, env, algo)
     algo.check_config(cfg, env)
     if cfg.hardware.compile and not algo.supports_compile:
         raise ConfigError(
@@ -92,6 +94,41 @@ def preflight(cfg: Config, check_device: bool = True) -> Plan:
         check_threads(cfg.hardware)
         check_memory(cfg, env, algo, device)
     return Plan(env, algo, device)
+
+
+def check_policy(cfg: Config, env: EnvSpec, algo: AgentClass) -> None:
+    """A pretrained language model reads and writes its own tokenizer's tokens: only an env
+    that speaks them (``text_tokens``, with the same model as ``env.tokenizer``) fits it,
+    and such an env fits no other policy."""
+    policy = cfg.algo.policy
+    text = env.capabilities.text_tokens
+    if text and not policy.pretrained:
+        raise ConfigError(
+            f"env={cfg.env.name}: its tokens are a pretrained model's; choose a pretrained policy "
+            "(policy=smollm2_135m, or policy=pretrained algo.policy.model=...)"
+        )
+    if not policy.pretrained:
+        return
+    if not text:
+        raise ConfigError(
+            f"algo.policy={policy.name}: a pretrained language model reads its own tokenizer's text; "
+            f"env={cfg.env.name} is not text (use env=dialogue_text)"
+        )
+    if cfg.env.tokenizer != policy.model:
+        raise ConfigError(
+            f"env.tokenizer={cfg.env.tokenizer!r}: the env must write with the policy's tokenizer, "
+            f"algo.policy.model={policy.model!r} (leave env.tokenizer as ${{algo.policy.model}})"
+        )
+    if not algo.supports_pretrained:
+        raise ConfigError(
+            f"algo={cfg.algo.name}: cannot train a pretrained language model (pglab's reinforce and ppo can)"
+        )
+    if cfg.hardware.compile:
+        raise ConfigError("hardware.compile=true: not for a pretrained policy; set hardware.compile=false")
+    try:
+        transformers_module()
+    except MissingExtra as err:
+        raise ConfigError(f"algo.policy={policy.name}: {err}") from None
 
 
 def _methods(protocol: type) -> list[str]:

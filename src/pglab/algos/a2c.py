@@ -90,6 +90,7 @@ class A2C(KLReference):
     """
 
     supports_compile: ClassVar[bool] = True
+    supports_pretrained: ClassVar[bool] = False  # a critic on a pretrained model is not built
     group_size: int | None = None  # every env starts its own episodes
 
     def __init__(
@@ -104,7 +105,13 @@ class A2C(KLReference):
         self.cfg = cfg
         self.device = device
         self.policy = make_policy(
-            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.transformer
+            observation_space,
+            action_space,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.log_std_init,
+            cfg.transformer,
+            cfg.policy,
         )
         body = self.policy.body if cfg.shared_network else None
         self.value = (
@@ -123,20 +130,22 @@ class A2C(KLReference):
         if self.ret_rms is not None:
             self.ret_rms.to(device)
         self.optimizer = self.make_optimizer()
-        self.params = list(self.nets.parameters())
+        self.params = self.trainable()
         self.env_steps = 0
         self.nan_at_step: int | None = None  # fault injection, see pglab.config.DebugConfig
         self._returns: torch.Tensor | None = None  # running discounted return, for reward scaling
         self.compiled: CompiledA2CSteps | None = None  # hardware.compile on a traceable env: collect and update
 
+    def trainable(self) -> list[nn.Parameter]:
+        """The parameters that train: every network parameter (a LoRA policy: its adapters)."""
+        return [p for p in self.nets.parameters() if p.requires_grad]
+
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every network parameter."""
+        """RMSprop (alpha 0.99, as A2C's paper and SB3) or Adam over every trainable parameter."""
         cfg = self.cfg
         if cfg.optimizer == OptimizerName.rmsprop:
-            return torch.optim.RMSprop(
-                self.nets.parameters(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
-            )
-        return torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps, foreach=True)
+            return torch.optim.RMSprop(self.trainable(), lr=cfg.lr, alpha=0.99, eps=cfg.optimizer_eps, foreach=True)
+        return torch.optim.Adam(self.trainable(), lr=cfg.lr, eps=cfg.optimizer_eps, foreach=True)
 
     @staticmethod
     def has_critic(cfg: A2CConfig) -> bool:

@@ -22,7 +22,7 @@ from torch import nn
 
 from pglab.envs.capabilities import HasDemonstrations
 from pglab.envs.spaces import TokenSequence
-from pglab.nets import Policy
+from pglab.nets import Policy, make_policy
 from pglab.nets.base import Sampler, terms_from_log_probs
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class Agent(Protocol):
     Attributes:
         supports_compile: ``hardware.compile`` is allowed (:meth:`compile` does something).
         supports_sft: an SFT stage and a KL reference are allowed (:meth:`finetune`).
+        supports_pretrained: a pretrained language model may be the policy (``algo.policy``).
         env_steps: env steps consumed so far (restored by :meth:`load_state_dict`).
         group_size: k, the envs that start each episode from the same state (k samples
             per prompt), None: every env its own; the run sets the training env up for it.
@@ -77,6 +78,7 @@ class Agent(Protocol):
 
     supports_compile: ClassVar[bool]
     supports_sft: ClassVar[bool]
+    supports_pretrained: ClassVar[bool]
     env_steps: int
     group_size: int | None
     nan_at_step: int | None
@@ -103,6 +105,11 @@ class Agent(Protocol):
     def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
         """The SFT stage, then freeze the result as the KL reference (only when ``supports_sft``);
         returns the last logged ``sft/*`` metrics."""
+        ...
+
+    def set_reference(self) -> None:
+        """Freeze the current policy as the KL reference: a pretrained policy's initial model
+        (only when ``supports_pretrained``)."""
         ...
 
     def export(self, run_dir: Path) -> None:
@@ -154,6 +161,19 @@ def parameter_count(build: Callable[[], nn.Module]) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def policy_bytes(a: Any, observation_space: gym.Space, action_space: gym.Space, optimizer: str) -> int:
+    """The policy's weights, gradients and optimiser state (:func:`network_bytes`); of a
+    pretrained model (``a.policy``), its weights and its trainable share's state."""
+    if a.policy.pretrained:
+        from pglab.nets.pretrained import memory_bytes  # transformers: the [lm] extra
+
+        return memory_bytes(a.policy, OPTIMIZER_STATES[optimizer])
+    params = parameter_count(
+        lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
+    )
+    return network_bytes(params, optimizer)
+
+
 def network_bytes(parameters: int, optimizer: str) -> int:
     """Weights, their gradients and the optimiser's per-parameter state (``OPTIMIZER_STATES``)."""
     return parameters * FLOAT_BYTES * (2 + OPTIMIZER_STATES[optimizer])
@@ -196,6 +216,7 @@ class AgentClass(Protocol):
 
     supports_compile: bool
     supports_sft: bool
+    supports_pretrained: bool
 
     def __call__(
         self,

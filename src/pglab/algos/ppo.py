@@ -70,14 +70,12 @@ from pglab.algos.common import (
     gae,
     grad_norm_and_clip,
     inject_nan,
-    network_bytes,
-    parameter_count,
+    policy_bytes,
     rollout_terms,
     value_bytes,
 )
 from pglab.algos.reference import check_group_config, episode_kl_penalty, group_advantages, k3_kl
 from pglab.config import ConfigError, KLEstimator, OptimizerName, PPOBaseline, PPOConfig
-from pglab.nets import make_policy
 
 if TYPE_CHECKING:
     from pglab.config import Config
@@ -195,6 +193,7 @@ class PPO(A2C):
     baselines need ``max_episode_steps`` (they collect whole episodes)."""
 
     supports_compile: ClassVar[bool] = True
+    supports_pretrained: ClassVar[bool] = True  # with a group baseline (no critic)
 
     def __init__(
         self,
@@ -219,7 +218,7 @@ class PPO(A2C):
         steps pay for)."""
         cfg = self.cfg
         if cfg.optimizer == OptimizerName.adam:
-            return torch.optim.Adam(self.nets.parameters(), lr=cfg.lr, eps=cfg.optimizer_eps, fused=True)
+            return torch.optim.Adam(self.trainable(), lr=cfg.lr, eps=cfg.optimizer_eps, fused=True)
         return super().make_optimizer()
 
     @staticmethod
@@ -232,6 +231,11 @@ class PPO(A2C):
         """Cross-key constraints, checked before the run starts."""
         A2C.check_config(cfg, env)
         a: PPOConfig = cfg.algo
+        if a.baseline == PPOBaseline.gae and a.policy.pretrained:
+            raise ConfigError(
+                "algo.baseline=gae: a critic on a pretrained language model is not built; use "
+                "algo.baseline=leave_one_out or group_norm (no critic)"
+            )
         if a.baseline == PPOBaseline.gae:
             if a.group_size is not None:
                 raise ConfigError(
@@ -288,14 +292,11 @@ class PPO(A2C):
             )
         T, n = int(env.time_limit or 1), cfg.env.num_envs
         per_step = value_bytes(observation_space) + value_bytes(action_space) + 4 + 3 + frozen
-        params = parameter_count(
-            lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
-        )
         rows = min(columns_per_minibatch(a.batch_size, T), n) * T
         update = activation_bytes(observation_space, a.hidden_sizes, rows, 1)
         return MemoryNeed(
             rollout=T * n * per_step,
-            networks=network_bytes(params, a.optimizer.value),
+            networks=policy_bytes(a, observation_space, action_space, a.optimizer.value),
             activations=max(update, forward_bytes(observation_space, a.hidden_sizes, T * n)),
             rollout_keys=("env.num_envs", "env.max_episode_steps"),
             detail=f"{T:,} steps (the time limit) × {n:,} envs × {per_step:,} bytes",

@@ -11,7 +11,6 @@ replies to one prompt can be compared with each other (RLOO, GRPO).
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -25,14 +24,6 @@ from pglab.nets import Policy
 if TYPE_CHECKING:
     from pglab.config import Config, SFTConfig
     from pglab.envs import EnvSpec
-
-
-def frozen_copy(policy: Policy) -> Policy:
-    """A copy of ``policy`` that never trains (the KL penalty's reference)."""
-    ref = copy.deepcopy(policy)
-    ref.requires_grad_(False)
-    ref.eval()
-    return ref
 
 
 class KLReference:
@@ -55,8 +46,9 @@ class KLReference:
         return last
 
     def set_reference(self) -> None:
-        """Freeze a copy of the current policy as the reference (after the SFT stage)."""
-        self.reference = frozen_copy(self.policy)
+        """Freeze the current policy as the reference (after the SFT stage; a pretrained
+        policy's initial model), as the policy makes its reference (:meth:`Policy.reference_copy`)."""
+        self.reference = self.policy.reference_copy()
 
     def reference_state(self) -> dict[str, Any]:
         """``{"reference": its state dict}`` for a checkpoint, or ``{}`` without a reference."""
@@ -71,11 +63,13 @@ class KLReference:
 
 
 def check_kl_config(cfg: Config) -> None:
-    """A KL penalty needs a reference policy, which only the SFT stage makes."""
-    if cfg.algo.kl_coef > 0 and cfg.sft_steps == 0:
+    """A KL penalty needs a reference policy: the SFT stage's model, or a pretrained
+    policy's initial model."""
+    if cfg.algo.kl_coef > 0 and cfg.sft_steps == 0 and not cfg.algo.policy.pretrained:
         raise ConfigError(
             f"algo.kl_coef={cfg.algo.kl_coef:g}: the KL penalty needs a reference policy, which the SFT stage "
-            "makes; set sft.steps > 0 (on an env with demonstrations: dialogue_lm) or algo.kl_coef=0"
+            "makes; set sft.steps > 0 (on an env with demonstrations: dialogue_lm), use a pretrained policy "
+            "(its initial model is the reference) or algo.kl_coef=0"
         )
 
 

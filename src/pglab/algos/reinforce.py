@@ -68,6 +68,7 @@ from pglab.algos.common import (
     inject_nan,
     network_bytes,
     parameter_count,
+    policy_bytes,
     value_bytes,
 )
 from pglab.algos.reference import (
@@ -101,6 +102,7 @@ class Reinforce(KLReference):
     """
 
     supports_compile: ClassVar[bool] = True
+    supports_pretrained: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -117,7 +119,13 @@ class Reinforce(KLReference):
         self.device = device
         self.max_episode_steps = int(max_episode_steps)
         self.policy = make_policy(
-            observation_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.transformer
+            observation_space,
+            action_space,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.log_std_init,
+            cfg.transformer,
+            cfg.policy,
         ).to(device)
         self.value = (
             make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer).to(device)
@@ -126,7 +134,8 @@ class Reinforce(KLReference):
         )
         self._success_reported = False  # the env reports each episode's success
         self.obs_norm = ObsNormalizer(observation_space.shape, cfg.clip_obs, device) if cfg.normalize_obs else None
-        groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters()), "lr": cfg.lr}]
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]  # a LoRA policy: the adapters
+        groups: list[dict[str, Any]] = [{"params": trainable, "lr": cfg.lr}]
         if self.value is not None:
             groups.append({"params": list(self.value.parameters()), "lr": cfg.value_lr})
         self.optimizer = torch.optim.Adam(groups, eps=1e-5, foreach=True)
@@ -168,16 +177,13 @@ class Reinforce(KLReference):
         critic = a.baseline == Baseline.value
         obs = value_bytes(observation_space) * (2 if critic else 1)
         per_step = obs + value_bytes(action_space) + 4 + 3  # rewards (float32); valid, dones, cut (bool)
-        params = parameter_count(
-            lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
-        )
+        networks = policy_bytes(a, observation_space, action_space, "adam")
         if critic:
-            params += parameter_count(
-                lambda: make_value(observation_space, a.hidden_sizes, a.activation, a.transformer)
-            )
+            value = parameter_count(lambda: make_value(observation_space, a.hidden_sizes, a.activation, a.transformer))
+            networks += network_bytes(value, "adam")
         return MemoryNeed(
             rollout=T * n * per_step,
-            networks=network_bytes(params, "adam"),
+            networks=networks,
             activations=activation_bytes(observation_space, a.hidden_sizes, n, 2 if critic else 1),
             rollout_keys=("env.num_envs", "env.max_episode_steps"),
             detail=f"{T:,} steps (the time limit) × {n:,} envs × {per_step:,} bytes",

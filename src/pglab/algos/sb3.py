@@ -307,6 +307,7 @@ class SB3Agent:
 
     supports_compile: ClassVar[bool] = False  # SB3 builds and runs its own networks
     supports_sft: ClassVar[bool] = False
+    supports_pretrained: ClassVar[bool] = False  # SB3 builds its own networks
     group_size: int | None = None
 
     def __init__(
@@ -467,6 +468,9 @@ class SB3Agent:
 
     def finetune(self, expert: HasDemonstrations, cfg: SFTConfig, steps: int, log: LogFn) -> dict[str, float]:
         raise NotImplementedError("SB3's policies have no SFT stage (supports_sft is False)")
+
+    def set_reference(self) -> None:
+        raise NotImplementedError("SB3's policies have no KL reference (supports_pretrained is False)")
 
     def export(self, run_dir: Path) -> None:
         """SB3's own formats: ``sb3_model.zip`` and, when used, ``vecnormalize.pkl``."""

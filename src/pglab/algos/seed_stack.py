@@ -605,6 +605,7 @@ class SeedView:
 
     supports_compile = False
     supports_sft = False
+    supports_pretrained = False
     group_size = None
 
     def __init__(self, stack: SeedStackA2C, agent: A2C) -> None:
@@ -640,6 +641,9 @@ class SeedView:
 
     def finetune(self, *args: Any) -> dict[str, float]:
         raise RuntimeError("a seed stack has no SFT stage")
+
+    def set_reference(self) -> None:
+        raise RuntimeError("a seed stack has no KL reference")
 
     def export(self, run_dir: Any) -> None:
         self.agent.export(run_dir)

@@ -24,6 +24,8 @@ class EnvCapabilities:
             prompt, :class:`SharesStarts`).
         demonstrations: the env writes expert episodes for an SFT stage
             (:class:`HasDemonstrations`).
+        text_tokens: the token ids are a pretrained model's tokenizer's (``env.tokenizer``
+            names the model): only that model's policy can read and write them.
         episode_stats: the per-episode measures the env reports in
             ``info["episode_stats"]`` (the maze's ``optimality``), which evaluation
             averages into ``eval/<name>``; what an ``env.solved`` criterion may name besides
@@ -33,6 +35,7 @@ class EnvCapabilities:
     token_observations: bool = False
     shared_starts: bool = False
     demonstrations: bool = False
+    text_tokens: bool = False
     episode_stats: tuple[str, ...] = ()
 
 

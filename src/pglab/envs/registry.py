@@ -1,6 +1,6 @@
 """Which implementation an env config builds, resolved once per run into an :class:`EnvSpec`.
 
-pglab's native envs (``pglab/Maze-v0``, ``pglab/Dialogue-v0``, ``pglab/DialogueLM-v0``,
+pglab's native envs (``pglab/Maze-v0``, ``pglab/Dialogue-v0``, ``pglab/DialogueLM-v0``, ``pglab/DialogueText-v0``,
 and ``pglab/MountainCar-v0``, ``pglab/MountainCarContinuous-v0``: gymnasium's physics step
 for step) are written batched in torch (:mod:`pglab.envs.batched`) and registered with
 gymnasium with both an ``entry_point`` (one numpy env, for ``gymnasium.make``, ``check_env``
@@ -33,6 +33,10 @@ NATIVE_ENVS = {
     "pglab/Maze-v0": ("pglab.envs.maze:MazeEnv", "pglab.envs.maze:MazeVectorEnv"),
     "pglab/Dialogue-v0": ("pglab.envs.dialogue:DialogueEnv", "pglab.envs.dialogue:DialogueVectorEnv"),
     "pglab/DialogueLM-v0": ("pglab.envs.dialogue_lm:DialogueLMEnv", "pglab.envs.dialogue_lm:DialogueLMVectorEnv"),
+    "pglab/DialogueText-v0": (
+        "pglab.envs.dialogue_text:DialogueTextEnv",
+        "pglab.envs.dialogue_text:DialogueTextVectorEnv",
+    ),
     "pglab/MountainCar-v0": ("pglab.envs.mountaincar:MountainCarEnv", "pglab.envs.mountaincar:MountainCarVectorEnv"),
     "pglab/MountainCarContinuous-v0": (
         "pglab.envs.mountaincar:MountainCarContinuousEnv",

@@ -2,7 +2,8 @@
 
 * :mod:`pglab.nets.base`: the contracts (:class:`Policy`, :class:`ValueFunction`, samplers);
 * :mod:`pglab.nets.mlp`: MLPs with a categorical or diagonal-Gaussian head;
-* :mod:`pglab.nets.transformer`: a causal transformer for token-sequence observations.
+* :mod:`pglab.nets.transformer`: a causal transformer for token-sequence observations;
+* :mod:`pglab.nets.pretrained`: a pretrained causal language model (``algo.policy``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 from torch import nn
 
-from pglab.config import Activation, TransformerConfig
+from pglab.config import Activation, PolicyConfig, TransformerConfig
 from pglab.envs.spaces import TokenSequence
 from pglab.nets.base import Policy, Sampler, ValueFunction
 from pglab.nets.mlp import CategoricalPolicy, GaussianPolicy, ValueNet, mlp_body, obs_dim
@@ -26,10 +27,18 @@ def make_policy(
     activation: Activation,
     log_std_init: float = 0.0,
     transformer: TransformerConfig | None = None,
+    policy: PolicyConfig | None = None,
 ) -> Policy:
-    """The policy that fits the spaces: a causal transformer over token-sequence
-    observations (sizes from ``transformer``), else an MLP with a categorical head for
-    Discrete actions and a Gaussian one for a 1-D Box."""
+    """The policy that fits the spaces: the pretrained language model ``policy`` names
+    (``policy.pretrained``), a causal transformer over token-sequence observations (sizes
+    from ``transformer``), else an MLP with a categorical head for Discrete actions and a
+    Gaussian one for a 1-D Box."""
+    if policy is not None and policy.pretrained:
+        if not isinstance(observation_space, TokenSequence):
+            raise ValueError(f"a pretrained language model reads token sequences, not {observation_space}")
+        from pglab.nets.pretrained import PretrainedPolicy  # transformers: the [lm] extra
+
+        return PretrainedPolicy.load(policy, observation_space)
     if isinstance(observation_space, TokenSequence):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"a token-sequence observation needs Discrete actions (tokens), not {action_space}")

@@ -14,6 +14,7 @@ policies only) are ``[B, A]``.
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar, Protocol
 
 import torch
@@ -68,6 +69,13 @@ class Policy(nn.Module):
         update; a policy that can reuse work between steps (a transformer's key-value cache)
         returns its own."""
         return PlainSampler(self)
+
+    def reference_copy(self) -> Policy:
+        """A copy of this policy that never trains: a KL penalty's reference."""
+        ref = copy.deepcopy(self)
+        ref.requires_grad_(False)
+        ref.eval()
+        return ref
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Sample an action (or take the mode) for ``obs[B, obs_dim]``."""
