@@ -31,6 +31,12 @@ memory is its own. Sections (``--sections``, all by default):
     Tokens per second on ``env=dialogue_lm`` (the 2-layer transformer, REINFORCE with RLOO
     and a KL penalty): generating replies, the RL update, both, and SFT, for each
     ``--lm-batch`` replies per batch.
+``pretrained``
+    Tokens per second of a pretrained model on ``env=dialogue_text`` (SmolLM2-135M from the
+    model cache, LoRA, REINFORCE with RLOO and the KL leash, 16 replies per batch):
+    generating replies through its key-value cache, the RL update, both, and the peak
+    resident memory, on one thread and on ``--threads``. Needs the ``[lm]`` extra and
+    ``python -m pglab.models fetch smollm2-135m``.
 ``anchors``
     The fastest peer on a CPU next to pglab, alternating, ``--anchor-rounds`` rounds (the
     median of each case): a fully jitted JAX A2C on gymnax's MountainCar-v0, matched to
@@ -57,6 +63,7 @@ Output: progress lines, a markdown table (ratios against sb3_a2c's Zoo setup) an
     python scripts/bench.py --sections throughput --seconds 3
     python scripts/bench.py --sections solve --seeds 0 1 2 3 4
     python scripts/bench.py --sections lm --lm-batch 64 256 1024
+    python scripts/bench.py --sections pretrained --threads 2
     python scripts/bench.py --device cuda --num-envs 1024 16384 65536 --sections throughput   # GPU mode
     python scripts/bench.py --device cuda   # every pglab and SB3 case on the GPU (the JAX anchor stays on the CPU)
     python scripts/bench.py --env-only --envs maze dialogue mountaincar --num-envs 1 64 1024  # envs alone
@@ -91,7 +98,7 @@ JAX_INSTALL = "python3 -m venv .venv-jax && .venv-jax/bin/pip install jax jaxlib
 # --------------------------------------------------------------------------- one case (child process)
 
 
-SECTIONS = ("throughput", "solve", "lm", "anchors", "memory", "profile")
+SECTIONS = ("throughput", "solve", "lm", "pretrained", "anchors", "memory", "profile")
 
 
 def load_config(algo: str, env_name: str, overrides: list[str]) -> Any:
@@ -266,6 +273,62 @@ def lm_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pretrained_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Tokens/s of a pretrained model (SmolLM2-135M) on dialogue_text, and the peak memory.
+
+    REINFORCE with its tuned dialogue_text setting (RLOO, k = 4, LoRA, the KL leash to the
+    base model with its adapters off) on ``env.num_envs`` replies per batch, after one
+    warm-up update. ``generation`` times the sampling of whole replies through the model's
+    key-value cache; ``update`` the loss (one causal pass over every reply with the
+    adapters, one without, backward into the adapters, Adam). Tokens are reply tokens.
+    Peak memory is the child process's resident maximum.
+    """
+    import resource
+
+    import torch
+
+    from pglab.envs import make_vec_env, resolve_env
+    from pglab.envs.make import share_starts
+    from pglab.experiment import build_agent
+    from pglab.random_state import seed_everything
+
+    cfg = load_config(case["algo"], "dialogue_text", case["overrides"])
+    device = _device(case["device"])
+    torch.set_num_threads(case["threads"])
+    seed_everything(case["seed"])
+    spec = resolve_env(cfg.env)
+    env = make_vec_env(spec, cfg.env.num_envs, seed=case["seed"], device=device)
+    agent = build_agent(cfg, env, device, spec)
+    share_starts(spec, env, cfg.algo.group_size)
+    agent.set_reference()
+    buf = agent.buffers(env)
+    agent.update(buf, agent.collect(env, buf))  # warm-up
+    gen_s = upd_s = 0.0
+    tokens = updates = 0
+    while gen_s + upd_s < case["seconds"] or updates < 2:
+        t1 = time.perf_counter()
+        T = agent.collect(env, buf)
+        _sync(device)
+        t2 = time.perf_counter()
+        agent.update(buf, T)
+        _sync(device)
+        gen_s += t2 - t1
+        upd_s += time.perf_counter() - t2
+        tokens += int(buf["valid"][:T].sum())
+        updates += 1
+    env.close()
+    return {
+        "tokens": tokens,
+        "updates": updates,
+        "generation_tps": tokens / gen_s,
+        "update_tps": tokens / upd_s,
+        "rl_tps": tokens / (gen_s + upd_s),
+        "s_per_update": (gen_s + upd_s) / updates,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sps": tokens / (gen_s + upd_s),
+    }
+
+
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
@@ -322,7 +385,14 @@ def profile_case(case: dict[str, Any]) -> dict[str, Any]:
     return wall | profiled | {"n_steps": cfg.algo.n_steps}
 
 
-CASES = {"throughput": throughput_case, "env": env_case, "solve": solve_case, "lm": lm_case, "profile": profile_case}
+CASES = {
+    "throughput": throughput_case,
+    "env": env_case,
+    "solve": solve_case,
+    "lm": lm_case,
+    "pretrained": pretrained_case,
+    "profile": profile_case,
+}
 
 
 def child_main(spec: str) -> int:
@@ -879,6 +949,16 @@ def main(argv: list[str] | None = None) -> int:
             row = run_case(case)
             result["lm"].append(row)
             show(row, row.get("error") or f"{row['rl_tps']:>12,.0f} tokens/s (RL)")
+    if not args.env_only and "pretrained" in args.sections:
+        result["pretrained"] = []
+        for threads in sorted({1, args.threads}):
+            case = {"kind": "pretrained", "algo": "reinforce", "seed": args.seed, "threads": threads}
+            case |= {"seconds": args.seconds * 10, "device": args.device}
+            case |= {"label": f"SmolLM2-135M on dialogue_text, 16 replies/batch, {threads} thread(s)"}
+            case["overrides"] = ["policy=smollm2_135m", f"hardware.device={args.device}", *args.set]
+            row = run_case(case)
+            result["pretrained"].append(row)
+            show(row, row.get("error") or f"{row['rl_tps']:>12,.0f} tokens/s (RL), {row['peak_rss_mb']:,.0f} MB peak")
     if not args.env_only and "anchors" in args.sections:
         python, why = jax_python()
         if python is None:

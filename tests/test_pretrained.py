@@ -366,3 +366,18 @@ def test_ppo_takes_clipped_epochs_on_whole_replies_and_refuses_a_critic(model_di
     assert moved and all("lora_" in n for n in moved)
     with pytest.raises(ConfigError, match=r"algo.baseline=gae: a critic on a pretrained language model"):
         preflight(text_config(model_dir, "algo=ppo", "algo.baseline=gae", "algo.group_size=null"))
+
+
+def test_without_lora_every_weight_trains_once_and_the_reference_is_a_frozen_copy(model_dir: Path) -> None:
+    cfg = text_config(model_dir, "algo.group_size=4", "algo.policy.lora.r=0")
+    env, agent = setup(cfg)
+    state = agent.policy.state_dict()
+    params = dict(agent.policy.named_parameters())
+    assert all(k.startswith("model.") for k in state) and set(params) <= set(state)  # one name per module
+    assert all(p.requires_grad for p in params.values())
+    assert not any(p.requires_grad for p in agent.reference.parameters())
+    before = {n: p.clone() for n, p in agent.reference.named_parameters()}
+    buf = agent.buffers(env)
+    agent.update(buf, agent.collect(env, buf))
+    assert all(torch.equal(p, before[n]) for n, p in agent.reference.named_parameters())
+    assert any(not torch.equal(p, agent.reference.state_dict()[n]) for n, p in agent.policy.state_dict().items())

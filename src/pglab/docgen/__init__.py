@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pglab.docgen import bench_blocks, blocks
+from pglab.docgen import bench_blocks, blocks, lm_blocks
 from pglab.docgen.pages import Blocks, stale, write_pages
 
 BLOCKS: Blocks = {
@@ -32,11 +32,14 @@ BLOCKS: Blocks = {
     "reinforce_tuning": blocks.reinforce_tuning,
     "lm_table": blocks.lm_table,
     "lm_kl": blocks.lm_kl,
+    "lm_pretrained": lm_blocks.lm_pretrained,
+    "lm_pretrained_replies": lm_blocks.lm_pretrained_replies,
     "commands": blocks.commands,
     "bench_throughput": bench_blocks.bench_throughput,
     "bench_solve": bench_blocks.bench_solve,
     "bench_memory": bench_blocks.bench_memory,
     "bench_lm": bench_blocks.bench_lm,
+    "bench_pretrained": bench_blocks.bench_pretrained,
     "bench_envs": bench_blocks.bench_envs,
     "bench_anchors": bench_blocks.bench_anchors,
     "bench_seeds": bench_blocks.bench_seeds,

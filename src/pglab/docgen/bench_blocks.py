@@ -94,6 +94,17 @@ def bench_lm(root: Path) -> str:
     return "\n".join(lines) + "\n\n" + footer(root, "bench_lm")
 
 
+def bench_pretrained(root: Path) -> str:
+    """Reply tokens per second of SmolLM2-135M on dialogue_text, seconds per update, peak memory."""
+    rows = bench(root, "bench_pretrained")["pretrained"]
+    head = ["torch threads", "generation (tokens/s)", "RL update (tokens/s)", "RL (both)", "s per update"]
+    lines = markdown_head([*head, "peak memory (MB)"])
+    for r in rows:
+        cells = [fmt(r[k], 1) for k in ("generation_tps", "update_tps", "rl_tps", "s_per_update")]
+        lines.append(markdown_row([str(r["threads"]), *cells, fmt(r["peak_rss_mb"], 0)]))
+    return "\n".join(lines) + "\n\n" + footer(root, "bench_pretrained")
+
+
 def bench_envs(root: Path) -> str:
     """Env steps/s of the envs alone (random actions) per env, backend and number of envs."""
     rows = []

@@ -321,6 +321,8 @@ SECTIONS = {
     "lm_a2c": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_ppo": "dialogue_lm-sft-rloo-and-group-normalised-reinforce",
     "lm_kl": "dialogue_lm-the-kl-coefficient",
+    "lm_pretrained": "dialogue_text-smollm2-135m-before-and-after-rl",
+    "bench_pretrained": "dialogue_text-smollm2-135m-before-and-after-rl",
     "bench_throughput": "speed-pglab-next-to-stable-baselines3",
     "bench_solve": "speed-pglab-next-to-stable-baselines3",
     "bench_lm": "language-model-tokens-per-second",

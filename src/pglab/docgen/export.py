@@ -1,10 +1,11 @@
 """Condense a finished sweep into a result set the docs can be generated from.
 
-``docs/results/<name>/runs/<job>/`` gets each run's ``summary.json`` and the lines of its
+``docs/results/<name>/runs/<job>/`` gets each run's ``summary.json``, the lines of its
 ``metrics.jsonl`` that tables and plots read (evaluations, and the training lines that
-carry ``train/kl``); W&B files, checkpoints, policies and Hydra's folders are left
-behind. The runs are read by the report's reader (:func:`pglab.report.runs.read_runs`:
-each run once, damaged folders left out), so a result set holds what the report counted.
+carry ``train/kl``) and its ``samples.jsonl`` where it wrote one; W&B files,
+checkpoints, policies and Hydra's folders are left behind. The runs are read by the
+report's reader (:func:`pglab.report.runs.read_runs`: each run once, damaged folders left
+out), so a result set holds what the report counted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pglab.docgen.provenance import FILE, from_machine, write
 from pglab.job_dir import TRIALS_CSV
 from pglab.machine import machine_info
 from pglab.report.runs import DAMAGED, RunRecord, metric_lines, read_runs
+from pglab.run_dir import SAMPLES
 
 RUNS = "runs"
 
@@ -36,6 +38,8 @@ def export_run(run_dir: Path, summary: dict[str, Any], dest: Path) -> None:
     (dest / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = [json.dumps(line) for line in metric_lines(run_dir) if _kept(line)]
     (dest / "metrics.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    if (run_dir / SAMPLES).exists():  # the evaluations' episodes as text (a language model's replies)
+        shutil.copyfile(run_dir / SAMPLES, dest / SAMPLES)
 
 
 def export_sweep(sweep_dirs: list[Path], dest: Path, command: str, notes: str = "") -> int:

@@ -151,7 +151,6 @@ class PretrainedPolicy(Policy):
     def __init__(self, model: Any, cfg: PolicyConfig, space: TokenSequence) -> None:
         super().__init__()
         self.model = model
-        self.body = model
         self.cfg = cfg
         self.temperature, self.top_p = cfg.temperature, cfg.top_p
         self.vocab_size = space.vocab_size
@@ -159,6 +158,12 @@ class PretrainedPolicy(Policy):
         self.context = space.prompt_width + space.reply_width
         self.lora = cfg.lora.r > 0
         self._act_sampler: LMSampler | None = None
+
+    @property
+    def body(self) -> Any:
+        """The model (the policy's hidden layers are all of it); not a second submodule, so
+        the state dict names each weight once."""
+        return self.model
 
     @classmethod
     def load(cls, cfg: PolicyConfig, space: TokenSequence) -> PretrainedPolicy:

@@ -79,6 +79,23 @@ def stratified_iqm_ci(samples: Sequence[np.ndarray], seed: int = SEED) -> tuple[
     return point, float(low), float(high)
 
 
+def paired_difference_ci(before: np.ndarray, after: np.ndarray, seed: int = SEED) -> tuple[float, float, float]:
+    """Mean of ``after - before`` over paired items (the same prompts scored twice) and its
+    95 % percentile-bootstrap CI, resampling the items (:data:`N_RESAMPLES` times).
+
+    Raises:
+        ValueError: the two arrays do not pair up.
+    """
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if before.shape != after.shape or before.ndim != 1 or not len(before):
+        raise ValueError(f"paired values: {before.shape} before, {after.shape} after")
+    diff = after - before
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(N_RESAMPLES, len(diff)))
+    means = diff[idx].mean(axis=1)
+    alpha = (1 - CONFIDENCE) / 2 * 100
+    return float(diff.mean()), float(np.percentile(means, alpha)), float(np.percentile(means, 100 - alpha))
+
+
 def bootstrap_band(values: np.ndarray, rng: np.random.Generator, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """95 % percentile-bootstrap band of the mean over runs: ``values [runs, points]`` (NaN = no data)."""
     runs = values.shape[0]
