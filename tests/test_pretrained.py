@@ -306,8 +306,8 @@ def test_a_policy_and_an_env_that_do_not_fit_are_refused_in_one_line(model_dir: 
         preflight(make_config("env=cartpole", "policy=pretrained", f"algo.policy.model={model_dir}", "logger=none"))
     with pytest.raises(ConfigError, match=r"algo=a2c: cannot train a pretrained language model"):
         preflight(text_config(model_dir, "algo=a2c"))
-    with pytest.raises(ConfigError, match=r"env.tokenizer='other': the env must write with the policy's"):
-        preflight(text_config(model_dir, "env.tokenizer=other"))
+    with pytest.raises(ConfigError, match=r"env.tokenizer='.*/.': the env must write with the policy's"):
+        preflight(text_config(model_dir, f"env.tokenizer={model_dir}/."))  # the same files, named otherwise
     with pytest.raises(ConfigError, match=r"hardware.compile=true: not for a pretrained policy"):
         preflight(text_config(model_dir, "hardware.compile=true"))
     with pytest.raises(ConfigError, match=r"env.tokenizer='/no/such': model '/no/such': not a folder"):
@@ -381,3 +381,83 @@ def test_without_lora_every_weight_trains_once_and_the_reference_is_a_frozen_cop
     agent.update(buf, agent.collect(env, buf))
     assert all(torch.equal(p, before[n]) for n, p in agent.reference.named_parameters())
     assert any(not torch.equal(p, agent.reference.state_dict()[n]) for n, p in agent.policy.state_dict().items())
+
+
+def test_gradient_checkpointing_recomputes_in_the_backward_pass_for_the_same_gradient(model_dir: Path) -> None:
+    def one_update(checkpointing: bool) -> tuple[int, dict[str, float]]:
+        cfg = text_config(model_dir, "algo.group_size=4", f"algo.policy.gradient_checkpointing={checkpointing}")
+        torch.manual_seed(3)  # the same adapters' initialisation
+        env, agent = setup(cfg)
+        jolt_adapters(agent.policy)
+        torch.manual_seed(4)
+        buf = agent.buffers(env)
+        T = agent.collect(env, buf)
+        calls = []
+        mlp = agent.policy.model.get_base_model().model.layers[0].mlp  # called inside the layer's forward
+        handle = mlp.register_forward_pre_hook(lambda *_: calls.append(1))  # the recompute may stop inside it
+        metrics = agent.update(buf, T)
+        handle.remove()
+        return len(calls), metrics
+
+    plain, with_ckpt = one_update(False), one_update(True)
+    assert with_ckpt[0] == plain[0] + 1  # the policy's pass runs layer 0 again in the backward pass
+    assert with_ckpt[1]["train/grad_norm"] == pytest.approx(plain[1]["train/grad_norm"], rel=1e-5)
+
+
+def test_the_cache_notices_parameters_that_changed_mid_episode(model_dir: Path) -> None:
+    env, agent = setup(text_config(model_dir, "algo.group_size=null"), num_envs=3)
+    policy = agent.policy
+    obs, _ = env.reset()
+    with torch.no_grad():
+        policy.act(obs)
+        obs, *_ = env.step(policy.act(obs))
+        jolt_adapters(policy, scale=1.0)  # an update between two steps of an episode
+        assert torch.allclose(policy._act_sampler.logits(obs), policy.logits(obs), atol=1e-4)
+
+
+def test_top_p_samples_only_the_smallest_set_that_reaches_p() -> None:
+    from pglab.nets.pretrained import draw
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, -1)
+    torch.manual_seed(0)
+    counts = torch.bincount(draw(logits, top_p=0.7), minlength=4).float() / 4000
+    assert counts[2:].sum() == 0 and counts[0] == pytest.approx(0.625, abs=0.03)  # 0.5 / (0.5 + 0.3)
+    counts = torch.bincount(draw(logits, top_p=1.0), minlength=4).float() / 4000
+    assert counts[3] == pytest.approx(0.05, abs=0.015)
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"env.tokenizer='.*empty': cannot load its tokenizer"):
+        preflight(text_config(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"algo.baseline=value: a critic on a pretrained language model"):
+        preflight(text_config(model_dir, "algo.baseline=value", "algo.group_size=null"))
+    with pytest.raises(ConfigError, match=r"algo.policy.dtype=bfloat16 with algo.policy.lora.r=0"):
+        preflight(text_config(model_dir, "algo.policy.dtype=bfloat16", "algo.policy.lora.r=0"))
+
+
+def test_a_ppo_checkpoint_holds_the_adapters_alone_and_loads_into_a_fresh_agent(model_dir: Path) -> None:
+    cfg = text_config(model_dir, "algo=ppo", "algo.lr=0.01")
+    env, agent = setup(cfg)
+    agent.learn(env, 10**6, lambda u: False)  # one update
+    state = agent.state_dict()
+    assert state["nets"] and all(k.startswith("policy.model.") and "lora_" in k for k in state["nets"])
+    _, fresh = setup(cfg)
+    fresh.load_state_dict(state)
+    for (name, p), q in zip(agent.policy.named_parameters(), fresh.policy.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    broken = dict(state, nets={k: v for i, (k, v) in enumerate(state["nets"].items()) if i})  # one adapter short
+    with pytest.raises(RuntimeError, match="Missing key"):
+        fresh.load_state_dict(broken)
+
+
+def test_the_memory_estimate_counts_the_weights_and_the_adapters_state(model_dir: Path) -> None:
+    from pglab.nets.pretrained import memory_bytes
+
+    cfg = text_config(model_dir, "algo.group_size=4")
+    policy = setup(cfg)[1].policy
+    adapters = sum(p.numel() for n, p in policy.named_parameters() if "lora_" in n)
+    base = sum(p.numel() for n, p in policy.named_parameters() if "lora_" not in n)
+    assert memory_bytes(cfg.algo.policy, optimizer_states=2) == base * 4 + adapters * 4 * 3
+    full = without_lora(cfg.algo.policy)
+    assert memory_bytes(full, optimizer_states=2) == base * 4 * 2 + base * 4 * 3  # a frozen copy as the reference

@@ -271,3 +271,16 @@ def test_latex_escapes_and_shows_the_published_column(tmp_path: Path) -> None:
     tex = format_latex(build_table(load_runs([tmp_path]), ["algo"]), ["algo"])
     assert "-110.423 $\\pm$ 19.473 (1,000,000 steps)" in tex
     assert "textbackslash" not in tex
+
+
+def test_the_paired_difference_ci_resamples_the_pairs() -> None:
+    from pglab.report.stats import paired_difference_ci
+
+    rng = np.random.default_rng(0)
+    before = rng.normal(0.0, 3.0, 400)
+    after = before + 0.5 + rng.normal(0.0, 0.2, 400)  # a shift hidden by a spread 6 times larger
+    diff, lo, hi = paired_difference_ci(before, after)
+    assert diff == pytest.approx(float((after - before).mean())) and lo < 0.5 < hi and hi - lo < 0.1
+    assert paired_difference_ci(np.zeros(5), np.ones(5)) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="paired values"):
+        paired_difference_ci(np.zeros(5), np.zeros(4))

@@ -236,7 +236,7 @@ def transformers_module() -> Any:
     # arguments pglab passes are not the user's business: a run's terminal stays its own.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    for deprecated in ("past_key_values", "is_gradient_checkpointing"):
+    for deprecated in ("past_key_values", "is_gradient_checkpointing", "gradient_checkpointing_enable"):
         warnings.filterwarnings("ignore", message=f"`{deprecated}` is deprecated", category=FutureWarning)
     _quiet_gguf_progress()
     return transformers

@@ -21,7 +21,7 @@ import gymnasium as gym
 import torch
 
 from pglab.algos.common import Agent, AgentClass, MemoryNeed
-from pglab.config import Config, ConfigError, Device, HardwareConfig
+from pglab.config import Config, ConfigError, Device, HardwareConfig, ModelDtype
 from pglab.envs import EnvSpec, make_vec_env, resolve_env
 from pglab.models import MissingExtra, transformers_module
 from pglab.video import renders_frames
@@ -125,6 +125,11 @@ def check_policy(cfg: Config, env: EnvSpec, algo: AgentClass) -> None:
         )
     if cfg.hardware.compile:
         raise ConfigError("hardware.compile=true: not for a pretrained policy; set hardware.compile=false")
+    if policy.lora.r == 0 and policy.dtype is not ModelDtype.float32:
+        raise ConfigError(
+            f"algo.policy.dtype={policy.dtype.value} with algo.policy.lora.r=0: Adam's small steps on "
+            f"{policy.dtype.value} weights round away; train LoRA adapters (kept in float32) or use float32"
+        )
     try:
         transformers_module()
     except MissingExtra as err:

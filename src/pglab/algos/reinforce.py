@@ -164,6 +164,11 @@ class Reinforce(KLReference):
             raise ConfigError(
                 f"algo.baseline=group_norm needs env.num_envs >= 2 (got {cfg.env.num_envs}) or algo.group_size >= 2"
             )
+        if cfg.algo.baseline == Baseline.value and cfg.algo.policy.pretrained:
+            raise ConfigError(
+                "algo.baseline=value: a critic on a pretrained language model is not built; use "
+                "algo.baseline=leave_one_out or group_norm (no critic)"
+            )
         check_kl_config(cfg)
         check_obs_normalization(cfg.algo.normalize_obs, cfg, env)
 

@@ -64,6 +64,8 @@ def read_run(folder: Path) -> PairedEvaluations:
     if [_request(s) for s in before] != [_request(s) for s in after] or not before:
         raise ValueError(f"{folder}: the evaluations before and after RL answer different requests")
     kls = [line["train/kl"] for line in metric_lines(folder) if "train/kl" in line]
+    if not kls:
+        raise ValueError(f"{folder}: no train/kl line (a pretrained policy's run logs its KL to the initial model)")
     return PairedEvaluations(int(summary["seed"]), before, after, kls[-1], float(summary["wall_s"]))
 
 

@@ -17,7 +17,8 @@ a reply cut at the limit is unfinished)::
 Observation (int64 ``[P + R + 1]``, :class:`~pglab.envs.spaces.TokenSequence`): the chat
 prompt's token ids, left-padded with ``pad_id`` to ``P``, the reply so far, right-padded
 to ``R = max_reply_tokens``, and the number of reply tokens written. ``pad_id`` is a token
-no prompt holds (the tokenizer's padding or unknown token, never its end of sequence), so
+no prompt holds (the tokenizer's padding or unknown token, else another special token;
+never its end of sequence), so
 a policy masks the padding by its id. ``P`` is measured when the env is built: the longest
 of 512 requests' prompts and 16 tokens to spare (a longer prompt stops the run, naming
 it).
@@ -59,10 +60,7 @@ def check_text_params(tokenizer: str | None, num_slots: int, max_reply_tokens: i
             "tokenizer=None: the text task writes with a pretrained policy's tokenizer; choose one "
             "(policy=smollm2_135m, or policy=pretrained algo.policy.model=...)"
         )
-    try:
-        resolve(tokenizer)
-    except FetchError as err:
-        raise ValueError(f"tokenizer={tokenizer!r}: {err}") from None
+    tokenizer_of(tokenizer)
     if not isinstance(num_slots, int) or not 1 <= num_slots <= MAX_SLOTS:
         raise ValueError(f"num_slots={num_slots}: must be an integer from 1 to {MAX_SLOTS}")
     if not isinstance(max_reply_tokens, int) or max_reply_tokens < 1:
@@ -71,19 +69,38 @@ def check_text_params(tokenizer: str | None, num_slots: int, max_reply_tokens: i
         raise ValueError(f"word_budget={word_budget}: must be null or >= 1")
 
 
+def tokenizer_of(model: str) -> Any:
+    """The tokenizer of ``model`` (loaded once per process), checked: it has a chat template
+    and an end-of-sequence token; else a ValueError naming ``tokenizer`` and why."""
+    try:
+        resolve(model)
+        tokenizer = load_tokenizer(model)
+    except (FetchError, MissingExtra) as err:
+        raise ValueError(f"tokenizer={model!r}: {err}") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"tokenizer={model!r}: cannot load its tokenizer: {message}") from None
+    if not tokenizer.chat_template:
+        raise ValueError(f"tokenizer={model!r}: has no chat template to put the request in (use a chat model)")
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer={model!r}: has no end-of-sequence token to end a reply with")
+    return tokenizer
+
+
 def one_line(text: str) -> str:
     """``text`` on one line, its line breaks written ``\\n`` (a sample's text has one line
     per speaker)."""
     return text.replace("\r", "").replace("\n", "\\n")
 
 
-def pad_token(tokenizer: Any) -> int:
-    """A token id no chat prompt holds: the padding token, else the unknown token, where
-    they differ from the end of sequence (a chat template writes that one), else 0."""
-    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id):
-        if candidate is not None and candidate != tokenizer.eos_token_id:
+def pad_token(tokenizer: Any, prompts: list[list[int]], model: str) -> int:
+    """A token id none of ``prompts`` holds: the padding token, else the unknown token, else
+    another special token (never the end of sequence: a chat template writes that one)."""
+    used = {i for ids in prompts for i in ids} | {tokenizer.eos_token_id}
+    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id, *tokenizer.all_special_ids):
+        if candidate is not None and candidate not in used:
             return int(candidate)
-    return 0
+    raise ValueError(f"tokenizer={model!r}: every special token occurs in a prompt; give it a padding token")
 
 
 class DialogueTextVectorEnv(BatchedEnv):
@@ -127,19 +144,15 @@ class DialogueTextVectorEnv(BatchedEnv):
         assert tokenizer is not None
         limit = max_reply_tokens if max_episode_steps is None else min(max_reply_tokens, max_episode_steps)
         super().__init__(num_envs, limit, device, seeds, render_mode)
-        try:
-            self.tokenizer = load_tokenizer(tokenizer)
-        except MissingExtra as err:
-            raise ValueError(f"tokenizer={tokenizer!r}: {err}") from None
+        self.tokenizer = tokenizer_of(tokenizer)
         self.num_slots, self.max_reply_tokens, self.system_prompt = num_slots, max_reply_tokens, system_prompt
         self.word_budget = default_word_budget(num_slots) if word_budget is None else word_budget
         self.eos_id = int(self.tokenizer.eos_token_id)
-        self.pad_id = pad_token(self.tokenizer)
         self.vocab_size = len(self.tokenizer)
         self.max_score = num_slots * self.rules.correct_reward
-        self.prompt_width = (
-            max(len(self.chat(make_request(s, num_slots))) for s in range(PROMPT_SAMPLES)) + PROMPT_SPARE
-        )
+        prompts = [self.chat(make_request(s, num_slots)) for s in range(PROMPT_SAMPLES)]
+        self.prompt_width = max(map(len, prompts)) + PROMPT_SPARE
+        self.pad_id = pad_token(self.tokenizer, prompts, tokenizer)
         n, p, r, dev = num_envs, self.prompt_width, max_reply_tokens, self.device
         space = TokenSequence(self.vocab_size, p, r, pad_id=self.pad_id)
         self._init_spaces(space, gym.spaces.Discrete(self.vocab_size))

@@ -23,6 +23,8 @@ have them (``pip install -e ".[lm]"``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -49,12 +51,26 @@ def source_of(model: str | None) -> ModelSource:
         raise ConfigError(f"algo.policy.model={model!r}: {err}") from None
 
 
+def _loading(model: str | None, load: Any) -> Any:
+    """``load()``, a failure of which is one line naming ``algo.policy.model``."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"algo.policy.model={model!r}: cannot load it as a causal language model: {message}"
+        ) from None
+
+
 def load_model(cfg: PolicyConfig) -> PreTrainedModel:
     """A fresh copy of the causal LM ``cfg.model`` in ``cfg.dtype``, with LoRA adapters
-    when ``cfg.lora.r > 0`` (then only they require gradients)."""
+    when ``cfg.lora.r > 0`` (then only they require gradients), in training mode (LoRA's
+    dropout and gradient checkpointing act in the update's passes; sampling switches to
+    evaluation mode, :func:`sampling`)."""
     source = source_of(cfg.model)
-    model = transformers_module().AutoModelForCausalLM.from_pretrained(
-        source.path, gguf_file=source.gguf_file, dtype=DTYPES[cfg.dtype]
+    auto = transformers_module().AutoModelForCausalLM
+    model = _loading(
+        cfg.model, lambda: auto.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=DTYPES[cfg.dtype])
     )
     model.generation_config.pad_token_id = model.generation_config.eos_token_id
     if cfg.lora.r > 0:
@@ -63,7 +79,20 @@ def load_model(cfg: PolicyConfig) -> PreTrainedModel:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.lora.r > 0:
             model.enable_input_require_grads()
+    model.train()
     return model
+
+
+@contextlib.contextmanager
+def sampling(model: Any) -> Iterator[None]:
+    """Evaluation mode for the passes that sample: no dropout, and the key-value cache
+    (which gradient checkpointing switches off in training mode)."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
 
 
 def _with_lora(model: PreTrainedModel, cfg: PolicyConfig) -> Any:
@@ -95,7 +124,9 @@ def memory_bytes(cfg: PolicyConfig, optimizer_states: int) -> int:
     Counted on the meta device: nothing is loaded."""
     source = source_of(cfg.model)
     transformers = transformers_module()
-    config = transformers.AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
+    config = _loading(
+        cfg.model, lambda: transformers.AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
+    )
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     weights = sum(p.numel() for p in model.parameters())
@@ -158,6 +189,9 @@ class PretrainedPolicy(Policy):
         self.context = space.prompt_width + space.reply_width
         self.lora = cfg.lora.r > 0
         self._act_sampler: LMSampler | None = None
+        if self.lora:  # the base model is algo.policy.model: a state of the adapters alone, at any depth
+            self.register_state_dict_post_hook(_adapters_only)
+            self.register_load_state_dict_post_hook(_base_weights_not_missing)
 
     @property
     def body(self) -> Any:
@@ -240,6 +274,10 @@ class PretrainedPolicy(Policy):
         """A sampler for rollouts through the model's key-value cache."""
         return LMSampler(self)
 
+    def drop_act_cache(self) -> None:
+        """Free the key-value cache :meth:`act` keeps (an evaluation's: a rollout begins)."""
+        self._act_sampler = None
+
     # ----------------------------------------------------------------- whole episodes
 
     def episode_log_probs(self, first_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -278,28 +316,27 @@ class PretrainedPolicy(Policy):
     def trainable_names(self) -> set[str]:
         return {name for name, p in self.named_parameters() if p.requires_grad}
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        """Every weight, or with LoRA only the adapters (the base model is ``algo.policy.model``)."""
-        state = super().state_dict(*args, **kwargs)
-        if not self.lora:
-            return state
-        prefix = kwargs.get("prefix", "")
-        keep = {prefix + name for name in self.trainable_names()}
-        return type(state)((k, v) for k, v in state.items() if k in keep)
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load :meth:`state_dict`'s weights (with LoRA: exactly the adapters)."""
-        if not self.lora:
-            return super().load_state_dict(state_dict, strict=strict, assign=assign)
-        wanted = self.trainable_names()
-        if strict and set(state_dict) != wanted:
-            missing, extra = sorted(wanted - set(state_dict)), sorted(set(state_dict) - wanted)
-            raise RuntimeError(f"LoRA adapters do not match: missing {missing[:3]}, unexpected {extra[:3]}")
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
-
     def parameter_versions(self) -> tuple[int, ...]:
         """In-place update counters of the trainable parameters (an optimiser step changes them)."""
         return tuple(p._version for p in self.parameters() if p.requires_grad)
+
+
+def _adapters_only(module: PretrainedPolicy, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """A LoRA policy's state dict holds its adapters (the trainable parameters) only."""
+    keep = {prefix + name for name in module.trainable_names()}
+    for key in [k for k in state if k.startswith(prefix) and k not in keep]:
+        del state[key]
+
+
+def _base_weights_not_missing(module: PretrainedPolicy, incompatible: Any) -> None:
+    """Loading a LoRA policy's state: the base model's weights are not missing (they come
+    from ``algo.policy.model``); a missing adapter still is."""
+    adapters = module.trainable_names()
+
+    def is_adapter(key: str) -> bool:
+        return any(key == name or key.endswith("." + name) for name in adapters)
+
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if is_adapter(k)]
 
 
 class AdaptersOff(Policy):
@@ -353,7 +390,11 @@ class LMSampler:
         self.versions: tuple[int, ...] = ()
 
     def reset(self) -> None:
+        """Forget the cache (the parameters changed); a rollout begins, so the policy's
+        evaluation cache goes too."""
         self.cache = None
+        if self.policy._act_sampler is not self:
+            self.policy.drop_act_cache()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         return draw(self.logits(obs), self.policy.top_p)
@@ -361,6 +402,10 @@ class LMSampler:
     @torch.no_grad()
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """``[N, V]`` next-token logits of ``obs[N, P+R+1]``, equal to ``policy.logits(obs)``."""
+        with sampling(self.policy.model):
+            return self._logits(obs)
+
+    def _logits(self, obs: torch.Tensor) -> torch.Tensor:
         policy = self.policy
         tokens, written = policy._split(obs)
         versions = policy.parameter_versions()
