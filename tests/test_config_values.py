@@ -36,7 +36,16 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 import pglab.envs  # noqa: F401  (registers pglab's envs with gymnasium)
 from conftest import CONF
-from pglab.config import AlgoConfig, Config, ConfigError, EnvConfig, HardwareConfig, LoggerConfig, validate
+from pglab.config import (
+    AlgoConfig,
+    Config,
+    ConfigError,
+    EnvConfig,
+    HardwareConfig,
+    LoggerConfig,
+    PolicyConfig,
+    validate,
+)
 from pglab.envs.registry import backend_id
 
 GROUP_SCHEMAS: dict[str, type] = {
@@ -44,8 +53,10 @@ GROUP_SCHEMAS: dict[str, type] = {
     "algo": AlgoConfig,
     "hardware": HardwareConfig,
     "logger": LoggerConfig,
+    "policy": PolicyConfig,
 }
-SHARED_SUB_CONFIGS = ("hardware.cluster", "algo.transformer")  # an option may change these defaults
+GROUP_PATHS = {"policy": "algo.policy"}  # a group placed elsewhere than at its name (@package)
+SHARED_SUB_CONFIGS = ("hardware.cluster", "algo.transformer", "algo.policy.lora")  # an option may change these
 NOT_ENV_PARAMETERS = {"num_envs", "max_episode_steps", "device", "seeds", "render_mode"}
 
 
@@ -60,12 +71,19 @@ def compose_in(conf: Path, *overrides: str, hydra_node: bool = False) -> DictCon
 
 
 def named_schema(path: Path) -> type | None:
-    """The schema class an option's defaults list names (``/schema_*@_here_``), None if none."""
+    """The schema class an option's defaults list names (``/schema_*@_here_``), or the one
+    of the option of its group it extends (``- pretrained``); None if none."""
     for item in OmegaConf.load(path).get("defaults") or []:
         if isinstance(item, str) and item.startswith("/schema_") and item.endswith("@_here_"):
             node = ConfigStore.instance().load(item[1 : -len("@_here_")] + ".yaml").node
             return OmegaConf.get_type(node)
+        if isinstance(item, str) and item != "_self_" and "/" not in item and (path.parent / f"{item}.yaml").exists():
+            return named_schema(path.parent / f"{item}.yaml")
     return None
+
+
+def group_path(group: str) -> str:
+    return GROUP_PATHS.get(group, group)
 
 
 def stated_values(path: Path) -> dict[str, Any]:
@@ -119,14 +137,16 @@ def restated_defaults(conf: Path) -> list[str]:
             path = conf / group / f"{option}.yaml"
             schema = named_schema(path)
             if schema is not None:
-                problems += _restated(stated_values(path), schema, f"conf/{group}/{option}.yaml", f"{group}.")
+                problems += _restated(
+                    stated_values(path), schema, f"conf/{group}/{option}.yaml", f"{group_path(group)}."
+                )
     return problems
 
 
 def schema_problems(conf: Path, group: str, option: str) -> list[str]:
     """Why ``group=option`` does not compose into its own schema (empty: it does)."""
     cfg = compose_in(conf, f"{group}={option}", "~tuned")  # the option's own values, no tuned file's
-    got = OmegaConf.get_type(cfg[group])
+    got = OmegaConf.get_type(OmegaConf.select(cfg, group_path(group)))
     named = named_schema(conf / group / f"{option}.yaml")
     if named is None or got is not named:
         return [f"conf/{group}/{option}.yaml composes into {got.__name__}: name the schema in its defaults list"]
