@@ -47,7 +47,17 @@ BLOCKS: Blocks = {
 }
 
 # the sweep result sets whose report (tables, plots) is written next to their runs
-REPORTS = ("default", "zoo_table", "reinforce_mc", "maze_dialogue", "ppo_table", "lm_table", "lm_ppo", "lm_kl")
+REPORTS = (
+    "default",
+    "zoo_table",
+    "reinforce_mc",
+    "maze_dialogue",
+    "ppo_table",
+    "lm_table",
+    "lm_ppo",
+    "lm_kl",
+    "lm_pretrained",
+)
 
 
 REPORT_TEXTS = ("*.md", "*.csv", "*.tex")  # what the check compares (plots depend on matplotlib's version)
