@@ -102,11 +102,14 @@ def test_values_that_would_crash_mid_run_are_refused_first(argv, line, capsys, t
 
 def test_the_agent_contract_is_named_in_full(capsys, tmp_path) -> None:
     line = refusal("algo.impl=subprocess.Popen", capsys, tmp_path)
-    contract = "supports_compile, supports_sft, check_config, memory_need, learn, act, state_dict, load_state_dict"
-    assert f"pglab.algos.common.AgentClass: {contract}, compile, finetune, export)" in line
+    contract = (
+        "supports_compile, supports_sft, supports_pretrained, check_config, memory_need, learn, act, state_dict, "
+        "load_state_dict"
+    )
+    assert f"pglab.algos.common.AgentClass: {contract}, compile, finetune, set_reference, export)" in line
     assert line.endswith("'subprocess' is outside pglab.algos, not imported")
     line = refusal("algo.impl=pglab.algos.common.Update", capsys, tmp_path)
-    assert line.endswith(f"; it lacks {contract}, compile, finetune, export")
+    assert line.endswith(f"; it lacks {contract}, compile, finetune, set_reference, export")
     assert "; it lacks a class, supports_compile" in refusal("algo.impl=pglab.algos.common.gae", capsys, tmp_path)
 
 
