@@ -25,6 +25,7 @@ from pglab.config import MAX_SEED, ConfigError
 from pglab.envs import env_seeds, make_vec_env, resolve_env
 from pglab.envs.rng import fold_seed
 from pglab.experiment import build_agent
+from pglab.models import fetched
 
 GIB = 2**30
 FREE = 20 * GIB  # the host memory the in-process refusals see (the real one varies per machine)
@@ -162,7 +163,13 @@ def test_every_tuned_config_passes_the_machine_checks_here(tuned: str) -> None:
     """The real memory and cores of this machine: the tuned settings must all fit."""
     algo = next(a for a in ("sb3_ppo", "sb3_a2c", "reinforce", "a2c", "ppo") if tuned.startswith(a + "_"))
     env = tuned.removeprefix(algo + "_")
-    cfg = make_config(f"algo={algo}", f"env={env}")
+    policy = []
+    if env == "dialogue_text":  # the env of a pretrained policy: the real one (CI fetches it)
+        pytest.importorskip("transformers")
+        if fetched("smollm2-135m") is None and not os.environ.get("CI"):
+            pytest.skip("smollm2-135m is not fetched: python -m pglab.models fetch smollm2-135m")
+        policy = ["policy=smollm2_135m"]
+    cfg = make_config(f"algo={algo}", f"env={env}", *policy)
     assert cfg.tuned_file == tuned
     pf.preflight(cfg)
 
