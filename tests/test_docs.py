@@ -194,7 +194,7 @@ def test_the_readme_is_a_front_door() -> None:
     # the CPU build of torch first, in the same command, so pip never pulls a CUDA build
     assert install.index("download.pytorch.org/whl/cpu") < install.index("pip install -e")
     tests = next(line for line in text.splitlines() if "pip install" in line and "pytest" in line)
-    assert tests.index("download.pytorch.org/whl/cpu") < tests.index('pip install -e ".[dev]"')
+    assert tests.index("download.pytorch.org/whl/cpu") < tests.index('pip install -e ".[dev,lm]"')
 
 
 QUOTED = re.compile(r"<!-- quoted: (\S+) -->\n```python\n(.*?)```", re.S)
