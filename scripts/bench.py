@@ -214,6 +214,27 @@ def solve_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def timed_episodes(
+    agent: Any, env: Any, buf: Any, device: Any, seconds: float, min_updates: int = 0
+) -> tuple[float, float, int, int]:
+    """Whole-episode updates (collect, then update) for ``seconds`` of both, at least
+    ``min_updates``: ``(collect s, update s, reply tokens, updates)``."""
+    gen_s = upd_s = 0.0
+    tokens = updates = 0
+    while gen_s + upd_s < seconds or updates < min_updates:
+        t1 = time.perf_counter()
+        T = agent.collect(env, buf)
+        _sync(device)
+        t2 = time.perf_counter()
+        agent.update(buf, T)
+        _sync(device)
+        gen_s += t2 - t1
+        upd_s += time.perf_counter() - t2
+        tokens += int(buf["valid"][:T].sum())
+        updates += 1
+    return gen_s, upd_s, tokens, updates
+
+
 def lm_case(case: dict[str, Any]) -> dict[str, Any]:
     """Tokens/s of dialogue_lm: SFT, reply generation, the RL update, and both together.
 
@@ -249,19 +270,7 @@ def lm_case(case: dict[str, Any]) -> dict[str, Any]:
     env.unwrapped.set_group_size(cfg.algo.group_size or 1)
     buf = agent.buffers(env)
     agent.update(buf, agent.collect(env, buf))  # warm-up
-    gen_s = upd_s = 0.0
-    tokens = 0
-    t_all = time.perf_counter()
-    while time.perf_counter() - t_all < case["seconds"]:
-        t1 = time.perf_counter()
-        T = agent.collect(env, buf)
-        _sync(device)
-        t2 = time.perf_counter()
-        agent.update(buf, T)
-        _sync(device)
-        gen_s += t2 - t1
-        upd_s += time.perf_counter() - t2
-        tokens += int(buf["valid"][:T].sum())
+    gen_s, upd_s, tokens, _ = timed_episodes(agent, env, buf, device, case["seconds"])
     env.close()
     return {
         "tokens": tokens,
@@ -303,19 +312,7 @@ def pretrained_case(case: dict[str, Any]) -> dict[str, Any]:
     agent.set_reference()
     buf = agent.buffers(env)
     agent.update(buf, agent.collect(env, buf))  # warm-up
-    gen_s = upd_s = 0.0
-    tokens = updates = 0
-    while gen_s + upd_s < case["seconds"] or updates < 2:
-        t1 = time.perf_counter()
-        T = agent.collect(env, buf)
-        _sync(device)
-        t2 = time.perf_counter()
-        agent.update(buf, T)
-        _sync(device)
-        gen_s += t2 - t1
-        upd_s += time.perf_counter() - t2
-        tokens += int(buf["valid"][:T].sum())
-        updates += 1
+    gen_s, upd_s, tokens, updates = timed_episodes(agent, env, buf, device, case["seconds"], min_updates=2)
     env.close()
     return {
         "tokens": tokens,

@@ -37,6 +37,13 @@ class ConfigError(ValueError):
     """A configuration value is invalid. ``str(err)`` is one line: key, value, what is allowed."""
 
 
+def first_line(err: BaseException) -> str:
+    """An error's message in one line (its first), or its type's name when it has none:
+    what a one-line refusal quotes of an error it explains."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 # Learning rates above 1 are never a setting but a typo (1e3 for 1e-3): Adam moves every
 # weight by about lr per step, so lr > 1 throws the network out of any useful range at the
 # first update, and values past float32's range (3.4e38) make torch's optimisers raise

@@ -21,7 +21,7 @@ import torch
 
 from pglab.algos.common import Agent
 from pglab.cli import recorded_config
-from pglab.config import Config, ConfigError
+from pglab.config import Config, ConfigError, first_line
 from pglab.envs import EnvSpec, make_vec_env, resolve_env
 from pglab.preflight import resolve_device
 from pglab.report.identity import summary_problem
@@ -69,7 +69,7 @@ def open_run(path: Path) -> SavedRun:
         payload = torch.load(path / source, weights_only=True, map_location="cpu")
         agent = payload["agent"]
     except Exception as err:  # unpickling raises any type; the message names it
-        message = f"{path / source}: does not load ({type(err).__name__}: {_first_line(err)}); rerun the run"
+        message = f"{path / source}: does not load ({type(err).__name__}: {first_line(err)}); rerun the run"
         raise SavedRunError(message) from None
     check_belongs(path / source, payload, summary)
     return SavedRun(path, summary, typed_config(path, summary["config"]), agent, source)
@@ -96,7 +96,7 @@ def choose_device(cfg: Config, asked: str | None) -> tuple[torch.device, str | N
     try:
         device = torch.device(asked) if asked else None
     except RuntimeError as err:
-        raise SavedRunError(f"--device={asked}: not a torch device ({_first_line(err)})") from None
+        raise SavedRunError(f"--device={asked}: not a torch device ({first_line(err)})") from None
     if device is not None and device.type == "cuda" and not torch.cuda.is_available():
         raise SavedRunError(f"--device={asked}: no CUDA device is available here; use --device cpu")
     try:
@@ -139,7 +139,7 @@ def _summary(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(file.read_text())
     except (OSError, ValueError) as err:
-        raise SavedRunError(f"{file}: unreadable ({_first_line(err)})") from None
+        raise SavedRunError(f"{file}: unreadable ({first_line(err)})") from None
     problem = summary_problem(data)
     if problem is not None:
         raise SavedRunError(f"{file}: damaged: {problem}")
@@ -152,13 +152,8 @@ def typed_config(path: Path, recorded: dict[str, Any]) -> Config:
         return recorded_config(recorded)
     except ConfigError as err:
         raise SavedRunError(
-            f"{path}: its config does not fit this pglab ({_first_line(err)}); use the pglab version that ran it"
+            f"{path}: its config does not fit this pglab ({first_line(err)}); use the pglab version that ran it"
         ) from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _one_line(err: BaseException, limit: int = 240) -> str:

@@ -51,6 +51,7 @@ from pglab.algos.common import (
     Update,
     activation_bytes,
     apply_update,
+    build_policy,
     check_obs_normalization,
     compile_networks,
     gae,
@@ -104,15 +105,7 @@ class A2C(KLReference):
     ) -> None:
         self.cfg = cfg
         self.device = device
-        self.policy = make_policy(
-            observation_space,
-            action_space,
-            cfg.hidden_sizes,
-            cfg.activation,
-            cfg.log_std_init,
-            cfg.transformer,
-            cfg.policy,
-        )
+        self.policy = build_policy(cfg, observation_space, action_space)
         body = self.policy.body if cfg.shared_network else None
         self.value = (
             make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer, body=body)

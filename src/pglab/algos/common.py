@@ -161,6 +161,14 @@ def parameter_count(build: Callable[[], nn.Module]) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def build_policy(a: Any, observation_space: gym.Space, action_space: gym.Space) -> Policy:
+    """The policy an algorithm config ``a`` asks for (:func:`~pglab.nets.make_policy`): its
+    MLP sizes, initial log-std, transformer sizes and ``algo.policy``."""
+    return make_policy(
+        observation_space, action_space, a.hidden_sizes, a.activation, a.log_std_init, a.transformer, a.policy
+    )
+
+
 def policy_bytes(a: Any, observation_space: gym.Space, action_space: gym.Space, optimizer: str) -> int:
     """The policy's weights, gradients and optimiser state (:func:`network_bytes`); of a
     pretrained model (``a.policy``), its weights and its trainable share's state."""
@@ -168,10 +176,7 @@ def policy_bytes(a: Any, observation_space: gym.Space, action_space: gym.Space, 
         from pglab.nets.pretrained import memory_bytes  # transformers: the [lm] extra
 
         return memory_bytes(a.policy, OPTIMIZER_STATES[optimizer])
-    params = parameter_count(
-        lambda: make_policy(observation_space, action_space, a.hidden_sizes, a.activation, 0.0, a.transformer)
-    )
-    return network_bytes(params, optimizer)
+    return network_bytes(parameter_count(lambda: build_policy(a, observation_space, action_space)), optimizer)
 
 
 def network_bytes(parameters: int, optimizer: str) -> int:

@@ -58,6 +58,7 @@ from pglab.algos.common import (
     Update,
     activation_bytes,
     apply_update,
+    build_policy,
     check_obs_normalization,
     collect_episodes,
     compile_networks,
@@ -80,7 +81,7 @@ from pglab.algos.reference import (
     k3_penalty,
 )
 from pglab.config import Baseline, ConfigError, ReinforceConfig
-from pglab.nets import make_policy, make_value
+from pglab.nets import make_value
 
 if TYPE_CHECKING:
     from pglab.config import Config
@@ -118,15 +119,7 @@ class Reinforce(KLReference):
         self.cfg = cfg
         self.device = device
         self.max_episode_steps = int(max_episode_steps)
-        self.policy = make_policy(
-            observation_space,
-            action_space,
-            cfg.hidden_sizes,
-            cfg.activation,
-            cfg.log_std_init,
-            cfg.transformer,
-            cfg.policy,
-        ).to(device)
+        self.policy = build_policy(cfg, observation_space, action_space).to(device)
         self.value = (
             make_value(observation_space, cfg.hidden_sizes, cfg.activation, cfg.transformer).to(device)
             if cfg.baseline == Baseline.value

@@ -421,3 +421,23 @@ class SingleEnv(gym.Env):
 
     def render(self) -> Any:
         return self.core.render_env(0) if self.render_mode is not None else None
+
+
+class GroupedStarts:
+    """What an env whose envs ``[g·k, (g+1)·k)`` can share each episode's start needs
+    (:class:`~pglab.envs.capabilities.SharesStarts`): the group size, and each env's group
+    leader, whose seed and episode count key the group's episode. A mixin of a
+    :class:`BatchedEnv`."""
+
+    num_envs: int
+    group_size: int = 1
+
+    def set_group_size(self, k: int) -> None:
+        """Envs ``[g·k, (g+1)·k)`` share each episode's start from now on (``k`` must divide N)."""
+        if k < 1 or self.num_envs % k:
+            raise ValueError(f"group size {k}: must be >= 1 and divide num_envs={self.num_envs}")
+        self.group_size = k
+
+    def leaders(self, idx: torch.Tensor) -> torch.Tensor:
+        """``[M]`` the first env of each env ``idx[M]``'s group."""
+        return idx - idx % self.group_size

@@ -61,7 +61,7 @@ import gymnasium as gym
 import torch
 
 from pglab.envs import rng
-from pglab.envs.batched import BatchedEnv, SingleEnv
+from pglab.envs.batched import BatchedEnv, GroupedStarts, SingleEnv
 from pglab.envs.capabilities import EnvCapabilities
 from pglab.envs.dialogue import MAX_SLOTS, SLOTS
 from pglab.envs.spaces import TokenSequence
@@ -379,7 +379,7 @@ def longest_expert_reply(num_slots: int) -> int:
     return max(map(len, OPENERS_SYS)) + phrases + restate + 1 + max(map(len, CLOSINGS_SYS)) + 1
 
 
-class DialogueLMVectorEnv(BatchedEnv):
+class DialogueLMVectorEnv(GroupedStarts, BatchedEnv):
     """``num_envs`` replies written together; see the module docstring.
 
     Args:
@@ -435,7 +435,6 @@ class DialogueLMVectorEnv(BatchedEnv):
         self.prompt = torch.full((n, p), PAD_ID, dtype=torch.int64, device=dev)
         self.reply = torch.full((n, r), PAD_ID, dtype=torch.int64, device=dev)
         self.goal = torch.zeros(n, num_slots, dtype=torch.int64, device=dev)  # value token ids
-        self.group_size = 1
         self._verdict: dict[str, torch.Tensor] = {}
         if render_mode == "ansi":
             self.trace_envs = num_envs
@@ -450,19 +449,13 @@ class DialogueLMVectorEnv(BatchedEnv):
         """A reply never has more than ``max_reply_tokens`` tokens."""
         return max_reply_tokens
 
-    def set_group_size(self, k: int) -> None:
-        """Envs ``[g·k, (g+1)·k)`` share each episode's prompt from now on (``k`` must divide N)."""
-        if k < 1 or self.num_envs % k:
-            raise ValueError(f"group size {k}: must be >= 1 and divide num_envs={self.num_envs}")
-        self.group_size = k
-
     # ----------------------------------------------------------------- episodes
 
     def _episode_keys(self, idx: torch.Tensor) -> torch.Tensor:
         # The group's first env decides the prompt, by its seed and its episode count: the
         # members' own counts drift apart when some restart more often than others (an env
         # whose reply ended early keeps writing, and restarting, until the slowest is done).
-        leader = idx - idx % self.group_size
+        leader = self.leaders(idx)  # the group's first env decides the episode
         return rng.bits(self.seeds[leader], self.episode[leader], _LM)
 
     def _start(self, idx: torch.Tensor) -> None:

@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import torch
 
+from pglab.config import first_line
 from pglab.envs import rng
-from pglab.envs.batched import BatchedEnv, SingleEnv
+from pglab.envs.batched import BatchedEnv, GroupedStarts, SingleEnv
 from pglab.envs.booking_text import BookingRequest, Verdict, default_word_budget, judge_text, make_request
 from pglab.envs.capabilities import EnvCapabilities
 from pglab.envs.dialogue import MAX_SLOTS
@@ -78,8 +79,7 @@ def tokenizer_of(model: str) -> Any:
     except (FetchError, MissingExtra) as err:
         raise ValueError(f"tokenizer={model!r}: {err}") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"tokenizer={model!r}: cannot load its tokenizer: {message}") from None
+        raise ValueError(f"tokenizer={model!r}: cannot load its tokenizer: {first_line(err)}") from None
     if not tokenizer.chat_template:
         raise ValueError(f"tokenizer={model!r}: has no chat template to put the request in (use a chat model)")
     if tokenizer.eos_token_id is None:
@@ -103,7 +103,7 @@ def pad_token(tokenizer: Any, prompts: list[list[int]], model: str) -> int:
     raise ValueError(f"tokenizer={model!r}: every special token occurs in a prompt; give it a padding token")
 
 
-class DialogueTextVectorEnv(BatchedEnv):
+class DialogueTextVectorEnv(GroupedStarts, BatchedEnv):
     """``num_envs`` replies in words written together; see the module docstring.
 
     Args:
@@ -160,7 +160,6 @@ class DialogueTextVectorEnv(BatchedEnv):
         self.reply = torch.full((n, r), self.pad_id, dtype=torch.int64, device=dev)
         self.requests: list[BookingRequest] = [make_request(0, num_slots)] * n
         self.verdicts: dict[int, Verdict] = {}
-        self.group_size = 1
         if render_mode == "ansi":
             self.trace_envs = num_envs
 
@@ -172,12 +171,6 @@ class DialogueTextVectorEnv(BatchedEnv):
     def time_limit(max_reply_tokens: int = 32, **_: Any) -> int:
         """A reply never has more than ``max_reply_tokens`` tokens."""
         return max_reply_tokens
-
-    def set_group_size(self, k: int) -> None:
-        """Envs ``[g·k, (g+1)·k)`` share each episode's request from now on (``k`` must divide N)."""
-        if k < 1 or self.num_envs % k:
-            raise ValueError(f"group size {k}: must be >= 1 and divide num_envs={self.num_envs}")
-        self.group_size = k
 
     def chat(self, request: BookingRequest) -> list[int]:
         """The prompt's token ids: the chat template over the system message and the
@@ -191,7 +184,7 @@ class DialogueTextVectorEnv(BatchedEnv):
     # ----------------------------------------------------------------- episodes
 
     def _start(self, idx: torch.Tensor) -> None:
-        leader = idx - idx % self.group_size  # the group's first env decides the request
+        leader = self.leaders(idx)  # the group's first env decides the episode
         keys = rng.bits(self.seeds[leader], self.episode[leader], _TEXT).tolist()
         for i, key in zip(idx.tolist(), keys, strict=True):
             request = make_request(key, self.num_slots)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch.distributions import Categorical
 
-from pglab.config import ConfigError, ModelDtype, PolicyConfig
+from pglab.config import ConfigError, ModelDtype, PolicyConfig, first_line
 from pglab.envs.spaces import TokenSequence
 from pglab.models import LM_EXTRA, FetchError, ModelSource, resolve, transformers_module
 from pglab.nets.base import Policy, terms_from_log_probs
@@ -56,9 +56,8 @@ def _loading(model: str | None, load: Any) -> Any:
     try:
         return load()
     except (OSError, ValueError, KeyError, TypeError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"algo.policy.model={model!r}: cannot load it as a causal language model: {message}"
+            f"algo.policy.model={model!r}: cannot load it as a causal language model: {first_line(err)}"
         ) from None
 
 
@@ -213,20 +212,25 @@ class PretrainedPolicy(Policy):
 
     # ----------------------------------------------------------------- forward passes
 
-    def forward_logits(
-        self, tokens: torch.Tensor, mask: torch.Tensor, keep: int | torch.Tensor = 0, **kwargs: Any
-    ) -> torch.Tensor:
+    def forward_logits(self, tokens: torch.Tensor, mask: torch.Tensor, keep: int | torch.Tensor = 0) -> torch.Tensor:
         """Tempered float32 logits ``[B, K, V]`` of ``tokens[B, L]`` (``mask[B, L]``: real
         tokens), at the last ``keep`` positions (an int, 0: all) or at positions ``keep[K]``."""
+        return self.run(tokens, mask, keep)[0]
+
+    def run(
+        self, tokens: torch.Tensor, mask: torch.Tensor, keep: int | torch.Tensor = 0, cache: Any = None
+    ) -> tuple[torch.Tensor, Any]:
+        """:meth:`forward_logits`, and with ``cache`` (a ``DynamicCache``) the keys and values
+        of these positions stored in it: ``(logits, the cache)``."""
         out = self.model(
             input_ids=tokens,
             attention_mask=mask.long(),
             position_ids=position_ids(mask),
             logits_to_keep=keep,
-            use_cache=False,
-            **kwargs,
+            past_key_values=cache,
+            use_cache=cache is not None,
         )
-        return self.scale(out.logits)
+        return self.scale(out.logits), out.past_key_values
 
     def scale(self, logits: torch.Tensor) -> torch.Tensor:
         """The policy's logits from the model's: the env's vocabulary, float32, ``/ temperature``."""
@@ -435,20 +439,9 @@ class LMSampler:
         seq = tokens[:, :length]
         positions = torch.arange(length, device=seq.device)
         mask = (seq != policy.pad_id) & (positions < p) | (positions >= p) & (positions < (p + written)[:, None])
-        transformers = transformers_module()
-        cache = transformers.DynamicCache()
-        at = p - 1 + written
-        keep, index = torch.unique(at, return_inverse=True)
-        out = policy.model(
-            input_ids=seq,
-            attention_mask=mask.long(),
-            position_ids=position_ids(mask),
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=keep,
-        )
-        logits = policy.scale(out.logits)[torch.arange(seq.shape[0], device=seq.device), index]
-        return logits, out.past_key_values, mask
+        keep, index = torch.unique(p - 1 + written, return_inverse=True)
+        logits, cache = policy.run(seq, mask, keep, cache=transformers_module().DynamicCache())
+        return logits[torch.arange(seq.shape[0], device=seq.device), index], cache, mask
 
     def _prefill_all(self, tokens: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
         logits, self.cache, self.key_ok = self._prefill(tokens, written)
